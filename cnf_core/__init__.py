@@ -1,0 +1,12 @@
+"""CNF Lab's engine: continuous normalizing flows on 2-D toy data.
+
+Pure Python over PyTorch and torchdiffeq (never imports Streamlit). One
+module per idea: `datasets`, `field` (vector field networks), `divergence`,
+`solvers`, `flow` (augmented ODE, log-densities, sampling), `training`,
+`checkpoints`, and the command line in `cli` (`python -m cnf_core`).
+"""
+
+from .checkpoints import load_model, save_checkpoint
+from .flow import CNF, log_density
+
+__all__ = ["CNF", "load_model", "save_checkpoint", "log_density"]

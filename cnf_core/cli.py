@@ -1,0 +1,246 @@
+"""Command line: `python -m cnf_core {train,eval,sample,pretrain} ...`.
+
+Every setting goes through the same validated configs as the app, so a bad
+value gets the same message here; errors print one line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+from . import datasets
+from .checkpoints import load_model, save_checkpoint
+from .errors import CNFLabError
+from .field import ACTIVATIONS, FieldConfig
+from .solvers import SOLVERS, SolverConfig
+from .divergence import TRACE_ESTIMATORS
+from .training import TrainConfig, Trainer, test_nll
+
+__all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
+
+PRETRAIN_ITERATIONS = 1500
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 64,64,64, got {text!r}") from None
+
+
+def _add_solver_arguments(parser: argparse.ArgumentParser, default_method: str | None) -> None:
+    parser.add_argument("--solver", default=default_method, choices=list(SOLVERS), help="ODE solver (torchdiffeq method)")
+    parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (adaptive solvers)")
+    parser.add_argument("--atol", type=float, default=None, help="absolute tolerance (adaptive solvers)")
+    parser.add_argument("--step-size", type=float, default=None, help="step size as a fraction of [0, 1] (fixed-grid solvers)")
+    parser.add_argument("--max-nfe", type=int, default=None, help="cap on function evaluations per solve")
+
+
+def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
+    if args.solver is None and args.rtol is None and args.atol is None and args.step_size is None and args.max_nfe is None:
+        return base
+    method = args.solver or base.method
+    values = {"method": method, "adjoint": getattr(args, "adjoint", False) or False}
+    adaptive = SOLVERS[method].adaptive
+    if adaptive:
+        values["rtol"] = args.rtol if args.rtol is not None else 1e-5
+        values["atol"] = args.atol if args.atol is not None else 1e-5
+        values["step_size"] = args.step_size  # refused by SolverConfig when set
+    else:
+        values["step_size"] = args.step_size if args.step_size is not None else (base.step_size or None)
+    if args.max_nfe is not None:
+        values["max_nfe"] = args.max_nfe
+    return SolverConfig(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cnf_core", description="CNF Lab: continuous normalizing flows on 2-D data.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a CNF and write a checkpoint")
+    train.add_argument("--dataset", default="8gaussians", help=f"one of: {', '.join(datasets.names())}")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--iters", type=int, default=None, help="number of training iterations")
+    budget.add_argument("--seconds", type=float, default=None, help="training time budget in seconds")
+    train.add_argument("--objective", default="mle", choices=["mle"], help="mle: maximum likelihood through the log-density ODE")
+    _add_solver_arguments(train, None)
+    train.add_argument("--adjoint", action="store_true", help="gradients by the adjoint method")
+    train.add_argument("--trace", default="exact", choices=list(TRACE_ESTIMATORS), help="divergence estimator")
+    train.add_argument("--hidden", type=_hidden, default=FieldConfig().hidden, help="hidden widths, e.g. 64,64,64")
+    train.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
+    train.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
+    train.add_argument("--lr", type=float, default=TrainConfig().lr)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--eval-n", type=int, default=5000, help="test samples for the NLL stored in the checkpoint (0: skip)")
+    train.add_argument("--out", required=True, help="checkpoint path to write")
+    train.add_argument("--quiet", action="store_true")
+
+    evaluate_ = commands.add_parser("eval", help="evaluate a checkpoint on test samples")
+    evaluate_.add_argument("path")
+    evaluate_.add_argument("--dataset", default=None, help="dataset to test on (default: the one it was trained on)")
+    evaluate_.add_argument("--n", type=int, default=5000, help="number of test samples")
+    evaluate_.add_argument("--seed", type=int, default=0)
+    _add_solver_arguments(evaluate_, None)
+    evaluate_.add_argument("--json", action="store_true", help="print one JSON object")
+
+    pretrain = commands.add_parser("pretrain", help="train the small models the app ships with (one per built-in dataset)")
+    pretrain.add_argument("--out-dir", default="assets/models", help="folder for NAME.pt checkpoints")
+    pretrain.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated dataset names")
+    pretrain_budget = pretrain.add_mutually_exclusive_group()
+    pretrain_budget.add_argument("--iters", type=int, default=None, help=f"iterations per dataset (default {PRETRAIN_ITERATIONS})")
+    pretrain_budget.add_argument("--seconds", type=float, default=None, help="time budget per dataset")
+    pretrain.add_argument("--hidden", type=_hidden, default=FieldConfig().hidden)
+    pretrain.add_argument("--eval-n", type=int, default=5000)
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--quiet", action="store_true")
+
+    sample = commands.add_parser("sample", help="draw samples from a checkpoint")
+    sample.add_argument("path")
+    sample.add_argument("--n", type=int, default=1000)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
+    _add_solver_arguments(sample, None)
+    return parser
+
+
+def train_model(config: TrainConfig, eval_n: int = 5000, log=None) -> "CNF":  # noqa: F821
+    """Train by `config`; returns the model with its test NLL recorded in `info`."""
+    last_print = [0.0]
+
+    def progress(p):
+        if log is not None and (time.perf_counter() - last_print[0] > 1.0 or p.iteration == p.total_iterations):
+            last_print[0] = time.perf_counter()
+            log(f"iter {p.iteration:6d}  loss {p.loss:8.4f}  nfe {p.nfe_forward:4d}/{p.nfe_backward:<4d} {p.iterations_per_second:6.1f} it/s  {p.seconds:7.1f} s")
+
+    trainer = Trainer(config).run(progress=progress)
+    if trainer.status == "failed" and log is not None:
+        log(trainer.message)
+    model = trainer.model()
+    if eval_n:
+        nll, _ = test_nll(model, config.dataset, n=eval_n)
+        model.info["test_nll"] = nll
+        model.info["test_n"] = eval_n
+    model.info["dataset"] = config.dataset if isinstance(config.dataset, str) else config.dataset.name
+    model.info["entropy"] = datasets.entropy(config.dataset)
+    return model
+
+
+def pretrain(out_dir: str, names: list[str], iterations: int | None, seconds: float | None, hidden=FieldConfig().hidden, eval_n: int = 5000, seed: int = 0, log=None) -> list[str]:
+    """Train one model per dataset with the default settings; returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    for name in names:
+        datasets.get(name)  # refuse a typo before spending minutes on the others
+    written = []
+    for name in names:
+        config = TrainConfig(dataset=name, field=FieldConfig(hidden=hidden), iterations=iterations, seconds=seconds, seed=seed)
+        if log:
+            log(f"== {name}")
+        model = train_model(config, eval_n=eval_n, log=log)
+        model.info["pretrained"] = True
+        path = os.path.join(out_dir, f"{name}.pt")
+        save_checkpoint(model, path)
+        written.append(path)
+        if log:
+            log(f"wrote {path}  test NLL {model.info.get('test_nll', float('nan')):.4f}")
+    return written
+
+
+def evaluate(model, dataset: str, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None) -> dict:
+    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE."""
+    started = time.perf_counter()
+    nll, nfe = test_nll(model, dataset, n=n, seed=seed, solver=solver)
+    entropy = datasets.entropy(dataset)
+    return {
+        "dataset": dataset,
+        "n": n,
+        "nll": nll,
+        "entropy": entropy,
+        "kl_gap": None if entropy is None else nll - entropy,
+        "nfe": nfe,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CNFLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    log = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
+    if args.command == "train":
+        iterations = args.iters if args.iters is not None or args.seconds is not None else TrainConfig().iterations
+        config = TrainConfig(
+            dataset=args.dataset,
+            field=FieldConfig(hidden=args.hidden, activation=args.activation),
+            solver=_solver_from(args, TrainConfig().solver.replace(adjoint=args.adjoint)),
+            trace=args.trace,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            iterations=iterations,
+            seconds=args.seconds,
+            seed=args.seed,
+            device=args.device,
+        )
+        model = train_model(config, eval_n=args.eval_n, log=log)
+        save_checkpoint(model, args.out)
+        if log:
+            nll = model.info.get("test_nll")
+            log(f"wrote {args.out}" + ("" if nll is None else f"  (test NLL {nll:.4f} nats)"))
+        return 0
+    if args.command == "eval":
+        model = load_model(args.path)
+        dataset = args.dataset or model.info.get("dataset")
+        if dataset is None:
+            print("error: the checkpoint does not say its dataset; pass --dataset", file=sys.stderr)
+            return 2
+        solver = _solver_from(args, model.solver)
+        result = {k: _json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, solver=solver).items()}
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for key, value in result.items():
+                print(f"{key:>8}: {value}")
+        return 0
+    if args.command == "pretrain":
+        iterations = args.iters if args.iters is not None or args.seconds is not None else PRETRAIN_ITERATIONS
+        names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+        pretrain(args.out_dir, names, iterations, args.seconds, args.hidden, args.eval_n, args.seed, log)
+        return 0
+    if args.command == "sample":
+        model = load_model(args.path)
+        model.solver = _solver_from(args, model.solver)
+        if not 1 <= args.n <= datasets.MAX_SAMPLES:
+            print(f"error: --n must be between 1 and {datasets.MAX_SAMPLES:,}", file=sys.stderr)
+            return 2
+        with torch.no_grad():
+            x, log_p = model.sample(args.n, seed=args.seed)
+        lines = ["x,y,log_density"] + [f"{a:.6f},{b:.6f},{c:.6f}" for (a, b), c in zip(x.tolist(), log_p.tolist())]
+        text = "\n".join(lines) + "\n"
+        if args.out == "-":
+            sys.stdout.write(text)
+        else:
+            with open(args.out, "w") as handle:
+                handle.write(text)
+        return 0
+    raise AssertionError(args.command)

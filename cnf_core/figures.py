@@ -1,0 +1,117 @@
+"""Plotly figure builders: pure functions from numbers to `go.Figure`.
+
+Nothing here calls Streamlit, so tests can inspect every figure the app shows.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from .density import Grid
+
+__all__ = ["COLORS", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
+
+COLORS = {"data": "#1f4e79", "model": "#d1495b", "floor": "#2a9d8f", "accent": "#edae49"}
+DENSITY_SCALE = "Viridis"
+
+
+def _numpy(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=float)
+
+
+def _square(fig: go.Figure, half_width: float) -> go.Figure:
+    fig.update_xaxes(range=[-half_width, half_width], constrain="domain", zeroline=False)
+    fig.update_yaxes(range=[-half_width, half_width], scaleanchor="x", scaleratio=1, zeroline=False)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+    return fig
+
+
+def scatter_figure(points, title: str = "", half_width: float = 4.0, color: str = COLORS["data"], name: str = "samples") -> go.Figure:
+    """A square scatter of 2-D points (data preview, model samples)."""
+    xy = _numpy(points)
+    fig = go.Figure(
+        go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name, marker=dict(size=3, color=color, opacity=0.6))
+    )
+    fig.update_layout(title=title, showlegend=False)
+    return _square(fig, half_width)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if len(values) < window or window < 2:
+        return values
+    kernel = np.ones(window) / window
+    head = np.array([values[: i + 1].mean() for i in range(window - 1)])
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def loss_figure(history: Sequence[dict], entropy: float | None = None, title: str = "Training loss (NLL, nats)") -> go.Figure:
+    """Loss per iteration, its moving average, and the data entropy as the floor where known.
+
+    The gap between the loss and the floor estimates KL(data ‖ model) ≥ 0.
+    """
+    iterations = np.array([h["iteration"] for h in history], dtype=float)
+    loss = np.array([h["loss"] for h in history], dtype=float)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=iterations, y=loss, mode="lines", name="batch NLL", line=dict(color="#9db4c0", width=1)))
+    fig.add_trace(
+        go.Scatter(x=iterations, y=_smooth(loss, 25), mode="lines", name="moving average", line=dict(color=COLORS["model"], width=2.5))
+    )
+    if entropy is not None:
+        fig.add_hline(
+            y=entropy,
+            line=dict(color=COLORS["floor"], dash="dash"),
+            annotation_text=f"data entropy {entropy:.3f} (the floor)",
+            annotation_position="top right",
+        )
+    if len(loss):
+        low = min(float(np.nanmin(loss)), entropy if entropy is not None else np.inf)
+        high = float(np.nanpercentile(loss, 98))
+        fig.update_yaxes(range=[low - 0.1, max(high, low + 0.5) + 0.1])
+    fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="nats", template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def nfe_figure(history: Sequence[dict], title: str = "Function evaluations per iteration") -> go.Figure:
+    """NFE of the forward solve (and of the adjoint's backward solve) per iteration."""
+    iterations = [h["iteration"] for h in history]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=iterations, y=[h["nfe_forward"] for h in history], mode="lines", name="forward", line=dict(color=COLORS["data"])))
+    if any(h.get("nfe_backward") for h in history):
+        fig.add_trace(go.Scatter(x=iterations, y=[h["nfe_backward"] for h in history], mode="lines", name="backward (adjoint)", line=dict(color=COLORS["accent"])))
+    fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="NFE", template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def density_figure(
+    log_density,
+    grid: Grid,
+    samples=None,
+    title: str = "",
+    log_scale: bool = False,
+    floor: float = -12.0,
+) -> go.Figure:
+    """Heatmap of p (or log p, clipped below at `floor`) on `grid`, with optional samples on top."""
+    values = _numpy(log_density)
+    z = np.maximum(values, floor) if log_scale else np.exp(values)
+    axis = _numpy(grid.axis)
+    fig = go.Figure(
+        go.Heatmap(
+            x=axis,
+            y=axis,
+            z=z,
+            colorscale=DENSITY_SCALE,
+            colorbar=dict(title="log p" if log_scale else "p", thickness=12),
+            hovertemplate="x=%{x:.2f}<br>y=%{y:.2f}<br>" + ("log p" if log_scale else "p") + "=%{z:.4g}<extra></extra>",
+        )
+    )
+    if samples is not None:
+        xy = _numpy(samples)
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="samples", marker=dict(size=3, color="white", opacity=0.7)))
+    fig.update_layout(title=title, showlegend=False)
+    return _square(fig, grid.half_width)

@@ -1,0 +1,274 @@
+"""ODE solvers: one validated config, one registry, NFE counting and caps.
+
+All integration goes through torchdiffeq (Chen et al., 2018, "Neural Ordinary
+Differential Equations"): `odeint`, or `odeint_adjoint` for the adjoint
+method. This module adds what a teaching lab needs around it:
+
+- `SolverConfig`: method, tolerances or step size, caps, adjoint on/off,
+  validated in one place so every entry point gets the same message;
+- `SOLVERS`: every torchdiffeq method, knowing which are fixed-grid (take a
+  step size) and which adaptive (take rtol/atol), and their order;
+- `integrate`: counts function evaluations (NFE) in the forward and the
+  backward pass, enforces an NFE cap and a time cap, turns blow-ups into a
+  `SolveError` with a status, and optionally records accepted/rejected steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import torch
+import torchdiffeq
+from torch import nn
+
+from .errors import ConfigError, SolveError
+
+__all__ = ["SolverSpec", "SOLVERS", "SolverConfig", "SolveStats", "CountedDynamics", "integrate"]
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """What the lab knows about one torchdiffeq method."""
+
+    name: str
+    adaptive: bool
+    order: int
+    description: str
+
+
+SOLVERS: dict[str, SolverSpec] = {
+    spec.name: spec
+    for spec in [
+        SolverSpec("euler", False, 1, "Euler: one evaluation per step; a residual block is one Euler step with h = 1."),
+        SolverSpec("midpoint", False, 2, "Explicit midpoint rule, 2 evaluations per step."),
+        SolverSpec("heun2", False, 2, "Heun's method (trapezoidal predictor-corrector), 2 evaluations per step."),
+        SolverSpec("heun3", False, 3, "Heun's third-order method, 3 evaluations per step."),
+        SolverSpec("rk4", False, 4, "Classic Runge–Kutta 4 (3/8 rule), 4 evaluations per step."),
+        SolverSpec("explicit_adams", False, 4, "Adams–Bashforth multistep: reuses past evaluations."),
+        SolverSpec("implicit_adams", False, 4, "Adams–Bashforth–Moulton predictor-corrector multistep."),
+        SolverSpec("dopri5", True, 5, "Dormand–Prince 5(4): the adaptive workhorse, 6 evaluations per step."),
+        SolverSpec("dopri8", True, 8, "Dormand–Prince 8(7): high order, 13 evaluations per step."),
+        SolverSpec("bosh3", True, 3, "Bogacki–Shampine 3(2), 3 evaluations per step."),
+        SolverSpec("fehlberg2", True, 2, "Runge–Kutta–Fehlberg 2(1), cheap and low order."),
+        SolverSpec("adaptive_heun", True, 2, "Adaptive Heun 2(1)."),
+        SolverSpec("scipy_solver", True, 5, "SciPy's solve_ivp (RK45) through torchdiffeq; no gradients."),
+    ]
+}
+FIXED_GRID = tuple(name for name, spec in SOLVERS.items() if not spec.adaptive)
+ADAPTIVE = tuple(name for name, spec in SOLVERS.items() if spec.adaptive)
+DEFAULT_STEP_SIZE = 0.05
+BLOWUP = 1e8  # |state| beyond this is a numerical blow-up here: the lab's data live in [-4, 4]²
+
+
+def _number(name: str, value, *, integer: bool = False) -> float:
+    """A finite number from `value`, or a ConfigError naming the field."""
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+    if integer:
+        if number != int(number):
+            raise ConfigError(f"{name}: must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """How to integrate an ODE. Validated on construction (`ConfigError` names the field).
+
+    - method: a key of `SOLVERS`.
+    - rtol, atol: tolerances of adaptive methods, in (0, 1).
+    - step_size: step of fixed-grid methods in (0, 1] of the time span
+      (default 0.05); must be left None for adaptive methods.
+    - max_nfe: cap on field evaluations per solve (forward or backward).
+    - max_seconds: cap on wall time per solve (None: no cap).
+    - adjoint: gradients by the adjoint method instead of backprop through the solver.
+    """
+
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    step_size: float | None = None
+    max_nfe: int = 100_000
+    max_seconds: float | None = 120.0
+    adjoint: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in SOLVERS:
+            raise ConfigError(f"method: unknown solver {self.method!r}; choose one of {', '.join(SOLVERS)}")
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        for name in ("rtol", "atol"):
+            value = _number(name, getattr(self, name))
+            if not 0 < value < 1:
+                raise ConfigError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}")
+            set_(name, value)
+        if self.adaptive:
+            if self.step_size is not None:
+                raise ConfigError(
+                    f"step_size: {self.method} is adaptive and chooses its own steps; "
+                    "set rtol/atol instead, or pick a fixed-grid method"
+                )
+        else:
+            step = DEFAULT_STEP_SIZE if self.step_size is None else _number("step_size", self.step_size)
+            if not 0 < step <= 1:
+                raise ConfigError(f"step_size: must be in (0, 1] (a fraction of the time span), got {step!r}")
+            set_("step_size", step)
+        max_nfe = _number("max_nfe", self.max_nfe, integer=True)
+        if max_nfe < 1:
+            raise ConfigError(f"max_nfe: must be at least 1, got {self.max_nfe!r}")
+        set_("max_nfe", max_nfe)
+        if self.max_seconds is not None:
+            seconds = _number("max_seconds", self.max_seconds)
+            if seconds <= 0:
+                raise ConfigError(f"max_seconds: must be positive, got {self.max_seconds!r}")
+            set_("max_seconds", seconds)
+        if not isinstance(self.adjoint, bool):
+            raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
+        if self.adjoint and self.method == "scipy_solver":
+            raise ConfigError("adjoint: scipy_solver gives no gradients; pick a torchdiffeq method")
+
+    @property
+    def adaptive(self) -> bool:
+        return SOLVERS[self.method].adaptive
+
+    @classmethod
+    def fixed(cls, method: str, steps: int, **kwargs) -> "SolverConfig":
+        """A fixed-grid config with `steps` equal steps over the time span."""
+        steps = _number("steps", steps, integer=True)
+        if steps < 1:
+            raise ConfigError(f"steps: must be at least 1, got {steps!r}")
+        return cls(method=method, step_size=1.0 / steps, **kwargs)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SolverConfig":
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def replace(self, **changes) -> "SolverConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.adaptive:
+            return f"{self.method} (rtol={self.rtol:g}, atol={self.atol:g})"
+        return f"{self.method} (h={self.step_size:g}, {math.ceil(1 / self.step_size - 1e-9)} steps)"
+
+    def odeint_kwargs(self) -> dict:
+        if self.adaptive:
+            options = {"solver": "RK45"} if self.method == "scipy_solver" else {}
+            return dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options)
+        return dict(method=self.method, options={"step_size": self.step_size})
+
+
+@dataclass
+class SolveStats:
+    """What one solve cost and how it ended."""
+
+    nfe_forward: int = 0
+    nfe_backward: int = 0
+    seconds: float = 0.0
+    status: str = "ok"  # ok | nfe-cap | time-cap | step-underflow | diverged
+    message: str = ""
+    accepted_steps: list[tuple[float, float]] = field(default_factory=list)  # (t, dt) per accepted step
+    rejected_steps: list[tuple[float, float]] = field(default_factory=list)
+    phase: str = "forward"  # "backward" while gradients are computed (the adjoint solves again)
+    phase_started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def start_backward(self) -> None:
+        """Call before `loss.backward()`: later evaluations count as backward NFE."""
+        self.phase = "backward"
+        self.phase_started = time.perf_counter()
+
+
+class CountedDynamics(nn.Module):
+    """Wraps dynamics `(t, y) -> dy/dt`, counting calls and enforcing the caps.
+
+    Evaluations count as forward or backward by `stats.phase` (the adjoint
+    method evaluates the dynamics again, backwards in time, during
+    `loss.backward()`: call `stats.start_backward()` first).
+    """
+
+    def __init__(self, dynamics: Callable, config: SolverConfig, stats: SolveStats) -> None:
+        super().__init__()
+        self.dynamics = dynamics
+        self.config = config
+        self.stats = stats
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.stats.phase == "forward":
+            self.stats.nfe_forward += 1
+            nfe = self.stats.nfe_forward
+        else:
+            self.stats.nfe_backward += 1
+            nfe = self.stats.nfe_backward
+        if nfe > self.config.max_nfe:
+            raise SolveError("nfe-cap", f"stopped after {self.config.max_nfe} function evaluations (NFE cap)")
+        if self.config.max_seconds is not None and time.perf_counter() - self.stats.phase_started > self.config.max_seconds:
+            raise SolveError("time-cap", f"stopped after {self.config.max_seconds:g} s (time cap)")
+        return self.dynamics(t, y)
+
+    def record_steps(self) -> None:
+        """Attach torchdiffeq's step callbacks (adaptive methods only)."""
+        self.callback_accept_step = lambda t0, y0, dt: self.stats.accepted_steps.append((float(t0), float(dt)))
+        self.callback_reject_step = lambda t0, y0, dt: self.stats.rejected_steps.append((float(t0), float(dt)))
+
+
+def integrate(
+    dynamics: Callable,
+    y0: torch.Tensor,
+    times: torch.Tensor,
+    config: SolverConfig,
+    *,
+    stats: SolveStats | None = None,
+    record_steps: bool = False,
+) -> tuple[torch.Tensor, CountedDynamics]:
+    """Solve dy/dt = dynamics(t, y) from y0 at times[0], returning y at every time.
+
+    Returns (ys, counted) where `counted.stats` is filled in; call
+    `stats.start_backward()` before `.backward()` on a loss to count backward
+    evaluations separately. Raises `SolveError` (with `.status`) when a
+    cap is hit, the step size underflows, or the state stops being finite.
+    """
+    stats = SolveStats() if stats is None else stats
+    counted = CountedDynamics(dynamics, config, stats)
+    if record_steps and config.adaptive:
+        counted.record_steps()
+    solve = torchdiffeq.odeint_adjoint if config.adjoint else torchdiffeq.odeint
+    extra = {}
+    if config.adjoint and not any(p.requires_grad for p in counted.parameters()):
+        extra["adjoint_params"] = ()
+    started = stats.phase_started = time.perf_counter()
+    try:
+        ys = solve(counted, y0, times, **config.odeint_kwargs(), **extra)
+    except SolveError as exc:
+        _fail(stats, exc.status, str(exc), started)
+    except AssertionError as exc:  # torchdiffeq signals underflow and non-finite states by assert
+        text = str(exc)
+        status = "step-underflow" if "underflow" in text else "diverged"
+        detail = "the step size shrank to nothing" if status == "step-underflow" else "the state became infinite or NaN"
+        _fail(stats, status, f"solver gave up: {detail} ({config.describe()})", started)
+    stats.seconds = time.perf_counter() - started
+    end = ys[-1]
+    if not torch.isfinite(end).all() or end.abs().max() > BLOWUP:
+        _fail(stats, "diverged", f"the solution blew up ({config.describe()}): try a smaller step or tighter tolerances", started)
+    return ys, counted
+
+
+def _fail(stats: SolveStats, status: str, message: str, started: float):
+    stats.status, stats.message = status, message
+    stats.seconds = time.perf_counter() - started
+    raise SolveError(status, message)

@@ -1,0 +1,30 @@
+"""Home: what a CNF is, and the active model at a glance."""
+
+import streamlit as st
+
+from ui import state, views
+
+st.title("CNF Lab")
+st.markdown(
+    "A **continuous normalizing flow** moves samples of a simple base distribution "
+    "z(0) ~ N(0, I) along an ODE dz/dt = f(z(t), t; θ) learned by a neural network, "
+    "and the data point is where they arrive, x = z(1). Because the flow is the "
+    "solution of an ODE it is invertible, and its density follows the "
+    "instantaneous change of variables (FFJORD):"
+)
+st.latex(
+    r"\log p(\mathbf{x}) = \log p(\mathbf{z}(0)) - \int_{0}^{1} "
+    r"\operatorname{tr}\Big(\frac{\partial f(\mathbf{z}(t), t;\theta)}{\partial \mathbf{z}(t)}\Big)\,dt"
+)
+
+entry = state.active()
+if entry is None:
+    st.info("No model is active yet: train one on the Train page.")
+else:
+    views.model_overview(entry)
+
+st.markdown(
+    "**Where to go next.** *Train* fits a flow to a toy dataset (or your own CSV or "
+    "image) live, by maximum likelihood through the log-density ODE. Pick a model "
+    "in the sidebar; every page works on it."
+)

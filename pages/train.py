@@ -1,0 +1,165 @@
+"""Train: fit a CNF to a dataset live, by maximum likelihood through the log-density ODE."""
+
+import streamlit as st
+
+from cnf_core import datasets
+from cnf_core.divergence import TRACE_ESTIMATORS
+from cnf_core.errors import CNFLabError
+from cnf_core.field import ACTIVATIONS, FieldConfig
+from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
+from cnf_core.solvers import SOLVERS, SolverConfig
+from cnf_core.training import TrainConfig, pick_device
+from ui import state
+
+UPLOAD_CSV, UPLOAD_IMAGE = "Upload a CSV…", "Upload an image…"
+DEFAULTS = TrainConfig()
+
+st.title("Train a CNF")
+st.caption(
+    "Maximum likelihood: each iteration draws a batch of data, solves every point back "
+    "from t = 1 to the Gaussian at t = 0 through the log-density ODE, and takes an Adam "
+    "step on the mean negative log-likelihood."
+)
+
+settings, live = st.columns([1, 2], gap="large")
+
+# ---------------------------------------------------------------- settings
+with settings:
+    choice = st.selectbox("Dataset", [*datasets.names(), UPLOAD_CSV, UPLOAD_IMAGE], key="train_dataset")
+    dataset, dataset_label = choice, choice
+    if choice in (UPLOAD_CSV, UPLOAD_IMAGE):
+        is_csv = choice == UPLOAD_CSV
+        upload = st.file_uploader(
+            "CSV of x, y rows" if is_csv else "Image (darker = more mass)",
+            type=["csv", "txt"] if is_csv else ["png", "jpg", "jpeg", "bmp", "gif"],
+            key="train_upload_csv" if is_csv else "train_upload_image",
+        )
+        dataset = None
+        if upload is not None:
+            try:
+                reader = datasets.from_csv if is_csv else datasets.from_image
+                dataset = reader(upload.getvalue(), name=upload.name)
+                dataset_label = upload.name
+            except CNFLabError as exc:
+                st.error(f"{upload.name}: {exc}")
+    if dataset is not None:
+        st.plotly_chart(scatter_figure(datasets.sample(dataset, 2000, seed=0), title="Data preview"), key="train_preview")
+
+    with st.expander("Model", expanded=False):
+        depth = st.slider("Hidden layers", 1, 6, len(DEFAULTS.field.hidden), help="Depth of the concatsquash MLP f(z, t; θ).")
+        width = st.select_slider("Width", [16, 32, 64, 128, 256], value=DEFAULTS.field.hidden[0], help="Units per hidden layer.")
+        activation = st.selectbox("Activation", list(ACTIVATIONS), help="Smooth activations keep the ODE easy to solve.")
+    with st.expander("Training", expanded=False):
+        batch_size = st.number_input("Batch size", 1, 20_000, DEFAULTS.batch_size, step=64, help="Data points per iteration.")
+        lr = st.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", help="Adam step size.")
+        weight_decay = st.number_input("Weight decay", 0.0, 1.0, 0.0, format="%.5f", help="AdamW decoupled weight decay.")
+        budget_kind = st.radio("Budget", ["Iterations", "Seconds"], horizontal=True)
+        if budget_kind == "Iterations":
+            budget_value = st.number_input("Iterations", 1, 100_000, 400, step=100)
+        else:
+            budget_value = st.number_input("Seconds", 1, 3600, 20, step=5)
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, help="Same seed, same settings: the same run.")
+    with st.expander("Solver used in training", expanded=False):
+        methods = list(SOLVERS)
+        method = st.selectbox(
+            "Method",
+            methods,
+            index=methods.index(DEFAULTS.solver.method),
+            help="Fixed-grid methods take a number of steps; adaptive ones take tolerances. "
+            "Reported NLLs always use dopri5 at 1e-5, so a coarse solver cannot flatter itself.",
+        )
+        if SOLVERS[method].adaptive:
+            rtol = st.number_input("rtol", 1e-8, 0.5, 1e-3, format="%.0e")
+            atol = st.number_input("atol", 1e-8, 0.5, 1e-3, format="%.0e")
+            solver_values = dict(method=method, rtol=rtol, atol=atol)
+        else:
+            steps = st.number_input("Steps over [0, 1]", 1, 1000, round(1 / DEFAULTS.solver.step_size))
+            solver_values = dict(method=method, step_size=1.0 / steps)
+        adjoint = st.checkbox("Adjoint gradients", help="Backpropagate by solving the adjoint ODE backwards (constant memory) instead of through the solver's steps.")
+        trace = st.selectbox("Trace of ∂f/∂z", list(TRACE_ESTIMATORS), help="exact: analytic in 2-D; hutchinson: εᵀ(∂f/∂z)ε, unbiased, one vector-Jacobian product.")
+
+    config = error = None
+    if dataset is not None:
+        try:
+            config = TrainConfig(
+                dataset=dataset,
+                field=FieldConfig(hidden=(int(width),) * int(depth), activation=activation),
+                solver=SolverConfig(**solver_values, adjoint=adjoint),
+                trace=trace,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                iterations=budget_value if budget_kind == "Iterations" else None,
+                seconds=budget_value if budget_kind == "Seconds" else None,
+                seed=seed,
+            )
+        except CNFLabError as exc:
+            error = str(exc)
+            st.error(f"Setting refused: {exc}")
+    budget = {"iterations": config.iterations, "seconds": config.seconds} if config else None
+
+    job = st.session_state.get("job")
+    running = job is not None and job.running
+    start_col, stop_col, resume_col = st.columns(3)
+    if start_col.button("Start", type="primary", disabled=running or config is None, width="stretch"):
+        job = state.new_job(config, dataset_label, budget)
+        st.session_state.job = job
+        job.start()
+        st.rerun()
+    if stop_col.button("Stop", disabled=not running, width="stretch"):
+        job.stop.set()
+    can_resume = job is not None and not running and job.trainer.iteration > 0 and budget is not None
+    if resume_col.button("Resume", disabled=not can_resume, width="stretch", help="Continue the last run for another budget."):
+        job.budget = budget
+        job.start()
+        st.rerun()
+    st.caption(f"Training runs on **{pick_device().type.upper()}** ({state.device_label()}).")
+
+
+# ---------------------------------------------------------------- live panel
+def live_panel() -> None:
+    job = st.session_state.get("job")
+    if job is None:
+        st.info("Pick a dataset and press **Start**: the loss, NFE and the model's samples and density appear here as it trains.")
+        return
+    trainer, progress = job.trainer, job.progress
+    if job.running and progress is not None:
+        if progress.total_iterations:
+            fraction = progress.iteration / progress.total_iterations
+            left = (progress.total_iterations - progress.iteration) / max(progress.iterations_per_second, 1e-9)
+        else:
+            fraction = progress.seconds / progress.time_budget
+            left = progress.time_budget - progress.seconds
+        st.progress(
+            min(max(fraction, 0.0), 1.0),
+            text=f"iteration {progress.iteration} · {progress.iterations_per_second:.1f} it/s · about {max(left, 0):.0f} s left · loss {progress.loss:.3f}",
+        )
+    elif job.running:
+        st.progress(0.0, text="starting…")
+    else:
+        entry = state.collect_finished_job()
+        if entry is not None:
+            st.rerun()  # refresh the sidebar's model list
+        summary = f"Run {trainer.status}: {trainer.iteration} iterations in {trainer.seconds:.1f} s"
+        if job.finished_model is not None and job.finished_model.test_nll is not None:
+            summary += f", test NLL {job.finished_model.test_nll:.3f} nats"
+        (st.warning if trainer.status == "stopped" else st.success)(summary + ".")
+    if job.error:
+        st.error(job.error)
+    history = list(trainer.history)
+    if history:
+        entropy = datasets.entropy(trainer.config.dataset)
+        charts, snapshot_col = st.columns(2)
+        charts.plotly_chart(loss_figure(history, entropy), key="train_loss")
+        charts.plotly_chart(nfe_figure(history), key="train_nfe")
+        snapshot = job.snapshot
+        if snapshot is not None:
+            snapshot_col.plotly_chart(
+                density_figure(snapshot.log_density, snapshot.grid, samples=snapshot.samples, title=f"Density and samples at iteration {snapshot.iteration}"),
+                key="train_snapshot",
+            )
+
+
+with live:
+    job = st.session_state.get("job")
+    st.fragment(live_panel, run_every=1.5 if job is not None and job.running else None)()

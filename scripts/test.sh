@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install CNF Lab with its test dependencies in .venv (plus Debian's Chromium for
+# the real-browser test) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && apt-get install -y -q chromium
+    else
+        sudo apt-get update -q && sudo apt-get install -y -q chromium
+    fi
+fi
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+exec .venv/bin/python -m pytest "$@"

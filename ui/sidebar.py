@@ -1,0 +1,60 @@
+"""The sidebar every page shares: device, active model, upload and download."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnf_core import load_model
+from cnf_core.errors import CNFLabError
+
+from . import state
+
+
+def render() -> None:
+    with st.sidebar:
+        st.caption(f"Device: **{state.device_label()}**")
+        models = state.models()
+        if not models:
+            st.warning("No models yet: train one on the Train page.")
+        else:
+            names = list(models)
+            if st.session_state.get("active_model") not in names:
+                st.session_state.active_model = names[0]
+            # the widget has its own key so other code may change the active model at any time
+            st.session_state.active_model_choice = st.session_state.active_model
+            st.selectbox(
+                "Active model",
+                names,
+                format_func=lambda name: models[name].label(),
+                key="active_model_choice",
+                on_change=lambda: st.session_state.update(active_model=st.session_state.active_model_choice),
+                help="Every page works on this model. Pretrained ones ship with the app; "
+                "the ones you train or upload in this browser tab are listed too.",
+            )
+            entry = state.active()
+            if entry is not None:
+                info = entry.model.info
+                config = entry.model.field.config
+                st.caption(
+                    f"{entry.source} · data: {info.get('dataset', '?')} · "
+                    f"{len(config.hidden)}×{config.hidden[0]} {config.activation} · "
+                    f"{info.get('iterations', '?')} iterations"
+                )
+                st.download_button(
+                    "Download checkpoint",
+                    data=state.model_download(entry),
+                    file_name=f"{entry.name.split(' (')[0].replace(' ', '_')}.pt",
+                    mime="application/octet-stream",
+                    width="stretch",
+                )
+        upload = st.file_uploader("Upload a checkpoint (.pt)", type=["pt"], key="checkpoint_upload")
+        if upload is not None and st.session_state.get("last_checkpoint_upload") != upload.file_id:
+            st.session_state.last_checkpoint_upload = upload.file_id
+            try:
+                model = load_model(upload.getvalue())
+            except CNFLabError as exc:
+                st.error(f"Could not load {upload.name}: {exc}")
+            else:
+                name = state.unique_name(f"{upload.name.removesuffix('.pt')} (uploaded)")
+                state.add_model(state.ModelEntry(name, model, "uploaded"))
+                st.rerun()

@@ -1,0 +1,63 @@
+"""Views several pages share, with their heavy work cached."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+import torch
+
+from cnf_core import datasets
+from cnf_core.density import density_frames, make_grid
+from cnf_core.errors import CNFLabError
+from cnf_core.figures import density_figure, scatter_figure
+from cnf_core.solvers import SolverConfig
+
+from .state import ModelEntry
+
+OVERVIEW_SOLVER = SolverConfig(rtol=1e-4, atol=1e-4, max_nfe=5000, max_seconds=30)
+
+
+def model_key(entry: ModelEntry) -> str:
+    """A fingerprint of the model's weights, to key caches (names can be reused)."""
+    key = getattr(entry.model, "_cache_key", None)
+    if key is None:
+        digest = hashlib.sha1()
+        for name, tensor in entry.model.field.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        key = digest.hexdigest()
+        entry.model._cache_key = key
+    return key
+
+
+@st.cache_data(show_spinner="Solving the log-density ODE on a grid…", max_entries=64)
+def _overview(key: str, _entry: ModelEntry, resolution: int):
+    grid = make_grid(datasets.VIEW, resolution)
+    with torch.no_grad():
+        frames = density_frames(_entry.model.field, [1.0], grid, OVERVIEW_SOLVER)
+        samples, _ = _entry.model.sample(1500, seed=0)
+    return frames.log_density[0], samples, frames.stats.nfe_forward, frames.seconds
+
+
+def model_overview(entry: ModelEntry, resolution: int = 80) -> None:
+    """Density p_1 of the active model next to its samples and the data."""
+    try:
+        log_density, samples, nfe, seconds = _overview(model_key(entry), entry, resolution)
+    except CNFLabError as exc:
+        st.error(f"Could not evaluate {entry.name}: {exc}")
+        return
+    grid = make_grid(datasets.VIEW, resolution)
+    left, middle, right = st.columns(3)
+    left.plotly_chart(density_figure(log_density, grid, title=f"Model density p₁(x) · {entry.name}"), key="overview_density")
+    middle.plotly_chart(scatter_figure(samples, title="Model samples (x = z(1))", color="#d1495b"), key="overview_samples")
+    dataset = entry.dataset
+    if dataset in datasets.names():
+        right.plotly_chart(scatter_figure(datasets.sample(dataset, 1500, seed=0), title=f"Data: {dataset}"), key="overview_data")
+    nll = entry.test_nll
+    entropy = datasets.entropy(dataset) if dataset in datasets.names() else None
+    caption = f"Density from one batched backward solve ({nfe} evaluations, {seconds:.2f} s)."
+    if nll is not None:
+        caption += f" Test NLL {nll:.3f} nats"
+        caption += f", data entropy {entropy:.3f}: KL(data ‖ model) ≈ {nll - entropy:.3f}." if entropy is not None else "."
+    st.caption(caption)
