@@ -1,4 +1,4 @@
-"""Plotly figure builders: pure functions from numbers to `go.Figure`.
+"""Figures of the Train page and the shared ones: scatter, loss, NFE, density heatmap.
 
 Nothing here calls Streamlit, so tests can inspect every figure the app shows.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .density import Grid
+from ..density import Grid
 
 __all__ = ["COLORS", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
 
