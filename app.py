@@ -4,6 +4,8 @@ Sets up the page, this session's state and the shared sidebar, then hands
 over to the page the visitor picked (`st.navigation` over `pages/`).
 """
 
+from pathlib import Path
+
 import streamlit as st
 import torch
 
@@ -18,11 +20,18 @@ torch.set_num_threads(1)
 st.set_page_config(page_title="CNF Lab", page_icon="🌀", layout="wide")
 state.init()
 
+ROOT = Path(__file__).resolve().parent
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    ("pages/home.py", "Home", "🏠"),
+    ("pages/train.py", "Train", "🏋️"),
+    ("pages/density.py", "Density evolution", "🌊"),
+    ("pages/solver_lab.py", "Solver lab", "🧮"),
+    ("pages/precision_recall.py", "Precision & recall", "🎯"),
+    ("pages/neural_ode.py", "Neural ODE & adjoint", "🔁"),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation(
+    [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()]
+)
 sidebar.render()
 page.run()
