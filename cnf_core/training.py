@@ -270,3 +270,6 @@ def test_nll(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverCo
         log_p, _, stats = log_density_with_stats(model.field, x, 1.0, solver or evaluation_solver(), "exact")
     nll = -log_p.mean().item()
     return (nll if math.isfinite(nll) else float("inf")), stats.nfe_forward
+
+
+test_nll.__test__ = False  # a metric, not a pytest test

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from cnf_core import load_model
@@ -48,10 +50,13 @@ def render() -> None:
                     width="stretch",
                 )
         upload = st.file_uploader("Upload a checkpoint (.pt)", type=["pt"], key="checkpoint_upload")
-        if upload is not None and st.session_state.get("last_checkpoint_upload") != upload.file_id:
-            st.session_state.last_checkpoint_upload = upload.file_id
+        data = upload.getvalue() if upload is not None else None
+        # the uploader keeps its file across reruns: load each distinct upload once
+        upload_key = None if data is None else (upload.name, hashlib.sha1(data).hexdigest())
+        if upload_key is not None and st.session_state.get("last_checkpoint_upload") != upload_key:
+            st.session_state.last_checkpoint_upload = upload_key
             try:
-                model = load_model(upload.getvalue())
+                model = load_model(data)
             except CNFLabError as exc:
                 st.error(f"Could not load {upload.name}: {exc}")
             else:

@@ -1,0 +1,82 @@
+"""The command line: train on a tiny budget, then eval, sample and pretrain."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnf_core import load_model
+from cnf_core.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cnf_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_help_lists_the_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "eval", "sample", "pretrain"):
+        assert command in result.stdout
+
+
+def test_train_then_eval_json(tmp_path):
+    out = tmp_path / "m.pt"
+    assert main(["train", "--dataset", "8gaussians", "--iters", "40", "--hidden", "16,16", "--eval-n", "300", "--out", str(out), "--quiet"]) == 0
+    model = load_model(out)
+    assert model.info["iterations"] == 40 and model.info["dataset"] == "8gaussians"
+    assert model.info["train_config"]["solver"]["method"] == "rk4"
+    result = run_cli("eval", str(out), "--n", "300", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("nll", "entropy", "nfe"):
+        assert key in figures
+    assert abs(figures["entropy"] - 2.8319) < 1e-3
+    assert 2.8 < figures["nll"] < 6 and figures["nfe"] > 0
+    assert abs(figures["nll"] - model.info["test_nll"]) < 0.5  # same model, other test draw
+
+
+def test_train_with_an_adaptive_solver_and_seconds_budget(tmp_path):
+    out = tmp_path / "a.pt"
+    code = main(["train", "--seconds", "1", "--solver", "bosh3", "--rtol", "1e-3", "--atol", "1e-3", "--hidden", "8", "--eval-n", "0", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert load_model(out).info["train_config"]["solver"]["method"] == "bosh3"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--dataset", "nope", "--out", "x.pt"], "unknown dataset"),
+        (["train", "--rtol", "-1", "--solver", "dopri5", "--out", "x.pt"], "rtol"),
+        (["train", "--solver", "dopri5", "--step-size", "0.1", "--out", "x.pt"], "step_size"),
+        (["train", "--batch-size", "0", "--out", "x.pt"], "batch_size"),
+        (["eval", "does-not-exist.pt", "--json"], "cannot read"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_sample_writes_csv(tmp_path):
+    out = tmp_path / "m.pt"
+    main(["train", "--iters", "2", "--hidden", "8", "--eval-n", "0", "--out", str(out), "--quiet"])
+    csv = tmp_path / "s.csv"
+    assert main(["sample", str(out), "--n", "25", "--out", str(csv)]) == 0
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "x,y,log_density" and len(lines) == 26
+
+
+def test_pretrain_writes_a_loadable_checkpoint_per_dataset(tmp_path):
+    from cnf_core import datasets
+
+    assert main(["pretrain", "--iters", "2", "--hidden", "8", "--eval-n", "50", "--out-dir", str(tmp_path), "--quiet"]) == 0
+    for name in datasets.names():
+        model = load_model(tmp_path / f"{name}.pt")
+        assert model.info["dataset"] == name and model.info["pretrained"] is True
+        assert model.info["test_nll"] is not None

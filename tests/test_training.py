@@ -1,0 +1,119 @@
+"""Training: the loss goes down, runs stop, resume and survive NaN; configs are validated."""
+
+import math
+
+import pytest
+import torch
+
+from cnf_core.errors import ConfigError
+from cnf_core.field import FieldConfig
+from cnf_core.solvers import SolverConfig
+from cnf_core.training import TrainConfig, Trainer, pick_device, test_nll
+
+TINY = dict(field=FieldConfig(hidden=(16, 16)), batch_size=64)
+
+
+def test_training_lowers_the_test_nll():
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=60, **TINY))
+    before, _ = test_nll(trainer.model(), "8gaussians", n=500)
+    trainer.run()
+    after, nfe = test_nll(trainer.model(), "8gaussians", n=500)
+    assert trainer.status == "finished" and trainer.iteration == 60
+    assert after < before - 0.3
+    assert nfe > 0
+    assert len(trainer.history) == 60 and all(h["nfe_forward"] == 16 for h in trainer.history)  # rk4, 4 steps
+
+
+def test_same_seed_same_run():
+    runs = [Trainer(TrainConfig(dataset="moons", iterations=5, seed=7, **TINY)).run() for _ in range(2)]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    for a, b in zip(runs[0].field.parameters(), runs[1].field.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_stop_and_resume_continue_the_same_run():
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=50, **TINY))
+    trainer.run(should_stop=lambda: trainer.iteration >= 3)
+    assert trainer.status == "stopped" and trainer.iteration == 3
+    trainer.run(iterations=4)
+    assert trainer.status == "finished" and trainer.iteration == 7
+    assert [h["iteration"] for h in trainer.history] == list(range(1, 8))
+
+
+def test_time_budget_is_respected():
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=None, seconds=1.0, **TINY)).run()
+    assert trainer.status == "finished" and trainer.seconds >= 1.0 and trainer.iteration >= 1
+
+
+def test_nan_loss_keeps_the_last_good_weights():
+    from cnf_core.datasets import Dataset, sample
+
+    calls = []
+
+    def sampler_that_breaks(n, generator):
+        calls.append(n)
+        points = sample("8gaussians", n, seed=len(calls))
+        return points * float("nan") if len(calls) == 5 else points
+
+    broken = Dataset("breaks", "NaN on the 5th batch", sampler_that_breaks, None, None)
+    trainer = Trainer(TrainConfig(dataset=broken, iterations=10, **TINY))
+    trainer.run(iterations=4)
+    good = {k: v.clone() for k, v in trainer.field.state_dict().items()}
+    trainer.run(iterations=6)
+    assert trainer.status == "failed" and trainer.iteration == 4
+    assert "iteration 5" in trainer.message and "weights of iteration 4 are kept" in trainer.message
+    for name, tensor in trainer.field.state_dict().items():
+        assert torch.equal(tensor, good[name]), name
+
+
+def test_solver_blowup_stops_the_run_cleanly():
+    config = TrainConfig(dataset="8gaussians", iterations=5, solver=SolverConfig(rtol=1e-3, atol=1e-3, max_nfe=3), **TINY)
+    trainer = Trainer(config).run()
+    assert trainer.status == "failed" and "NFE cap" in trainer.message
+    assert trainer.iteration == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=10**8), "batch_size"),
+        (dict(batch_size=float("nan")), "batch_size"),
+        (dict(lr=0), "lr"),
+        (dict(lr=float("inf")), "lr"),
+        (dict(weight_decay=-1), "weight_decay"),
+        (dict(iterations=0), "iterations"),
+        (dict(iterations=None, seconds=None), "iterations"),
+        (dict(seconds=-3, iterations=None), "seconds"),
+        (dict(seed=-1), "seed"),
+        (dict(trace="magic"), "trace"),
+        (dict(lr_schedule="warm"), "lr_schedule"),
+        (dict(device="tpu"), "device"),
+    ],
+)
+def test_bad_train_configs_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_dataset_is_refused():
+    from cnf_core.datasets import DataError
+
+    with pytest.raises(DataError, match="8gaussians"):
+        TrainConfig(dataset="nine-gaussians")
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            pick_device("cuda")
+
+
+def test_adjoint_and_hutchinson_training_run():
+    config = TrainConfig(dataset="8gaussians", iterations=3, trace="hutchinson-rademacher", solver=SolverConfig(rtol=1e-3, atol=1e-3, adjoint=True), **TINY)
+    trainer = Trainer(config).run()
+    assert trainer.status == "finished"
+    assert all(h["nfe_backward"] > 0 for h in trainer.history)
+    assert all(math.isfinite(h["loss"]) for h in trainer.history)
