@@ -17,17 +17,17 @@ from ui import sidebar, state
 # small networks and degrades gracefully under load.
 torch.set_num_threads(1)
 
-st.set_page_config(page_title="CNF Lab", page_icon="🌀", layout="wide")
+st.set_page_config(page_title="CNF Lab", page_icon=":material/cyclone:", layout="wide")
 state.init()
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [
-    ("pages/home.py", "Home", "🏠"),
-    ("pages/train.py", "Train", "🏋️"),
-    ("pages/density.py", "Density evolution", "🌊"),
-    ("pages/solver_lab.py", "Solver lab", "🧮"),
-    ("pages/precision_recall.py", "Precision & recall", "🎯"),
-    ("pages/neural_ode.py", "Neural ODE & adjoint", "🔁"),
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
+    ("pages/density.py", "Density evolution", ":material/blur_on:"),
+    ("pages/solver_lab.py", "Solver lab", ":material/functions:"),
+    ("pages/precision_recall.py", "Precision & recall", ":material/target:"),
+    ("pages/neural_ode.py", "Neural ODE & adjoint", ":material/replay:"),
 ]
 
 page = st.navigation(

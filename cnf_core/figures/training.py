@@ -27,7 +27,7 @@ def _numpy(values) -> np.ndarray:
 
 def _square(fig: go.Figure, half_width: float) -> go.Figure:
     fig.update_xaxes(range=[-half_width, half_width], constrain="domain", zeroline=False)
-    fig.update_yaxes(range=[-half_width, half_width], scaleanchor="x", scaleratio=1, zeroline=False)
+    fig.update_yaxes(range=[-half_width, half_width], scaleanchor="x", scaleratio=1, constrain="domain", zeroline=False)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
     return fig
 
