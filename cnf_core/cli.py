@@ -21,7 +21,7 @@ from .errors import CNFLabError
 from .field import ACTIVATIONS, FieldConfig
 from .solvers import SOLVERS, SolverConfig
 from .divergence import TRACE_ESTIMATORS
-from .training import TrainConfig, Trainer, test_nll
+from .training import OBJECTIVES, TrainConfig, Trainer, test_nll
 
 __all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
 
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, default=None, help="number of training iterations")
     budget.add_argument("--seconds", type=float, default=None, help="training time budget in seconds")
-    train.add_argument("--objective", default="mle", choices=["mle"], help="mle: maximum likelihood through the log-density ODE")
+    train.add_argument("--objective", default="mle", choices=list(OBJECTIVES), help="mle: maximum likelihood through the log-density ODE; fm: flow matching (simulation-free)")
+    train.add_argument("--coupling", default="independent", choices=["ot", "independent"], help="flow matching: minibatch optimal-transport pairs or independent ones")
     _add_solver_arguments(train, None)
     train.add_argument("--adjoint", action="store_true", help="gradients by the adjoint method")
     train.add_argument("--trace", default="exact", choices=list(TRACE_ESTIMATORS), help="divergence estimator")
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--eval-n", type=int, default=5000)
     pretrain.add_argument("--seed", type=int, default=0)
     pretrain.add_argument("--quiet", action="store_true")
+
+    bench = commands.add_parser("bench", help="benchmarks, each against its baseline in the same run")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint")
     sample.add_argument("path")
@@ -154,25 +159,47 @@ def pretrain(out_dir: str, names: list[str], iterations: int | None, seconds: fl
     return written
 
 
-def evaluate(model, dataset: str, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None) -> dict:
-    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE."""
+def evaluate(model, dataset: str, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None, k: int = 3) -> dict:
+    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE, and the sample metrics.
+
+    n model samples (base noise from `seed`) are compared with the same n
+    fresh test points the NLL is measured on: k-NN precision, recall,
+    density, coverage, the Fréchet distance, and where the data has known
+    modes the IS analogue and mode coverage (null otherwise).
+    """
     started = time.perf_counter()
+    solver = solver or evaluation_solver()
     nll, nfe = test_nll(model, dataset, n=n, seed=seed, solver=solver)
-    entropy = datasets.entropy(dataset)
+    test_points = datasets.sample(dataset, n, seed=seed + TEST_SEED_OFFSET)
+    samples, sample_stats = truncated_samples(model.field, n, seed=seed, taus=(1.0,), solver=solver)
+    sample_figures = sample_metrics(test_points, samples[0], dataset=dataset, k=min(k, n - 1)) if n > 1 else {}
     return {
         "dataset": dataset,
         "n": n,
-        "nll": nll,
-        "entropy": entropy,
-        "kl_gap": None if entropy is None else nll - entropy,
+        **likelihood_gap(nll, dataset),
         "nfe": nfe,
+        "precision": sample_figures.get("precision"),
+        "recall": sample_figures.get("recall"),
+        "density": sample_figures.get("density"),
+        "coverage": sample_figures.get("coverage"),
+        "k": sample_figures.get("k"),
+        "frechet": sample_figures.get("frechet"),
+        "inception_score": sample_figures.get("inception_score"),
+        "mode_coverage": sample_figures.get("mode_coverage"),
+        "in_mode_share": sample_figures.get("in_mode_share"),
+        "sample_nfe": sample_stats.nfe_forward,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
 def _json_safe(value):
+    """`value` with every non-finite float replaced by None (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
     return value
 
 
@@ -194,6 +221,8 @@ def _run(args: argparse.Namespace) -> int:
             field=FieldConfig(hidden=args.hidden, activation=args.activation),
             solver=_solver_from(args, TrainConfig().solver.replace(adjoint=args.adjoint)),
             trace=args.trace,
+            objective=args.objective,
+            coupling=args.coupling,
             batch_size=args.batch_size,
             lr=args.lr,
             weight_decay=args.weight_decay,
@@ -226,6 +255,12 @@ def _run(args: argparse.Namespace) -> int:
         iterations = args.iters if args.iters is not None or args.seconds is not None else PRETRAIN_ITERATIONS
         names = [name.strip() for name in args.datasets.split(",") if name.strip()]
         pretrain(args.out_dir, names, iterations, args.seconds, args.hidden, args.eval_n, args.seed, log)
+        return 0
+    if args.command == "bench":
+        from .bench import format_table, run_bench
+
+        result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)))
+        print(json.dumps(_json_safe(result)) if args.json else format_table(result))
         return 0
     if args.command == "sample":
         model = load_model(args.path)

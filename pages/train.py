@@ -45,6 +45,18 @@ with settings:
     if dataset is not None:
         st.plotly_chart(scatter_figure(datasets.sample(dataset, 2000, seed=0), title="Data preview"), key="train_preview")
 
+    objective_label = st.radio(
+        "Objective",
+        ["Maximum likelihood", "Flow matching"],
+        horizontal=True,
+        help="Maximum likelihood solves the log-density ODE for every batch (FFJORD). Flow matching "
+        "regresses f(x_t, t) onto x₁ − x₀ along straight lines from noise to data: no ODE solve in "
+        "training, and the result is the same kind of CNF.",
+    )
+    objective = "fm" if objective_label == "Flow matching" else "mle"
+    coupling = "independent"
+    if objective == "fm":
+        coupling = "ot" if st.checkbox("Optimal-transport pairing", help="Pair noise and data within each batch by minimum total squared distance (straighter paths, slower iterations).") else "independent"
     with st.expander("Model", expanded=False):
         depth = st.slider("Hidden layers", 1, 6, len(DEFAULTS.field.hidden), help="Depth of the concatsquash MLP f(z, t; θ).")
         width = st.select_slider("Width", [16, 32, 64, 128, 256], value=DEFAULTS.field.hidden[0], help="Units per hidden layer.")
@@ -59,7 +71,7 @@ with settings:
         else:
             budget_value = st.number_input("Seconds", 1, 3600, 20, step=5)
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, help="Same seed, same settings: the same run.")
-    with st.expander("Solver used in training", expanded=False):
+    with st.expander("Solver used in training" + (" (maximum likelihood only)" if objective == "fm" else ""), expanded=False):
         methods = list(SOLVERS)
         method = st.selectbox(
             "Method",
@@ -86,6 +98,8 @@ with settings:
                 field=FieldConfig(hidden=(int(width),) * int(depth), activation=activation),
                 solver=SolverConfig(**solver_values, adjoint=adjoint),
                 trace=trace,
+                objective=objective,
+                coupling=coupling,
                 batch_size=batch_size,
                 lr=lr,
                 weight_decay=weight_decay,
@@ -148,9 +162,12 @@ def live_panel() -> None:
         st.error(job.error)
     history = list(trainer.history)
     if history:
-        entropy = datasets.entropy(trainer.config.dataset)
         charts, snapshot_col = st.columns(2)
-        charts.plotly_chart(loss_figure(history, entropy), key="train_loss")
+        if trainer.config.objective == "fm":
+            figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²")
+        else:
+            figure = loss_figure(history, datasets.entropy(trainer.config.dataset))
+        charts.plotly_chart(figure, key="train_loss")
         charts.plotly_chart(nfe_figure(history), key="train_nfe")
         snapshot = job.snapshot
         if snapshot is not None:

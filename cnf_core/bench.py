@@ -1,0 +1,272 @@
+"""Benchmarks: each figure measured against its baseline in the same run.
+
+`python -m cnf_core bench [--json] [--quick]` runs them all:
+
+1. training time-to-quality on 8gaussians: our default trainer vs a baseline
+   that does what FFJORD's reference toy trainer does (concatsquash 3×64,
+   exact trace by one autograd backward pass per dimension, dopri5 at
+   rtol = atol = 1e-5, batch 100, adjoint gradients, Adam lr 1e-3);
+2. density frames: 30 frames of a 100×100 grid of a pretrained model at
+   rtol = atol = 1e-5, ours (one batched solve, analytic trace) vs naive (one
+   backward solve per frame, per-dimension autograd trace), and how far apart;
+3. exact trace cost: f and tr ∂f/∂z on 10 000 points vs a plain evaluation of f;
+4. metrics: precision/recall/density/coverage on 5000 vs 5000 points;
+5. scaling of (2) with grid resolution and frame count, and of a training
+   step with batch size.
+
+Times are medians over repeats (noted per figure). `quick=True` shrinks every
+size so the whole thing runs in seconds (the test suite uses it).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import datasets
+from .density import density_frames, make_grid
+from .field import ConcatSquashField, FieldConfig
+from .flow import log_density
+from .solvers import SolverConfig
+from .training import TrainConfig, Trainer, test_nll
+
+__all__ = ["run_bench", "bench_trace", "bench_frames", "bench_training", "bench_metrics", "bench_scaling", "format_table"]
+
+ASSET = Path(__file__).resolve().parent.parent / "assets" / "models" / "8gaussians.pt"
+FRAME_SOLVER = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5, max_seconds=600)
+TARGET_GAP = 0.15  # nats above the data entropy
+
+
+def _median_seconds(work: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _bench_model():
+    from .checkpoints import load_model
+
+    if ASSET.exists():
+        return load_model(ASSET).field, "assets/models/8gaussians.pt"
+    torch.manual_seed(0)
+    return ConcatSquashField(), "untrained 3×64 field (no pretrained asset found)"
+
+
+def bench_trace(n: int = 10_000, repeats: int = 21) -> dict:
+    """One evaluation of f and its exact divergence vs one plain evaluation of f."""
+    from .divergence import brute_force
+
+    torch.manual_seed(0)
+    field = ConcatSquashField()
+    z = torch.randn(n, 2)
+    t = torch.tensor(0.5)
+    with torch.no_grad():
+        for _ in range(3):  # warm up allocators and kernels
+            field(t, z), field.velocity_and_divergence(t, z)
+        plain = _median_seconds(lambda: field(t, z), repeats)
+        exact = _median_seconds(lambda: field.velocity_and_divergence(t, z), repeats)
+    autograd_loop = _median_seconds(lambda: brute_force(field, t, z.clone()), max(3, repeats // 3))
+    return {
+        "points": n,
+        "plain_ms": plain * 1e3,
+        "exact_ms": exact * 1e3,
+        "exact_over_plain": exact / plain,
+        "autograd_loop_ms": autograd_loop * 1e3,
+        "autograd_loop_over_plain": autograd_loop / plain,
+        "repeats": repeats,
+    }
+
+
+def _naive_frames(field, times, grid, solver) -> torch.Tensor:
+    """The baseline: one backward solve per frame, trace by an autograd loop per dimension."""
+    points = grid.points().float()
+    frames = []
+    for t in times:
+        with torch.no_grad():
+            log_p = log_density(field, points, t, solver, trace="brute-force")
+        frames.append(log_p.double().reshape(grid.resolution, grid.resolution))
+    return torch.stack(frames)
+
+
+def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naive: bool = True) -> dict:
+    """30 density frames of a pretrained model: ours vs one naive solve per frame."""
+    field, model_name = _bench_model()
+    grid = make_grid(datasets.VIEW, resolution)
+    times = torch.linspace(0, 1, frames).tolist()
+    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats}
+    ours_runs = []
+    for _ in range(repeats):
+        ours = density_frames(field, times, grid, FRAME_SOLVER)
+        ours_runs.append(ours.seconds)
+    result.update(ours_s=statistics.median(ours_runs), ours_nfe=ours.stats.nfe_forward, ours_mass_min=min(ours.mass()), ours_mass_max=max(ours.mass()))
+    if naive:
+        started = time.perf_counter()
+        reference = _naive_frames(field, times, grid, FRAME_SOLVER)
+        result["naive_s"] = time.perf_counter() - started  # one run: it is the slow one
+        result["speedup"] = result["naive_s"] / result["ours_s"]
+        density_gap = (ours.log_density.exp() - reference.exp()).abs()
+        visible = reference.exp() > 1e-3 * reference.exp().max()
+        result["max_abs_density_diff"] = density_gap.max().item()
+        result["max_abs_log_density_diff_where_visible"] = (ours.log_density - reference).abs()[visible].max().item()
+    return result
+
+
+def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_every: float = 1.0, test_n: int = 2000, ours_budget: float = 20.0) -> dict:
+    """Seconds of training until the 8gaussians test NLL is within 0.15 nats of the entropy.
+
+    Evaluation time is not counted (only the trainer's step time is). The
+    baseline is checked every `check_every × 5` seconds, ours every `check_every`.
+    """
+    entropy = datasets.entropy("8gaussians")
+    target = entropy + TARGET_GAP
+    ours = TrainConfig(dataset="8gaussians", iterations=None, seconds=ours_budget)
+    baseline = TrainConfig(
+        dataset="8gaussians",
+        field=FieldConfig(hidden=(64, 64, 64), activation="tanh"),
+        solver=SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5, adjoint=True),
+        trace="brute-force",
+        batch_size=100,
+        lr=1e-3,
+        weight_decay=1e-5,
+        lr_schedule="constant",
+        iterations=None,
+        seconds=baseline_cap,
+    )
+    return {
+        "target_nll": target,
+        "entropy": entropy,
+        "ours": _time_to_target(ours, target, min(ours_cap, ours_budget), check_every, test_n),
+        "baseline": _time_to_target(baseline, target, baseline_cap, check_every * 5, test_n),
+        "baseline_recipe": "concatsquash 3×64 tanh, autograd-loop trace, dopri5 1e-5, adjoint, batch 100, Adam lr 1e-3 wd 1e-5",
+    }
+
+
+def _time_to_target(config: TrainConfig, target: float, cap: float, check_every: float, test_n: int) -> dict:
+    trainer = Trainer(config)
+    found = {"seconds": None, "nll": None}
+    checks = []
+    next_check = [check_every]
+
+    def progress(p) -> None:
+        if p.seconds >= next_check[0]:
+            next_check[0] = p.seconds + check_every
+            nll, _ = test_nll(trainer.model(), "8gaussians", n=test_n)
+            checks.append((round(p.seconds, 2), p.iteration, round(nll, 4)))
+            if nll <= target and found["seconds"] is None:
+                found.update(seconds=p.seconds, nll=nll)
+
+    trainer.run(seconds=cap, progress=progress, should_stop=lambda: found["seconds"] is not None)
+    final_nll, _ = test_nll(trainer.model(), "8gaussians", n=test_n)
+    return {
+        "seconds_to_target": found["seconds"],
+        "reached": found["seconds"] is not None,
+        "cap_s": cap,
+        "iterations": trainer.iteration,
+        "iterations_per_second": trainer.iteration / max(trainer.seconds, 1e-9),
+        "final_nll": final_nll,
+        "checks": checks,
+    }
+
+
+def bench_metrics(n: int = 5000, repeats: int = 7) -> dict:
+    """precision/recall/density/coverage on n vs n points."""
+    from .metrics import precision_recall
+
+    real = datasets.sample("8gaussians", n, seed=1)
+    fake = datasets.sample("8gaussians", n, seed=2)
+    precision_recall(real[:100], fake[:100])
+    seconds = _median_seconds(lambda: precision_recall(real, fake, k=3), repeats)
+    return {"points": n, "seconds": seconds, "repeats": repeats, **precision_recall(real, fake, k=3)}
+
+
+def bench_scaling(resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), batch_sizes=(64, 256, 1024, 4096), repeats: int = 1) -> dict:
+    """How the frames grow with grid resolution and frame count, a training step with batch size."""
+    field, _ = _bench_model()
+    by_resolution = {}
+    for resolution in resolutions:
+        grid = make_grid(datasets.VIEW, resolution)
+        by_resolution[resolution] = _median_seconds(lambda: density_frames(field, torch.linspace(0, 1, 30).tolist(), grid, FRAME_SOLVER), repeats)
+    by_frames = {}
+    grid = make_grid(datasets.VIEW, 100 if max(resolutions) >= 100 else max(resolutions))
+    for count in frame_counts:
+        by_frames[count] = _median_seconds(lambda: density_frames(field, torch.linspace(0, 1, count).tolist(), grid, FRAME_SOLVER), repeats)
+    by_batch = {}
+    for batch in batch_sizes:
+        trainer = Trainer(TrainConfig(dataset="8gaussians", batch_size=batch, iterations=1))
+        trainer.step()  # warm-up
+        by_batch[batch] = _median_seconds(trainer.step, 5)
+    return {
+        "frames_30_seconds_by_resolution": by_resolution,
+        "frames_seconds_by_count": {"resolution": grid.resolution, **by_frames},
+        "train_step_seconds_by_batch": by_batch,
+    }
+
+
+def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> dict:
+    """Every benchmark; `quick` shrinks sizes so it finishes in seconds (for tests)."""
+    say = log or (lambda line: None)
+    started = time.perf_counter()
+    result = {"quick": quick, "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__}
+    say("trace cost…")
+    result["trace"] = bench_trace(n=1000 if quick else 10_000, repeats=3 if quick else 21)
+    say("density frames…")
+    result["frames"] = bench_frames(frames=3 if quick else 30, resolution=12 if quick else 100, repeats=1 if quick else 3)
+    say("metrics…")
+    result["metrics"] = bench_metrics(n=300 if quick else 5000, repeats=1 if quick else 7)
+    say("training time-to-quality (ours, then the FFJORD-style baseline)…")
+    if quick:
+        result["training"] = bench_training(ours_cap=1.0, baseline_cap=1.0, check_every=0.5, test_n=200, ours_budget=1.0)
+    else:
+        result["training"] = bench_training()
+    say("scaling…")
+    if quick:
+        result["scaling"] = bench_scaling(resolutions=(8, 12), frame_counts=(2, 3), batch_sizes=(16, 64))
+    else:
+        result["scaling"] = bench_scaling()
+    ours, baseline = result["training"]["ours"], result["training"]["baseline"]
+    result["summary"] = {
+        "train_ours_s": ours["seconds_to_target"],
+        "train_baseline_s": baseline["seconds_to_target"],
+        "train_speedup": (baseline["seconds_to_target"] / ours["seconds_to_target"]) if ours["reached"] and baseline["reached"] else None,
+        "frames_ours_s": result["frames"]["ours_s"],
+        "frames_naive_s": result["frames"]["naive_s"],
+        "frames_speedup": result["frames"]["speedup"],
+        "frames_max_abs_density_diff": result["frames"]["max_abs_density_diff"],
+        "trace_exact_over_plain": result["trace"]["exact_over_plain"],
+        "metrics_s": result["metrics"]["seconds"],
+    }
+    result["total_seconds"] = time.perf_counter() - started
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The summary as a readable table."""
+    s = result["summary"]
+    training = result["training"]
+
+    def seconds(value, reached=True, cap=None):
+        return f"{value:.1f} s" if reached and value is not None else f"not reached in {cap:.0f} s"
+
+    rows = [
+        ("Training to NLL ≤ entropy + 0.15 (8gaussians)", seconds(s["train_ours_s"], training["ours"]["reached"], training["ours"]["cap_s"]), seconds(s["train_baseline_s"], training["baseline"]["reached"], training["baseline"]["cap_s"]), f"{s['train_speedup']:.1f}×" if s["train_speedup"] else "—"),
+        (f"{result['frames']['frames']} density frames, {result['frames']['resolution']}² grid, dopri5 1e-5", f"{s['frames_ours_s']:.2f} s", f"{s['frames_naive_s']:.2f} s", f"{s['frames_speedup']:.1f}× (max |Δp| {s['frames_max_abs_density_diff']:.1e})"),
+        (f"Exact trace on {result['trace']['points']} points vs plain f", f"{result['trace']['exact_ms']:.2f} ms", f"{result['trace']['plain_ms']:.2f} ms (plain)", f"{s['trace_exact_over_plain']:.2f}×"),
+        (f"Precision/recall {result['metrics']['points']} vs {result['metrics']['points']}", f"{s['metrics_s'] * 1e3:.1f} ms", "", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'benchmark':<{width}}  {'ours':>14}  {'baseline':>22}  ratio", "-" * (width + 60)]
+    lines += [f"{a:<{width}}  {b:>14}  {c:>22}  {d}" for a, b, c, d in rows]
+    scaling = result["scaling"]
+    lines.append("")
+    lines.append("30 frames by resolution: " + ", ".join(f"{k}²: {v:.2f} s" for k, v in scaling["frames_30_seconds_by_resolution"].items()))
+    counts = {k: v for k, v in scaling["frames_seconds_by_count"].items() if k != "resolution"}
+    lines.append(f"frames at {scaling['frames_seconds_by_count']['resolution']}² by count: " + ", ".join(f"{k}: {v:.2f} s" for k, v in counts.items()))
+    lines.append("training step by batch: " + ", ".join(f"{k}: {v * 1e3:.0f} ms" for k, v in scaling["train_step_seconds_by_batch"].items()))
+    return "\n".join(lines)
