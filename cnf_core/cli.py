@@ -21,6 +21,8 @@ from .errors import CNFLabError
 from .field import ACTIVATIONS, FieldConfig
 from .solvers import SOLVERS, SolverConfig
 from .divergence import TRACE_ESTIMATORS
+from .metrics import likelihood_gap, sample_metrics, truncated_samples
+from .training import TEST_SEED_OFFSET, evaluation_solver
 from .training import OBJECTIVES, TrainConfig, Trainer, test_nll
 
 __all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--coupling", default="independent", choices=["ot", "independent"], help="flow matching: minibatch optimal-transport pairs or independent ones")
     _add_solver_arguments(train, None)
     train.add_argument("--adjoint", action="store_true", help="gradients by the adjoint method")
+    train.add_argument("--kinetic-weight", type=float, default=0.0, help="RNODE: weight of ∫|f|² dt (maximum likelihood)")
+    train.add_argument("--jacobian-weight", type=float, default=0.0, help="RNODE: weight of ∫‖∂f/∂z‖²_F dt (maximum likelihood)")
     train.add_argument("--trace", default="exact", choices=list(TRACE_ESTIMATORS), help="divergence estimator")
     train.add_argument("--hidden", type=_hidden, default=FieldConfig().hidden, help="hidden widths, e.g. 64,64,64")
     train.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
@@ -223,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
             trace=args.trace,
             objective=args.objective,
             coupling=args.coupling,
+            kinetic_weight=args.kinetic_weight,
+            jacobian_weight=args.jacobian_weight,
             batch_size=args.batch_size,
             lr=args.lr,
             weight_decay=args.weight_decay,

@@ -123,15 +123,13 @@ class ConcatSquashField(nn.Module):
                 h = self.activation(h)
         return h
 
-    def velocity_and_divergence(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,).
+    def _hidden_with_tangents(self, t: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden activations h and their tangents ∂h/∂z_j, shapes (n, width) and (n, dim, width).
 
-        Forward-mode by hand: `tangent[:, j, :]` holds ∂h/∂z_j. The first layer's
-        tangent is a column of W scaled by the gate (no matmul), the hidden ones
-        cost one batched matmul each, and the last layer only needs the diagonal.
+        Forward-mode by hand: the first layer's tangent is a column of W scaled
+        by the gate (no matmul); each hidden layer costs one batched matmul.
         """
-        t = as_time(t, z)
-        first, *middle, last = self.layers
+        first, *middle, _ = self.layers
         gate, shift = first.gate_and_shift(t)
         pre = first.linear(z) * gate + shift
         tangent = first.linear.weight.T.unsqueeze(0) * gate.unsqueeze(1)  # (1|n, dim, width)
@@ -143,8 +141,25 @@ class ConcatSquashField(nn.Module):
             tangent = torch.matmul(tangent, layer.linear.weight.T) * gate.unsqueeze(1)
             h = self.activation(pre)
             tangent = tangent * self.activation_derivative(pre, h).unsqueeze(1)
+        return h, tangent
+
+    def velocity_and_divergence(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,), in about 1.5 plain passes."""
+        t = as_time(t, z)
+        h, tangent = self._hidden_with_tangents(t, z)
+        last = self.layers[-1]
         gate, shift = last.gate_and_shift(t)
         velocity = last.linear(h) * gate + shift
         # diagonal of the output Jacobian only: ∂f_j/∂z_j = gate_j · <W_j, ∂h/∂z_j>
         divergence = ((tangent * last.linear.weight.unsqueeze(0)).sum(-1) * gate).sum(-1)
         return velocity, divergence
+
+    def velocity_and_jacobian(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(z, t) and the full Jacobian ∂f/∂z, shapes (n, dim) and (n, dim, dim) (rows: outputs)."""
+        t = as_time(t, z)
+        h, tangent = self._hidden_with_tangents(t, z)
+        last = self.layers[-1]
+        gate, shift = last.gate_and_shift(t)
+        velocity = last.linear(h) * gate + shift
+        jacobian = torch.einsum("njw,iw->nij", tangent, last.linear.weight) * gate.unsqueeze(-1)
+        return velocity, jacobian

@@ -61,19 +61,33 @@ class LogDensityDynamics(nn.Module):
 
     `start` and `speed` are scalars or (n, 1) tensors: forward sampling uses
     start = 0, speed = 1; the backward density solve uses start = t, speed = -t.
+    With `regularise`, two more channels integrate |f|² and ‖∂f/∂z‖²_F over
+    time (RNODE's kinetic energy and Jacobian penalty, Finlay et al., 2020).
     """
 
-    def __init__(self, field: Field, trace: str, z0: torch.Tensor, start, speed) -> None:
+    def __init__(self, field: Field, trace: str, z0: torch.Tensor, start, speed, regularise: bool = False) -> None:
         super().__init__()
         self.field = field
+        self.dim = z0.shape[-1]
         self.divergence = divergence_module.estimator(trace, z0)
         self.start, self.speed = start, speed
+        self.regularise = regularise
+        if regularise and not hasattr(field, "velocity_and_jacobian"):
+            raise TypeError("the RNODE regularisers need a field with velocity_and_jacobian (ConcatSquashField)")
 
     def forward(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        z = state[:, :-1]
+        z = state[:, : self.dim]
         clock = self.start + self.speed * s
-        velocity, divergence = self.divergence(self.field, clock, z)
-        return torch.cat([velocity, -divergence.unsqueeze(-1)], dim=-1) * self.speed
+        if not self.regularise:
+            velocity, divergence = self.divergence(self.field, clock, z)
+            return torch.cat([velocity, -divergence.unsqueeze(-1)], dim=-1) * self.speed
+        velocity, jacobian = self.field.velocity_and_jacobian(clock, z)
+        divergence = torch.diagonal(jacobian, dim1=-2, dim2=-1).sum(-1)
+        transported = torch.cat([velocity, -divergence.unsqueeze(-1)], dim=-1) * self.speed
+        # the penalties accumulate ∫ q dτ over real time, whichever way the solve runs
+        kinetic = (velocity * velocity).sum(-1, keepdim=True)
+        frobenius = (jacobian * jacobian).sum(dim=(-2, -1)).unsqueeze(-1)
+        return torch.cat([transported, torch.cat([kinetic, frobenius], dim=-1) * torch.as_tensor(self.speed).abs()], dim=-1)
 
 
 def log_density_with_stats(
@@ -85,12 +99,15 @@ def log_density_with_stats(
     *,
     record_steps: bool = False,
     stats: SolveStats | None = None,
+    regularisers: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, SolveStats]:
     """log p_t(x), the base point z(0), and the solve's stats.
 
     `t` is one time for all points or a tensor of shape (n,) with each point's
     own time (frames of an animation solved in one batch). Raises `SolveError`
-    when a cap is hit or the solve diverges (the stats say which).
+    when a cap is hit or the solve diverges (the stats say which). Pass a dict
+    as `regularisers` to also get the per-point RNODE integrals ∫|f|² dt
+    ("kinetic") and ∫‖∂f/∂z‖²_F dt ("jacobian_frobenius") written into it.
     """
     x = _field_tensor_like(field, torch.as_tensor(x))
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -98,12 +115,17 @@ def log_density_with_stats(
     stats = SolveStats() if stats is None else stats
     if not bool((t != 0).any()):  # nothing to integrate: p_0 is the base
         return standard_normal_log_prob(x), x, stats
-    state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
-    dynamics = LogDensityDynamics(field, trace, x, start=start, speed=-start)
+    extra = 2 if regularisers is not None else 0
+    state0 = torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=-1)
+    dynamics = LogDensityDynamics(field, trace, x, start=start, speed=-start, regularise=regularisers is not None)
     times = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
     states, counted = integrate(dynamics, state0, times, solver, stats=stats, record_steps=record_steps)
     end = states[-1]
-    z0, integral_of_divergence = end[:, :-1], end[:, -1]
+    dim = x.shape[-1]
+    z0, integral_of_divergence = end[:, :dim], end[:, dim]
+    if regularisers is not None:
+        regularisers["kinetic"] = end[:, dim + 1]
+        regularisers["jacobian_frobenius"] = end[:, dim + 2]
     return standard_normal_log_prob(z0) - integral_of_divergence, z0, stats
 
 
@@ -136,7 +158,8 @@ def sample_with_log_density(
     dynamics = LogDensityDynamics(field, trace, z0, start=0.0, speed=float(t))
     times = torch.tensor([0.0, 1.0], dtype=z0.dtype, device=z0.device)
     states, counted = integrate(dynamics, state0, times, solver)
-    return states[-1][:, :-1], states[-1][:, -1], counted.stats
+    dim = z0.shape[-1]
+    return states[-1][:, :dim], states[-1][:, dim], counted.stats
 
 
 class _PlainDynamics(nn.Module):

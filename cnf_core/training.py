@@ -72,6 +72,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # cosine: decay to 1% of lr over each run's budget; constant: no decay
     objective: str = "mle"  # mle | fm (flow matching)
     coupling: str = "independent"  # flow matching pairs: "ot" (minibatch optimal transport) or "independent"
+    kinetic_weight: float = 0.0  # RNODE: weight of ∫|f|² dt in the maximum-likelihood loss
+    jacobian_weight: float = 0.0  # RNODE: weight of ∫‖∂f/∂z‖²_F dt
     iterations: int | None = 1000
     seconds: float | None = None
     seed: int = 0
@@ -99,6 +101,11 @@ class TrainConfig:
             raise ConfigError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.coupling not in ("ot", "independent"):
             raise ConfigError(f"coupling: expected 'ot' or 'independent', got {self.coupling!r}")
+        for name in ("kinetic_weight", "jacobian_weight"):
+            weight = _number(name, getattr(self, name))
+            if not 0 <= weight <= 100:
+                raise ConfigError(f"{name}: must be in [0, 100], got {getattr(self, name)!r}")
+            set_(name, weight)
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule: expected 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.iterations is None and self.seconds is None:
@@ -188,9 +195,18 @@ class Trainer:
         if self.config.objective == "fm":
             loss, stats = self._flow_matching_loss(x, seed)
         else:
-            stats = SolveStats()
-            log_p, _, stats = log_density_with_stats(self.field, x, 1.0, self.config.solver, self.config.trace, stats=stats)
+            regularised = self.config.kinetic_weight > 0 or self.config.jacobian_weight > 0
+            penalties = {} if regularised else None
+            log_p, _, stats = log_density_with_stats(
+                self.field, x, 1.0, self.config.solver, self.config.trace, regularisers=penalties
+            )
             loss = -log_p.mean()
+            if regularised:
+                loss = (
+                    loss
+                    + self.config.kinetic_weight * penalties["kinetic"].mean()
+                    + self.config.jacobian_weight * penalties["jacobian_frobenius"].mean()
+                )
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()}")
         stats.start_backward()

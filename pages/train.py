@@ -71,6 +71,11 @@ with settings:
         else:
             budget_value = st.number_input("Seconds", 1, 3600, 20, step=5)
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, help="Same seed, same settings: the same run.")
+        kinetic_weight = jacobian_weight = 0.0
+        if objective == "mle":
+            st.markdown("**Regularised dynamics (RNODE)**")
+            kinetic_weight = st.number_input("Kinetic energy weight", 0.0, 100.0, 0.0, step=0.01, format="%.3f", help="Adds λ∫|f|² dt to the loss: straighter, slower paths that solvers integrate with fewer steps (Finlay et al., 2020).")
+            jacobian_weight = st.number_input("Jacobian norm weight", 0.0, 100.0, 0.0, step=0.01, format="%.3f", help="Adds λ∫‖∂f/∂z‖²_F dt: smoother dynamics, fewer function evaluations.")
     with st.expander("Solver used in training" + (" (maximum likelihood only)" if objective == "fm" else ""), expanded=False):
         methods = list(SOLVERS)
         method = st.selectbox(
@@ -100,6 +105,8 @@ with settings:
                 trace=trace,
                 objective=objective,
                 coupling=coupling,
+                kinetic_weight=kinetic_weight,
+                jacobian_weight=jacobian_weight,
                 batch_size=batch_size,
                 lr=lr,
                 weight_decay=weight_decay,

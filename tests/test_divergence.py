@@ -65,3 +65,15 @@ def test_estimator_names():
         divergence.estimator("bogus", z)
     with pytest.raises(ValueError, match="noise"):
         divergence.sample_noise(z, "uniform")
+
+
+def test_full_jacobian_matches_autograd():
+    torch.manual_seed(1)
+    field = ConcatSquashField(FieldConfig(hidden=(16, 16), activation="softplus")).double()
+    z = torch.randn(6, 2, dtype=torch.float64)
+    t = torch.rand(6, 1, dtype=torch.float64)
+    velocity, jacobian = field.velocity_and_jacobian(t, z)
+    for i in range(6):
+        expected = torch.autograd.functional.jacobian(lambda zi: field(t[i : i + 1], zi[None])[0], z[i])
+        assert torch.allclose(jacobian[i], expected, atol=1e-12)
+    assert torch.allclose(velocity, field(t, z))

@@ -111,3 +111,25 @@ def test_trajectories_follow_the_closed_form_flow():
         expected = z0 @ torch.linalg.matrix_exp((t + t**3) * A).T
         assert torch.allclose(paths[k], expected, atol=1e-6)
     assert stats.nfe_forward > 0
+
+
+def test_rnode_integrals_match_quadrature_along_the_path():
+    torch.manual_seed(0)
+    field = ConcatSquashField(FieldConfig(hidden=(16, 16))).double()
+    x = torch.randn(5, 2, dtype=torch.float64)
+    penalties = {}
+    log_p, z0, _ = log_density_with_stats(field, x, 1.0, TIGHT, regularisers=penalties)
+    assert torch.allclose(log_p, log_density(field, x, 1.0, TIGHT), atol=1e-8)  # unchanged by the extra channels
+    times = torch.linspace(1.0, 0.0, 2001, dtype=torch.float64)
+    with torch.no_grad():
+        paths, _ = trajectories(field, x, times, TIGHT)
+        kinetic, frobenius = [], []
+        for k, t in enumerate(times):
+            velocity, jacobian = field.velocity_and_jacobian(t, paths[k])
+            kinetic.append((velocity**2).sum(-1))
+            frobenius.append((jacobian**2).sum(dim=(-2, -1)))
+    step = 1 / 2000
+    trapezoid = lambda values: step * (torch.stack(values).sum(0) - 0.5 * (values[0] + values[-1]))  # noqa: E731
+    assert torch.allclose(penalties["kinetic"], trapezoid(kinetic), rtol=1e-5)
+    assert torch.allclose(penalties["jacobian_frobenius"], trapezoid(frobenius), rtol=1e-5)
+    assert penalties["kinetic"].min() > 0

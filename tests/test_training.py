@@ -140,3 +140,17 @@ def test_optimal_pairing_minimises_total_squared_distance():
     best = min(cost(p) for p in itertools.permutations(range(6)))
     assert abs(cost(order.tolist()) - best) < 1e-9
     assert sorted(order.tolist()) == list(range(6))
+
+
+def test_rnode_regularisers_lower_the_nfe_at_equal_iterations():
+    from cnf_core.training import evaluation_solver
+
+    def trained_nfe(**weights):
+        config = TrainConfig(dataset="8gaussians", iterations=250, field=FieldConfig(hidden=(32, 32)), batch_size=128, **weights)
+        model = Trainer(config).run().model()
+        _, nfe = test_nll(model, "8gaussians", n=500, solver=evaluation_solver())
+        return nfe
+
+    plain = trained_nfe()
+    regularised = trained_nfe(kinetic_weight=0.1, jacobian_weight=0.1)
+    assert regularised < plain, (regularised, plain)
