@@ -23,6 +23,15 @@ if entry is None:
 else:
     views.model_overview(entry)
 
+pretrained = [entry for entry in state.models().values() if entry.source == "pretrained"]
+if pretrained:
+    st.subheader("Pretrained flows")
+    st.caption("p₁(x) of the model shipped for each dataset (made by `python -m cnf_core pretrain`). Pick one to explore it on every page.")
+    chosen = views.pretrained_gallery(pretrained)
+    if chosen is not None:
+        st.session_state.active_model = chosen
+        st.rerun()
+
 st.markdown(
     "**Where to go next.** *Train* fits a flow to a toy dataset (or your own CSV or "
     "image) live, by maximum likelihood through the log-density ODE. Pick a model "

@@ -38,6 +38,16 @@ def test_home_starts_with_a_pretrained_model_active():
     assert any("Device" in caption.value for caption in at.sidebar.caption)
 
 
+def test_home_gallery_switches_the_active_model():
+    at = open_app()
+    use_buttons = [b for b in at.button if b.label == "Use this model"]
+    assert len(use_buttons) == 9  # one pretrained model per built-in dataset
+    next(b for b in use_buttons if b.key == "use_moons (pretrained)").click()
+    at.run()
+    no_errors(at)
+    assert at.session_state["active_model"] == "moons (pretrained)"
+
+
 def wait_for_training(at, timeout=120):
     job = at.session_state["job"]
     deadline = time.time() + timeout

@@ -61,3 +61,30 @@ def model_overview(entry: ModelEntry, resolution: int = 80) -> None:
         caption += f" Test NLL {nll:.3f} nats"
         caption += f", data entropy {entropy:.3f}: KL(data ‖ model) ≈ {nll - entropy:.3f}." if entropy is not None else "."
     st.caption(caption)
+
+
+@st.cache_data(show_spinner="Drawing the pretrained gallery…", max_entries=64)
+def _gallery_density(key: str, _entry: ModelEntry, resolution: int):
+    grid = make_grid(datasets.VIEW, resolution)
+    with torch.no_grad():
+        return density_frames(_entry.model.field, [1.0], grid, OVERVIEW_SOLVER).log_density[0]
+
+
+def pretrained_gallery(entries: list[ModelEntry], columns: int = 5, resolution: int = 56) -> str | None:
+    """Small density maps of the given models; returns the name whose button was pressed."""
+    chosen = None
+    grid = make_grid(datasets.VIEW, resolution)
+    for start in range(0, len(entries), columns):
+        for column, entry in zip(st.columns(columns), entries[start : start + columns]):
+            try:
+                log_density = _gallery_density(model_key(entry), entry, resolution)
+            except CNFLabError as exc:
+                column.caption(f"{entry.name}: {exc}")
+                continue
+            figure = density_figure(log_density, grid, title=entry.dataset or entry.name)
+            figure.update_layout(height=220, margin=dict(l=0, r=0, t=30, b=0), xaxis_visible=False, yaxis_visible=False)
+            figure.update_traces(showscale=False)
+            column.plotly_chart(figure, key=f"gallery_{entry.name}", config={"displayModeBar": False})
+            if column.button("Use this model", key=f"use_{entry.name}", width="stretch"):
+                chosen = entry.name
+    return chosen
