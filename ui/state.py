@@ -150,8 +150,13 @@ class TrainingJob:
     def start(self) -> None:
         self.stop.clear()
         self.error, self.finished_model, self.collected = None, None, False
+        self.session_id = _current_session_id()
         self.thread = threading.Thread(target=self._work, name="cnf-training", daemon=True)
         self.thread.start()
+
+    def should_stop(self) -> bool:
+        """Stop pressed, or the browser tab that started the run is gone (no orphan workers)."""
+        return self.stop.is_set() or not _session_alive(self.session_id)
 
     def _work(self) -> None:
         last_snapshot = [0.0]
@@ -164,7 +169,7 @@ class TrainingJob:
                 self.snapshot = make_snapshot(self.trainer)
 
         try:
-            self.trainer.run(**self.budget, progress=on_progress, should_stop=self.stop.is_set)
+            self.trainer.run(**self.budget, progress=on_progress, should_stop=self.should_stop)
             self.snapshot = make_snapshot(self.trainer)
             model = self.trainer.model()
             nll, _ = test_nll(model, self.trainer.config.dataset, n=2000)
@@ -177,6 +182,22 @@ class TrainingJob:
             self.error = f"{exc}. The model in training is kept as it was."
         except Exception as exc:  # noqa: BLE001 - a worker must never die silently
             self.error = f"training failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def _current_session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return None if context is None else context.session_id
+
+
+def _session_alive(session_id: str | None) -> bool:
+    """False once the browser session that owns a job has disconnected (True when unknown)."""
+    from streamlit.runtime import Runtime
+
+    if session_id is None or not Runtime.exists():
+        return True
+    return Runtime.instance().is_active_session(session_id)
 
 
 def _dataset_name(dataset) -> str:
