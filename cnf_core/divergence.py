@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .errors import ConfigError
 from .field import as_time
 
 __all__ = ["Divergence", "TRACE_ESTIMATORS", "exact", "brute_force", "hutchinson", "sample_noise", "estimator"]
@@ -87,7 +88,7 @@ def sample_noise(z: torch.Tensor, distribution: str) -> torch.Tensor:
         return torch.randn_like(z)
     if distribution == "rademacher":
         return torch.randint_like(z, 0, 2) * 2 - 1
-    raise ValueError(f"trace: unknown noise distribution {distribution!r}; choose 'gaussian' or 'rademacher'")
+    raise ConfigError(f"trace: unknown noise distribution {distribution!r}; choose 'gaussian' or 'rademacher'")
 
 
 TRACE_ESTIMATORS = ("exact", "hutchinson-rademacher", "hutchinson-gaussian", "brute-force")
@@ -106,4 +107,4 @@ def estimator(name: str, z0: torch.Tensor) -> Divergence:
     if name.startswith("hutchinson-"):
         noise = sample_noise(z0, name.removeprefix("hutchinson-"))
         return lambda field, t, z: hutchinson(field, t, z, noise=noise)
-    raise ValueError(f"trace: unknown estimator {name!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
+    raise ConfigError(f"trace: unknown estimator {name!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 __all__ = ["ACTIVATIONS", "FieldConfig", "ConcatSquashLinear", "ConcatSquashField", "as_time"]
 
 
@@ -68,14 +70,14 @@ class FieldConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if not 1 <= len(self.hidden) <= 8:
-            raise ValueError(f"hidden: depth must be 1..8 layers, got {len(self.hidden)}")
+            raise ConfigError(f"hidden: depth must be 1..8 layers, got {len(self.hidden)}")
         for width in self.hidden:
             if not 1 <= width <= 1024:
-                raise ValueError(f"hidden: every width must be 1..1024, got {width}")
+                raise ConfigError(f"hidden: every width must be 1..1024, got {width}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation: unknown {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
+            raise ConfigError(f"activation: unknown {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
         if self.dim < 1:
-            raise ValueError(f"dim: must be ≥ 1, got {self.dim}")
+            raise ConfigError(f"dim: must be ≥ 1, got {self.dim}")
 
     def to_dict(self) -> dict:
         return asdict(self) | {"hidden": list(self.hidden)}
