@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from ui import sidebar, state
+from ui import sidebar, state, url
 
 # Sessions and training threads run torch side by side in this one process; with
 # several OpenMP threads each they oversubscribe the cores and everything slows
@@ -33,5 +33,10 @@ PAGES = [
 page = st.navigation(
     [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()]
 )
+# the active model travels in the address too (only names every session has: the pretrained ones)
+url.restore("app", {"model": url.Param(str, choices=[n for n, e in state.models().items() if e.source == "pretrained"])})
+if "model" in st.session_state:
+    st.session_state.active_model = st.session_state.pop("model")
 sidebar.render()
 page.run()
+url.publish({}, extra={"model": st.session_state.get("active_model")})

@@ -9,10 +9,34 @@ from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
 from cnf_core.solvers import SOLVERS, SolverConfig
 from cnf_core.training import TrainConfig, pick_device
-from ui import state
+from ui import state, url
+from ui.url import Param
 
 UPLOAD_CSV, UPLOAD_IMAGE = "Upload a CSV…", "Upload an image…"
 DEFAULTS = TrainConfig()
+WIDTHS = [16, 32, 64, 128, 256]
+OBJECTIVE_LABELS = ["Maximum likelihood", "Flow matching"]
+SHARED = {  # the settings a copied address carries (see ui/url.py)
+    "train_dataset": Param(str, choices=datasets.names()),
+    "train_objective": Param(str, choices=OBJECTIVE_LABELS),
+    "train_depth": Param(int, low=1, high=6),
+    "train_width": Param(int, choices=WIDTHS),
+    "train_activation": Param(str, choices=list(ACTIVATIONS)),
+    "train_batch": Param(int, low=1, high=20_000),
+    "train_lr": Param(float, low=1e-5, high=1.0),
+    "train_weight_decay": Param(float, low=0.0, high=1.0),
+    "train_budget_kind": Param(str, choices=["Iterations", "Seconds"]),
+    "train_iterations": Param(int, low=1, high=100_000),
+    "train_seconds": Param(int, low=1, high=3600),
+    "train_seed": Param(int, low=0, high=2**31 - 1),
+    "train_method": Param(str, choices=list(SOLVERS)),
+    "train_rtol": Param(float, low=1e-8, high=0.5),
+    "train_atol": Param(float, low=1e-8, high=0.5),
+    "train_steps": Param(int, low=1, high=1000),
+    "train_adjoint": Param(bool),
+    "train_trace": Param(str, choices=list(TRACE_ESTIMATORS)),
+}
+publish_settings = url.shared("train", SHARED)
 
 st.title("Train a CNF")
 st.caption(
@@ -47,30 +71,31 @@ with settings:
 
     objective_label = st.radio(
         "Objective",
-        ["Maximum likelihood", "Flow matching"],
+        OBJECTIVE_LABELS,
         horizontal=True,
+        key="train_objective",
         help="Maximum likelihood solves the log-density ODE for every batch (FFJORD). Flow matching "
         "regresses f(x_t, t) onto x₁ − x₀ along straight lines from noise to data: no ODE solve in "
         "training, and the result is the same kind of CNF.",
     )
-    objective = "fm" if objective_label == "Flow matching" else "mle"
+    objective = "fm" if objective_label == OBJECTIVE_LABELS[1] else "mle"
     coupling = "independent"
     if objective == "fm":
         coupling = "ot" if st.checkbox("Optimal-transport pairing", help="Pair noise and data within each batch by minimum total squared distance (straighter paths, slower iterations).") else "independent"
     with st.expander("Model", expanded=False):
-        depth = st.slider("Hidden layers", 1, 6, len(DEFAULTS.field.hidden), help="Depth of the concatsquash MLP f(z, t; θ).")
-        width = st.select_slider("Width", [16, 32, 64, 128, 256], value=DEFAULTS.field.hidden[0], help="Units per hidden layer.")
-        activation = st.selectbox("Activation", list(ACTIVATIONS), help="Smooth activations keep the ODE easy to solve.")
+        depth = st.slider("Hidden layers", 1, 6, len(DEFAULTS.field.hidden), key="train_depth", help="Depth of the concatsquash MLP f(z, t; θ).")
+        width = st.select_slider("Width", WIDTHS, value=DEFAULTS.field.hidden[0], key="train_width", help="Units per hidden layer.")
+        activation = st.selectbox("Activation", list(ACTIVATIONS), key="train_activation", help="Smooth activations keep the ODE easy to solve.")
     with st.expander("Training", expanded=False):
-        batch_size = st.number_input("Batch size", 1, 20_000, DEFAULTS.batch_size, step=64, help="Data points per iteration.")
-        lr = st.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", help="Adam step size.")
-        weight_decay = st.number_input("Weight decay", 0.0, 1.0, 0.0, format="%.5f", help="AdamW decoupled weight decay.")
-        budget_kind = st.radio("Budget", ["Iterations", "Seconds"], horizontal=True)
+        batch_size = st.number_input("Batch size", 1, 20_000, DEFAULTS.batch_size, step=64, key="train_batch", help="Data points per iteration.")
+        lr = st.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.4f", key="train_lr", help="Adam step size.")
+        weight_decay = st.number_input("Weight decay", 0.0, 1.0, 0.0, format="%.5f", key="train_weight_decay", help="AdamW decoupled weight decay.")
+        budget_kind = st.radio("Budget", ["Iterations", "Seconds"], horizontal=True, key="train_budget_kind")
         if budget_kind == "Iterations":
-            budget_value = st.number_input("Iterations", 1, 100_000, 400, step=100)
+            budget_value = st.number_input("Iterations", 1, 100_000, 400, step=100, key="train_iterations")
         else:
-            budget_value = st.number_input("Seconds", 1, 3600, 20, step=5)
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, help="Same seed, same settings: the same run.")
+            budget_value = st.number_input("Seconds", 1, 3600, 20, step=5, key="train_seconds")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same settings: the same run.")
         kinetic_weight = jacobian_weight = 0.0
         if objective == "mle":
             st.markdown("**Regularised dynamics (RNODE)**")
@@ -82,18 +107,19 @@ with settings:
             "Method",
             methods,
             index=methods.index(DEFAULTS.solver.method),
+            key="train_method",
             help="Fixed-grid methods take a number of steps; adaptive ones take tolerances. "
             "Reported NLLs always use dopri5 at 1e-5, so a coarse solver cannot flatter itself.",
         )
         if SOLVERS[method].adaptive:
-            rtol = st.number_input("rtol", 1e-8, 0.5, 1e-3, format="%.0e")
-            atol = st.number_input("atol", 1e-8, 0.5, 1e-3, format="%.0e")
+            rtol = st.number_input("rtol", 1e-8, 0.5, 1e-3, format="%.0e", key="train_rtol")
+            atol = st.number_input("atol", 1e-8, 0.5, 1e-3, format="%.0e", key="train_atol")
             solver_values = dict(method=method, rtol=rtol, atol=atol)
         else:
-            steps = st.number_input("Steps over [0, 1]", 1, 1000, round(1 / DEFAULTS.solver.step_size))
+            steps = st.number_input("Steps over [0, 1]", 1, 1000, round(1 / DEFAULTS.solver.step_size), key="train_steps")
             solver_values = dict(method=method, step_size=1.0 / steps)
-        adjoint = st.checkbox("Adjoint gradients", help="Backpropagate by solving the adjoint ODE backwards (constant memory) instead of through the solver's steps.")
-        trace = st.selectbox("Trace of ∂f/∂z", list(TRACE_ESTIMATORS), help="exact: analytic in 2-D; hutchinson: εᵀ(∂f/∂z)ε, unbiased, one vector-Jacobian product.")
+        adjoint = st.checkbox("Adjoint gradients", key="train_adjoint", help="Backpropagate by solving the adjoint ODE backwards (constant memory) instead of through the solver's steps.")
+        trace = st.selectbox("Trace of ∂f/∂z", list(TRACE_ESTIMATORS), key="train_trace", help="exact: analytic in 2-D; hutchinson: εᵀ(∂f/∂z)ε, unbiased, one vector-Jacobian product.")
 
     config = error = None
     if dataset is not None:
@@ -135,6 +161,7 @@ with settings:
         job.start()
         st.rerun()
     st.caption(f"Training runs on **{pick_device().type.upper()}** ({state.device_label()}).")
+    publish_settings()
 
 
 # ---------------------------------------------------------------- live panel

@@ -132,3 +132,22 @@ def test_uploading_a_checkpoint_adds_it_and_a_bad_one_is_refused():
     assert not at.exception
     assert any("evil.pt" in e.value for e in at.error)
     assert at.session_state["active_model"] == "mine (uploaded)"  # the active model is kept
+
+
+def test_a_shared_address_restores_the_settings_and_model():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update({"model": "moons (pretrained)", "train_width": "32", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
+    at.run()
+    assert at.session_state["active_model"] == "moons (pretrained)"
+    at.switch_page("pages/train.py")
+    at.run()
+    no_errors(at)
+    assert at.select_slider(key="train_width").value == 32
+    assert abs(at.number_input(key="train_lr").value - 0.003) < 1e-12
+    assert at.selectbox(key="train_method").value == "euler"
+    assert at.number_input(key="train_steps").value == 7
+    assert at.slider(key="train_depth").value == 3  # 99 is out of range: ignored, default kept
+    # and the page writes its settings back into the address
+    at.number_input(key="train_seed").set_value(42)
+    at.run()
+    assert at.query_params["train_seed"] == ["42"] or at.query_params["train_seed"] == "42"
