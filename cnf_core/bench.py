@@ -2,7 +2,8 @@
 
 `python -m cnf_core bench [--json] [--quick]` runs them all:
 
-1. training time-to-quality on 8gaussians: our default trainer vs a baseline
+1. training time-to-quality on 8gaussians: our default trainer (and flow
+   matching with the same network) vs a baseline
    that does what FFJORD's reference toy trainer does (concatsquash 3×64,
    exact trace by one autograd backward pass per dimension, dopri5 at
    rtol = atol = 1e-5, batch 100, adjoint gradients, Adam lr 1e-3);
@@ -32,7 +33,7 @@ from .density import density_frames, make_grid
 from .field import ConcatSquashField, FieldConfig
 from .flow import log_density
 from .solvers import SolverConfig
-from .training import TrainConfig, Trainer, test_nll
+from .training import TrainConfig, Trainer, time_to_nll
 
 __all__ = ["run_bench", "bench_trace", "bench_frames", "bench_training", "bench_metrics", "bench_scaling", "format_table"]
 
@@ -142,37 +143,15 @@ def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_ev
     return {
         "target_nll": target,
         "entropy": entropy,
-        "ours": _time_to_target(ours, target, min(ours_cap, ours_budget), check_every, test_n),
-        "baseline": _time_to_target(baseline, target, baseline_cap, check_every * 5, test_n),
+        "ours": _without_model(time_to_nll(ours, target, min(ours_cap, ours_budget), check_every, test_n)),
+        "flow_matching": _without_model(time_to_nll(ours.replace(objective="fm"), target, min(ours_cap, ours_budget), check_every / 2, test_n)),
+        "baseline": _without_model(time_to_nll(baseline, target, baseline_cap, check_every * 5, test_n)),
         "baseline_recipe": "concatsquash 3×64 tanh, autograd-loop trace, dopri5 1e-5, adjoint, batch 100, Adam lr 1e-3 wd 1e-5",
     }
 
 
-def _time_to_target(config: TrainConfig, target: float, cap: float, check_every: float, test_n: int) -> dict:
-    trainer = Trainer(config)
-    found = {"seconds": None, "nll": None}
-    checks = []
-    next_check = [check_every]
-
-    def progress(p) -> None:
-        if p.seconds >= next_check[0]:
-            next_check[0] = p.seconds + check_every
-            nll, _ = test_nll(trainer.model(), "8gaussians", n=test_n)
-            checks.append((round(p.seconds, 2), p.iteration, round(nll, 4)))
-            if nll <= target and found["seconds"] is None:
-                found.update(seconds=p.seconds, nll=nll)
-
-    trainer.run(seconds=cap, progress=progress, should_stop=lambda: found["seconds"] is not None)
-    final_nll, _ = test_nll(trainer.model(), "8gaussians", n=test_n)
-    return {
-        "seconds_to_target": found["seconds"],
-        "reached": found["seconds"] is not None,
-        "cap_s": cap,
-        "iterations": trainer.iteration,
-        "iterations_per_second": trainer.iteration / max(trainer.seconds, 1e-9),
-        "final_nll": final_nll,
-        "checks": checks,
-    }
+def _without_model(result: dict) -> dict:
+    return {key: value for key, value in result.items() if key != "model"}
 
 
 def bench_metrics(n: int = 5000, repeats: int = 7) -> dict:
@@ -235,6 +214,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
         "train_ours_s": ours["seconds_to_target"],
         "train_baseline_s": baseline["seconds_to_target"],
         "train_speedup": (baseline["seconds_to_target"] / ours["seconds_to_target"]) if ours["reached"] and baseline["reached"] else None,
+        "train_flow_matching_s": result["training"]["flow_matching"]["seconds_to_target"],
         "frames_ours_s": result["frames"]["ours_s"],
         "frames_naive_s": result["frames"]["naive_s"],
         "frames_speedup": result["frames"]["speedup"],
@@ -254,7 +234,9 @@ def format_table(result: dict) -> str:
     def seconds(value, reached=True, cap=None):
         return f"{value:.1f} s" if reached and value is not None else f"not reached in {cap:.0f} s"
 
+    fm = training["flow_matching"]
     rows = [
+        ("Flow matching to NLL ≤ entropy + 0.15", seconds(fm["seconds_to_target"], fm["reached"], fm["cap_s"]), "", ""),
         ("Training to NLL ≤ entropy + 0.15 (8gaussians)", seconds(s["train_ours_s"], training["ours"]["reached"], training["ours"]["cap_s"]), seconds(s["train_baseline_s"], training["baseline"]["reached"], training["baseline"]["cap_s"]), f"{s['train_speedup']:.1f}×" if s["train_speedup"] else "—"),
         (f"{result['frames']['frames']} density frames, {result['frames']['resolution']}² grid, dopri5 1e-5", f"{s['frames_ours_s']:.2f} s", f"{s['frames_naive_s']:.2f} s", f"{s['frames_speedup']:.1f}× (max |Δp| {s['frames_max_abs_density_diff']:.1e})"),
         (f"Exact trace on {result['trace']['points']} points vs plain f", f"{result['trace']['exact_ms']:.2f} ms", f"{result['trace']['plain_ms']:.2f} ms (plain)", f"{s['trace_exact_over_plain']:.2f}×"),

@@ -31,7 +31,7 @@ from .field import ConcatSquashField, FieldConfig
 from .flow import CNF, log_density_with_stats
 from .solvers import SolverConfig, SolveStats, _number
 
-__all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "evaluation_solver", "test_nll"]
+__all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "evaluation_solver", "test_nll", "time_to_nll"]
 
 OBJECTIVES = ("mle", "fm")
 MAX_BATCH = 20_000
@@ -323,3 +323,40 @@ def test_nll(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverCo
 
 
 test_nll.__test__ = False  # a metric, not a pytest test
+
+
+def time_to_nll(config: TrainConfig, target: float, cap: float, check_every: float = 1.0, test_n: int = 2000) -> dict:
+    """Train by `config` until the test NLL is ≤ `target` or `cap` seconds of training pass.
+
+    The test NLL is measured every `check_every` seconds of training; only the
+    trainer's step time counts, never the evaluations. Returns the seconds to
+    the target (None if not reached), the checks (seconds, iteration, NLL) and
+    the final model.
+    """
+    trainer = Trainer(config)
+    found = {"seconds": None}
+    checks = []
+    next_check = [check_every]
+
+    def progress(p: Progress) -> None:
+        if p.seconds >= next_check[0]:
+            next_check[0] = p.seconds + check_every
+            nll, _ = test_nll(trainer.model(), config.dataset, n=test_n)
+            checks.append((round(p.seconds, 2), p.iteration, round(nll, 4)))
+            if nll <= target and found["seconds"] is None:
+                found["seconds"] = p.seconds
+
+    trainer.run(seconds=cap, progress=progress, should_stop=lambda: found["seconds"] is not None)
+    model = trainer.model()
+    final_nll, _ = test_nll(model, config.dataset, n=test_n)
+    return {
+        "seconds_to_target": found["seconds"],
+        "reached": found["seconds"] is not None,
+        "target_nll": target,
+        "cap_s": cap,
+        "iterations": trainer.iteration,
+        "iterations_per_second": trainer.iteration / max(trainer.seconds, 1e-9),
+        "final_nll": final_nll,
+        "checks": checks,
+        "model": model,
+    }
