@@ -18,6 +18,7 @@ from ui import sidebar, state, url
 torch.set_num_threads(1)
 
 st.set_page_config(page_title="CNF Lab", page_icon=":material/cyclone:", layout="wide")
+state.mark_app_run()
 state.init()
 
 ROOT = Path(__file__).resolve().parent
@@ -37,6 +38,7 @@ page = st.navigation(
 url.restore("app", {"model": url.Param(str, choices=[n for n, e in state.models().items() if e.source == "pretrained"])})
 if "model" in st.session_state:
     st.session_state.active_model = st.session_state.pop("model")
+state.collect_finished_job()  # a run that ended since the last rerun joins the model list first
 sidebar.render()
 page.run()
 url.publish({}, extra={"model": st.session_state.get("active_model")})

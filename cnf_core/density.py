@@ -1,27 +1,83 @@
 """Density frames: log p_t on a grid, for one time or an animation of many.
 
 Each frame is computed through the log-density ODE from that frame's own time
-t back to the base at 0 (see `flow.log_density`), never by reading partial
-integrals of a solve started at t = 1: that would show the base pushed
-through the *last* part of the dynamics, which is not p_t when the field
-depends on time.
+t back to the base at 0 (FFJORD, Grathwohl et al., 2019; see
+`flow.log_density`):
 
-All frames are solved together in one batch: every grid point of every frame
-gets its own clock τ = t_frame (1 - s) over a shared solve time s ∈ [0, 1],
-so the solver's steps and the Python overhead are shared by all frames.
+    log p_t(x) = log N(z(0); 0, I) - ∫_0^t tr(∂f/∂z)(z(s), s) ds,   z(t) = x,
+
+never by reading partial integrals of a solve started at t = 1: that would
+show the base pushed through the *last* part of the dynamics, which is not
+p_t when the field depends on time.
+
+Two ways to solve the frames, equal to solver tolerance:
+
+- "per-frame" (default): one adaptive solve per frame. A frame at small t
+  has a short, easy path back to the base and takes few steps, so early
+  frames do not pay for the hardest one; the t = 0 frame is the closed-form
+  base and costs nothing.
+- "batched": all frames in one solve, each point with its own clock
+  τ = t_frame (1 - s) over a shared solve time s ∈ [0, 1]. The steps and the
+  Python overhead are shared, but every frame takes as many steps as the
+  hardest (t = 1) one, so on trained models it costs more evaluations.
+
+Either way the field is evaluated one frame at a time, at that frame's single
+time: for a `ConcatSquashField` the time gates then fold into the weights, and
+the evaluation (`frozen_time_velocity_and_divergence`) runs in cache-sized
+chunks, about 1.7× faster than the general per-point-time pass.
+
+Measured (rough, on the shared 2-core CPU, one torch thread): 30 frames of a
+100×100 grid of the pretrained 8gaussians model, dopri5 at rtol = atol = 1e-5,
+take 2782 frame-NFE (≈ 28 M evaluations of f and tr ∂f/∂z) per-frame, ≈ 38 s,
+or ≈ 21 s with `workers=2`; "batched" takes 146 NFE over all 290 000 points
+(42 M evaluations, ≈ 61 s); the original batched solve with per-point clocks
+in the field cost ≈ 2.4 s per NFE, ≈ 350 s. float64 is ≈ 3× slower than float32.
+
+Besides the frames, the overlays of the density animation: samples pushed to
+each frame's time, particle paths, and the vector field on a coarse grid.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field as dataclass_field
+from typing import Callable
 
 import torch
+from torch import nn
 
-from .flow import Field, log_density_with_stats
-from .solvers import SolverConfig, SolveStats
+from . import divergence as divergence_module
+from .divergence import TRACE_ESTIMATORS
+from .errors import ConfigError, SolveError
+from .field import ConcatSquashField
+from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
+from .solvers import SolverConfig, SolveStats, _number, integrate
 
-__all__ = ["Grid", "DensityFrames", "make_grid", "density_frames"]
+__all__ = [
+    "MAX_FRAMES",
+    "MAX_RESOLUTION",
+    "STRATEGIES",
+    "Grid",
+    "make_grid",
+    "FramesConfig",
+    "DensityFrames",
+    "density_frames",
+    "EVALUATION_CHUNK",
+    "frozen_time_velocity_and_divergence",
+    "pushed_samples",
+    "particle_paths",
+    "velocity_frames",
+    "parse_points",
+]
+
+MAX_FRAMES = 60
+MAX_RESOLUTION = 200
+MIN_RESOLUTION = 2
+MAX_HALF_WIDTH = 20.0
+MAX_PICKED_POINTS = 50
+STRATEGIES = ("per-frame", "batched")
 
 
 @dataclass(frozen=True)
@@ -30,6 +86,16 @@ class Grid:
 
     half_width: float
     resolution: int
+
+    def __post_init__(self) -> None:
+        half_width = _number("half_width", self.half_width)
+        if not 0 < half_width <= MAX_HALF_WIDTH:
+            raise ConfigError(f"half_width: the view must be in (0, {MAX_HALF_WIDTH:g}], got {self.half_width!r}")
+        resolution = _number("resolution", self.resolution, integer=True)
+        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+            raise ConfigError(f"resolution: must be {MIN_RESOLUTION}..{MAX_RESOLUTION} points a side, got {self.resolution!r}")
+        object.__setattr__(self, "half_width", half_width)
+        object.__setattr__(self, "resolution", resolution)
 
     @property
     def axis(self) -> torch.Tensor:
@@ -47,7 +113,50 @@ class Grid:
 
 
 def make_grid(half_width: float = 4.0, resolution: int = 100) -> Grid:
-    return Grid(float(half_width), int(resolution))
+    return Grid(half_width, resolution)
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """The settings of a density animation, validated on construction (`ConfigError` names the field).
+
+    - frames: number of frames, 2..MAX_FRAMES, at times evenly spaced over [0, 1];
+    - resolution: grid points a side, MIN_RESOLUTION..MAX_RESOLUTION;
+    - half_width: the view is [-half_width, half_width]²;
+    - solver: how each frame's log-density ODE is solved (its `max_seconds`
+      caps the whole animation, its `max_nfe` each solve);
+    - trace: how tr(∂f/∂z) is computed (a key of `TRACE_ESTIMATORS`);
+    - strategy: "per-frame" or "batched" (see the module docstring).
+    """
+
+    frames: int = 30
+    resolution: int = 100
+    half_width: float = 4.0
+    solver: SolverConfig = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5)
+    trace: str = "exact"
+    strategy: str = "per-frame"
+
+    def __post_init__(self) -> None:
+        frames = _number("frames", self.frames, integer=True)
+        if not 2 <= frames <= MAX_FRAMES:
+            raise ConfigError(f"frames: must be 2..{MAX_FRAMES} (each frame is a full solve over the grid), got {self.frames!r}")
+        object.__setattr__(self, "frames", frames)
+        grid = Grid(self.half_width, self.resolution)  # validates both, with their own field names
+        object.__setattr__(self, "half_width", grid.half_width)
+        object.__setattr__(self, "resolution", grid.resolution)
+        if not isinstance(self.solver, SolverConfig):
+            raise ConfigError(f"solver: expected a SolverConfig, got {type(self.solver).__name__}")
+        if self.trace not in TRACE_ESTIMATORS:
+            raise ConfigError(f"trace: unknown estimator {self.trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+    def times(self) -> list[float]:
+        """Frame times t_k = k / (frames - 1): 0 is the base, 1 the data."""
+        return [k / (self.frames - 1) for k in range(self.frames)]
+
+    def grid(self) -> Grid:
+        return Grid(self.half_width, self.resolution)
 
 
 @dataclass
@@ -57,9 +166,11 @@ class DensityFrames:
     times: list[float]
     grid: Grid
     log_density: torch.Tensor  # (frames, resolution, resolution), float64
-    stats: SolveStats
+    stats: SolveStats  # totals over all solves (nfe_forward, seconds)
     seconds: float
-    extra: dict = field(default_factory=dict)
+    extra: dict = dataclass_field(default_factory=dict)
+    nfe_per_frame: list[int] = dataclass_field(default_factory=list)
+    strategy: str = "per-frame"
 
     @property
     def density(self) -> torch.Tensor:
@@ -69,6 +180,139 @@ class DensityFrames:
         """∫ p_t over the view per frame (Riemann sum); 1 minus this is the mass outside the view."""
         return (self.density.sum(dim=(1, 2)) * self.grid.cell_area).tolist()
 
+    def mass_outside(self) -> list[float]:
+        """1 - ∫ p_t over the view per frame: what lies outside the view (plus the sum's error)."""
+        return [1.0 - mass for mass in self.mass()]
+
+
+# ---------------------------------------------------------------- the field at one time
+
+
+def _tanh(pre: torch.Tensor) -> torch.Tensor:
+    # tanh(x) = 2σ(2x) - 1: in this torch build the vectorised sigmoid is ~3× faster than tanh.
+    return torch.sigmoid_(pre * 2).mul_(2).sub_(1)
+
+
+def _tanh_slope(pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(torch.ones((), dtype=out.dtype, device=out.device), out, out, value=-1)  # 1 - tanh², one pass
+
+
+EVALUATION_CHUNK = 2048  # points per pass: keeps the (dim, n, 64) tangents in cache (≈1.6× faster than 10 000)
+
+
+def frozen_time_velocity_and_divergence(
+    field: ConcatSquashField, t: torch.Tensor | float, z: torch.Tensor, chunk: int = EVALUATION_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f(z, t) and its exact divergence for a `ConcatSquashField` at ONE time t (a scalar).
+
+    Same numbers as `field.velocity_and_divergence`, fewer passes over memory:
+    at a single time each layer's gate σ(w_g t + b_g) and shift w_b t are
+    constants, so they fold into the weights, (W h + b)·g + s = (g ⊙ W) h + (g b + s),
+    and each layer is one matrix product for the activations and one for both
+    input tangents. Points go through in chunks of `chunk` so the tangents
+    stay in cache. Falls back to the general pass for per-point times.
+    """
+    t = torch.as_tensor(t, dtype=z.dtype, device=z.device)
+    if t.numel() > 1:
+        return field.velocity_and_divergence(t, z)
+    folded = []
+    for layer in field.layers:
+        gate, shift = layer.gate_and_shift(t.reshape(1, 1))
+        weight = layer.linear.weight * gate.reshape(-1, 1)  # (out, in)
+        bias = layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)
+        folded.append((weight, bias))
+    if z.shape[0] <= chunk:
+        return _folded_pass(field, folded, z)
+    parts = [_folded_pass(field, folded, z[i : i + chunk]) for i in range(0, z.shape[0], chunk)]
+    return torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts])
+
+
+def _folded_pass(field: ConcatSquashField, folded: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    is_tanh = field.config.activation == "tanh"
+    activation = _tanh if is_tanh else field.activation
+    activation_slope = _tanh_slope if is_tanh else field.activation_derivative
+    n, dim = z.shape
+    (first_weight, first_bias), *middle, (last_weight, last_bias) = folded
+    pre = torch.addmm(first_bias, z, first_weight.T)
+    h = activation(pre)
+    # tangent[j] = ∂h/∂z_j, stacked as (dim, n, width) so one matmul moves all of them
+    tangent = activation_slope(pre, h).unsqueeze(0) * first_weight.T.unsqueeze(1)
+    for weight, bias in middle:
+        pre = torch.addmm(bias, h, weight.T)
+        h = activation(pre)
+        tangent = torch.mm(tangent.reshape(-1, weight.shape[1]), weight.T).reshape(dim, n, -1)
+        tangent.mul_(activation_slope(pre, h))
+    velocity = torch.addmm(last_bias, h, last_weight.T)
+    # the diagonal of the output Jacobian only: ∂f_j/∂z_j = <W_j, ∂h/∂z_j>
+    divergence = sum(torch.mv(tangent[j], last_weight[j]) for j in range(dim))
+    return velocity, divergence
+
+
+def _frame_divergence(field: Field, trace: str, z0: torch.Tensor) -> Callable:
+    """The divergence function for one frame's solve: the folded fast path where it applies."""
+    if trace == "exact" and isinstance(field, ConcatSquashField):
+        return frozen_time_velocity_and_divergence
+    return divergence_module.estimator(trace, z0)
+
+
+# ---------------------------------------------------------------- solving frames
+
+
+def _remaining(solver: SolverConfig, started: float) -> SolverConfig:
+    """`solver` with max_seconds cut to what is left of the whole animation's budget."""
+    if solver.max_seconds is None:
+        return solver
+    left = solver.max_seconds - (time.perf_counter() - started)
+    if left <= 0:
+        raise SolveError("time-cap", f"stopped after {solver.max_seconds:g} s for all frames (time cap)")
+    return solver.replace(max_seconds=left)
+
+
+def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, trace: str) -> tuple[torch.Tensor, SolveStats]:
+    """log p_t on the points x of one frame: one solve from t back to 0 (s-clock τ = t (1 - s))."""
+    stats = SolveStats()
+    dynamics = LogDensityDynamics(field, trace, x, start=t, speed=-t)
+    dynamics.divergence = _frame_divergence(field, trace, x)
+    state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
+    span = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
+    states, _ = integrate(dynamics, state0, span, solver, stats=stats)
+    end = states[-1]
+    return standard_normal_log_prob(end[:, :-1]) - end[:, -1], stats
+
+
+class _BatchedFramesDynamics(nn.Module):
+    """d[z, Δ]/ds for all frames stacked: frame k's points follow their own clock τ = t_k (1 - s).
+
+    Evaluated frame by frame, so each call of the field sees one time.
+    """
+
+    def __init__(self, field: Field, trace: str, x: torch.Tensor, times: list[float], points_per_frame: int) -> None:
+        super().__init__()
+        self.field, self.times, self.n = field, times, points_per_frame
+        self.divergences = [_frame_divergence(field, trace, x[k * self.n : (k + 1) * self.n]) for k in range(len(times))]
+
+    def forward(self, s: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        pieces = []
+        for k, t in enumerate(self.times):
+            z = state[k * self.n : (k + 1) * self.n, :-1]
+            velocity, divergence = self.divergences[k](self.field, t * (1 - s), z)
+            pieces.append(torch.cat([velocity, -divergence.unsqueeze(-1)], dim=-1) * -t)
+        return torch.cat(pieces)
+
+
+def _solve_batched(field: Field, x: torch.Tensor, times: list[float], solver: SolverConfig, trace: str) -> tuple[torch.Tensor, SolveStats]:
+    """log p_t for the frames at `times` (all > 0) in one solve with per-frame clocks."""
+    n = x.shape[0]
+    stacked = x.repeat(len(times), 1)
+    dynamics = _BatchedFramesDynamics(field, trace, stacked, times, n)
+    state0 = torch.cat([stacked, torch.zeros_like(stacked[:, :1])], dim=-1)
+    stats = SolveStats()
+    span = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
+    states, _ = integrate(dynamics, state0, span, solver, stats=stats)
+    end = states[-1]
+    log_p = standard_normal_log_prob(end[:, :-1]) - end[:, -1]
+    return log_p.reshape(len(times), n), stats
+
 
 def density_frames(
     field: Field,
@@ -77,28 +321,171 @@ def density_frames(
     solver: SolverConfig = SolverConfig(),
     trace: str = "exact",
     *,
-    chunk_points: int = 400_000,
+    strategy: str = "per-frame",
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DensityFrames:
-    """log p_t(x) on `grid` for every t in `times`, each from its own time back to 0.
+    """log p_t(x) on `grid` for every t in `times` (each in [0, 1]), each from its own time back to 0.
 
-    Frames are batched into solves of at most `chunk_points` points (memory
-    bound). Raises `SolveError` if a solve hits a cap or diverges.
+    `solver.max_seconds` bounds the whole call and `solver.max_nfe` each
+    solve; a solve that hits a cap or diverges raises `SolveError`.
+    `workers` > 1 solves frames on that many threads (per-frame strategy).
+    `progress(done, total)` is called as frames finish.
     """
     started = time.perf_counter()
-    times = [float(t) for t in torch.as_tensor(times).reshape(-1).tolist()]
-    points = grid.points()
-    n = points.shape[0]
-    frames_per_chunk = max(1, chunk_points // n)
-    stats = SolveStats()
-    pieces = []
+    times = [float(t) for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist()]
+    if not 1 <= len(times) <= MAX_FRAMES:
+        raise ConfigError(f"frames: must be 1..{MAX_FRAMES} times, got {len(times)}")
+    if not all(0.0 <= t <= 1.0 for t in times):
+        raise ConfigError("times: every frame time must lie in [0, 1] (0 is the base, 1 the data)")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: unknown {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if trace not in TRACE_ESTIMATORS:
+        raise ConfigError(f"trace: unknown estimator {trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
+    workers = _number("workers", workers, integer=True)
+    if not 1 <= workers <= 8:
+        raise ConfigError(f"workers: must be 1..8 threads, got {workers!r}")
+    x = _field_tensor_like(field, grid.points())
+    n = x.shape[0]
+    frames: list[torch.Tensor | None] = [None] * len(times)
+    nfe = [0] * len(times)
+    total = SolveStats()
+    done = 0
+
+    def finish(k: int, log_p: torch.Tensor, stats: SolveStats) -> None:
+        nonlocal done
+        frames[k] = log_p.detach().to("cpu", torch.float64).reshape(grid.resolution, grid.resolution)
+        nfe[k] = stats.nfe_forward
+        total.nfe_forward += stats.nfe_forward
+        done += 1
+        if progress is not None:
+            progress(done, len(times))
+
     with torch.no_grad():
-        for first in range(0, len(times), frames_per_chunk):
-            chunk = times[first : first + frames_per_chunk]
-            x = points.repeat(len(chunk), 1)
-            t = torch.tensor(chunk, dtype=torch.float64).repeat_interleave(n)
-            chunk_stats = SolveStats()
-            log_p, _, chunk_stats = log_density_with_stats(field, x, t, solver, trace, stats=chunk_stats)
-            stats.nfe_forward += chunk_stats.nfe_forward
-            pieces.append(log_p.double().reshape(len(chunk), grid.resolution, grid.resolution))
-    stats.seconds = time.perf_counter() - started
-    return DensityFrames(times=times, grid=grid, log_density=torch.cat(pieces), stats=stats, seconds=stats.seconds)
+        base = standard_normal_log_prob(grid.points())  # p_0 is the base: closed form, no solve
+        for k, t in enumerate(times):
+            if t == 0.0:
+                finish(k, base, SolveStats())
+        moving = [k for k, t in enumerate(times) if t > 0.0]
+        if strategy == "batched" and moving:
+            log_p, stats = _solve_batched(field, x, [times[k] for k in moving], _remaining(solver, started), trace)
+            for row, k in enumerate(moving):
+                finish(k, log_p[row], SolveStats())
+                nfe[k] = stats.nfe_forward  # one shared solve: every moving frame took all its steps
+            total.nfe_forward = stats.nfe_forward
+        elif moving:
+            # longest solves first, so that parallel workers finish together
+            order = sorted(moving, key=lambda k: -times[k])
+
+            def work(k: int) -> tuple[int, torch.Tensor, SolveStats]:
+                with torch.no_grad():  # grad mode is per thread
+                    return (k, *_solve_frame(field, x, times[k], _remaining(solver, started), trace))
+
+            if workers == 1:
+                for k in order:
+                    finish(*work(k))
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="density-frame") as pool:
+                    pending = [pool.submit(work, k) for k in order]
+                    try:
+                        for future in as_completed(pending):
+                            finish(*future.result())
+                    except BaseException:
+                        for future in pending:  # a failed frame fails the animation: start no more solves
+                            future.cancel()
+                        raise
+    total.seconds = time.perf_counter() - started
+    return DensityFrames(
+        times=times,
+        grid=grid,
+        log_density=torch.stack(frames),
+        stats=total,
+        seconds=total.seconds,
+        nfe_per_frame=nfe,
+        strategy=strategy,
+        extra={"points_per_frame": n, "workers": workers},
+    )
+
+
+# ---------------------------------------------------------------- overlays
+
+
+def _ascending(times: list[float]) -> tuple[torch.Tensor, list[int]]:
+    """Sorted distinct times and, for each requested time, its index among them."""
+    distinct = sorted(set(float(t) for t in times))
+    return torch.tensor(distinct, dtype=torch.float64), [distinct.index(float(t)) for t in times]
+
+
+def particle_paths(
+    field: Field,
+    points: torch.Tensor,
+    times: list[float],
+    solver: SolverConfig = SolverConfig(),
+    anchor: float = 0.0,
+) -> torch.Tensor:
+    """Positions at each of `times` (shape (T, m, 2)) of particles that are at `points` at time `anchor`.
+
+    anchor = 0: base points z(0) pushed forward; anchor = 1: data points x
+    followed back (the path through x). Solves forward and backward from the
+    anchor in at most two solves with every frame time as an output time.
+    """
+    anchor = _number("anchor", anchor)
+    if not 0.0 <= anchor <= 1.0:
+        raise ConfigError(f"anchor: must be a time in [0, 1], got {anchor!r}")
+    points = _field_tensor_like(field, torch.as_tensor(points, dtype=torch.float64).reshape(-1, 2))
+    distinct, index = _ascending(times)
+    positions: dict[float, torch.Tensor] = {anchor: points}
+    with torch.no_grad():
+        later = [t for t in distinct.tolist() if t > anchor]
+        earlier = [t for t in distinct.tolist() if t < anchor]
+        if later:
+            path, _ = trajectories(field, points, torch.tensor([anchor, *later]), solver)
+            positions.update({t: path[i + 1] for i, t in enumerate(later)})
+        if earlier:
+            path, _ = trajectories(field, points, torch.tensor([anchor, *reversed(earlier)]), solver)
+            positions.update({t: path[i + 1] for i, t in enumerate(reversed(earlier))})
+    ordered = torch.stack([positions[t] for t in distinct.tolist()])
+    return ordered[index].detach().to("cpu", torch.float64)
+
+
+def pushed_samples(field: Field, times: list[float], n: int = 500, seed: int = 0, solver: SolverConfig = SolverConfig()) -> torch.Tensor:
+    """n base samples z(0) ~ N(0, I) pushed to each of `times`: shape (T, n, 2), one solve.
+
+    At time t they are samples of p_t, so their histogram must match the frame.
+    """
+    n = _number("n", n, integer=True)
+    if not 1 <= n <= 100_000:
+        raise ConfigError(f"n: must be 1..100000 samples, got {n!r}")
+    z0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+    return particle_paths(field, z0, times, solver, anchor=0.0)
+
+
+def velocity_frames(field: Field, times: list[float], half_width: float, resolution: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
+    """The field f(·, t) on a coarse grid for each time: (points (m, 2), velocities (T, m, 2))."""
+    grid = Grid(half_width, resolution)
+    points = grid.points()
+    x = _field_tensor_like(field, points)
+    with torch.no_grad():
+        velocities = [field(torch.tensor(float(t), dtype=x.dtype, device=x.device), x) for t in times]
+    return points, torch.stack(velocities).detach().to("cpu", torch.float64)
+
+
+def parse_points(text: str, limit: int = MAX_PICKED_POINTS) -> torch.Tensor:
+    """Points typed as "x, y; x, y; …" (or one pair per line) → tensor (m, 2).
+
+    Raises `ConfigError` ("points: …") naming the pair that is not two finite numbers.
+    """
+    pairs = [piece.strip() for piece in text.replace("\n", ";").split(";") if piece.strip()]
+    if len(pairs) > limit:
+        raise ConfigError(f"points: at most {limit} points, got {len(pairs)}")
+    rows = []
+    for pair in pairs:
+        cells = [cell for cell in pair.replace(",", " ").split() if cell]
+        try:
+            numbers = [float(cell) for cell in cells]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers):
+            raise ConfigError(f"points: {pair!r} is not an 'x, y' pair of numbers")
+        rows.append(numbers)
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 2)

@@ -4,6 +4,8 @@ import streamlit as st
 
 from ui import state, views
 
+state.require_app()
+
 st.title("CNF Lab")
 st.markdown(
     "A **continuous normalizing flow** moves samples of a simple base distribution "

@@ -20,6 +20,8 @@ from cnf_core.metrics import (
 from cnf_core.solvers import SolverConfig
 from ui import state, views
 
+state.require_app()
+
 SAMPLING_SOLVER = SolverConfig(rtol=1e-4, atol=1e-4, max_nfe=5000, max_seconds=30)
 SWEEP_TAUS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 MAX_K = 20

@@ -12,6 +12,8 @@ from cnf_core.training import TrainConfig, pick_device
 from ui import state, url
 from ui.url import Param
 
+state.require_app()
+
 UPLOAD_CSV, UPLOAD_IMAGE = "Upload a CSV…", "Upload an image…"
 DEFAULTS = TrainConfig()
 WIDTHS = [16, 32, 64, 128, 256]
@@ -185,9 +187,8 @@ def live_panel() -> None:
     elif job.running:
         st.progress(0.0, text="starting…")
     else:
-        entry = state.collect_finished_job()
-        if entry is not None:
-            st.rerun()  # refresh the sidebar's model list
+        if not job.collected:
+            st.rerun()  # the whole app reruns: app.py adds the model and refreshes the sidebar
         summary = f"Run {trainer.status}: {trainer.iteration} iterations in {trainer.seconds:.1f} s"
         if job.finished_model is not None and job.finished_model.test_nll is not None:
             summary += f", test NLL {job.finished_model.test_nll:.3f} nats"

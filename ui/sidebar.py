@@ -42,13 +42,18 @@ def render() -> None:
                     f"{len(config.hidden)}×{config.hidden[0]} {config.activation} · "
                     f"{info.get('iterations', '?')} iterations"
                 )
-                st.download_button(
-                    "Download checkpoint",
-                    data=state.model_download(entry),
-                    file_name=f"{entry.name.split(' (')[0].replace(' ', '_')}.pt",
-                    mime="application/octet-stream",
-                    width="stretch",
-                )
+                try:
+                    checkpoint = state.model_download(entry)
+                except CNFLabError as exc:
+                    st.caption(f"This model cannot be downloaded: {exc}")
+                else:
+                    st.download_button(
+                        "Download checkpoint",
+                        data=checkpoint,
+                        file_name=f"{entry.name.split(' (')[0].replace(' ', '_')}.pt",
+                        mime="application/octet-stream",
+                        width="stretch",
+                    )
         upload = st.file_uploader("Upload a checkpoint (.pt)", type=["pt"], key="checkpoint_upload")
         data = upload.getvalue() if upload is not None else None
         # the uploader keeps its file across reruns: load each distinct upload once

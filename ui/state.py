@@ -65,6 +65,32 @@ def _pretrained_entries() -> dict[str, ModelEntry]:
     return entries
 
 
+_this_run = threading.local()  # each browser session runs its script on its own thread
+
+
+def mark_app_run() -> None:
+    """Called first thing by app.py: the page that follows in this run is inside the app."""
+    _this_run.inside_app = True
+
+
+def require_app() -> None:
+    """Make sure a page runs inside app.py (first line of every page).
+
+    While Streamlit has not yet seen app.py's `st.navigation` (a fresh server
+    whose first visit is a deep link, or every AppTest run), it treats the
+    `pages/` folder as a legacy multipage app and runs a page file on its own:
+    no shared sidebar, no session state set up. Leave that mode and rerun, so
+    the same address goes through app.py.
+    """
+    if getattr(_this_run, "inside_app", False):
+        _this_run.inside_app = False
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
+
+
 def init() -> None:
     """Create this session's state on its first run."""
     if "models" in st.session_state:
@@ -228,9 +254,11 @@ def new_job(config: TrainConfig, dataset_label: str, budget: dict) -> TrainingJo
 def collect_finished_job() -> ModelEntry | None:
     """Once per finished run: add its model to the session (active unless the run failed)."""
     job: TrainingJob | None = st.session_state.get("job")
-    if job is None or job.running or job.collected or job.finished_model is None:
+    if job is None or job.running or job.collected:
         return None
     job.collected = True
+    if job.finished_model is None:  # the run failed before its first iteration: nothing to add
+        return None
     entry = copy.copy(job.finished_model)
     entry.name = unique_name(entry.name)
     add_model(entry, make_active=job.error is None)
