@@ -29,6 +29,7 @@ PAGES = [
     ("pages/solver_lab.py", "Solver lab", ":material/functions:"),
     ("pages/precision_recall.py", "Precision & recall", ":material/target:"),
     ("pages/neural_ode.py", "Neural ODE & adjoint", ":material/replay:"),
+    ("pages/objectives.py", "MLE vs flow matching", ":material/compare_arrows:"),
 ]
 
 page = st.navigation(

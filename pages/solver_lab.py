@@ -1,0 +1,252 @@
+"""Solver lab: Euler against adaptive solvers, live, on the active model."""
+
+import streamlit as st
+
+from cnf_core import datasets
+from cnf_core import solver_lab as lab
+from cnf_core.density import make_grid
+from cnf_core.errors import CNFLabError
+from cnf_core.figures import density_figure
+from cnf_core.figures.solvers import (
+    CONFIG_COLORS,
+    density_error_figure,
+    path_figure,
+    step_size_figure,
+    train_eval_figure,
+    work_precision_figure,
+)
+from cnf_core.solvers import ADAPTIVE, FIXED_GRID, SOLVERS, SolverConfig
+from ui import state, views
+
+state.require_app()
+
+GRID_RESOLUTION = 40
+TEST_POINTS = 128
+STEP_CHOICES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320, 400, 512]
+TOLERANCES = [10.0**-k for k in range(1, 11)]
+POWERS_OF_TWO = [2**k for k in range(0, 11)]
+DEFAULT_CONFIGS = [("euler", 10, 1e-5), ("dopri5", 10, 1e-5), ("rk4", 8, 1e-5), ("bosh3", 10, 1e-4)]
+MODEL, SPIRAL = "Active model", "Stiff spiral (test field)"
+
+
+def tolerance_label(value: float) -> str:
+    return f"{value:.0e}"
+
+
+# ---------------------------------------------------------------- cached engine calls
+
+
+@st.cache_data(max_entries=16, show_spinner="Reference solve (dopri8, landing on t = 1)…")
+def reference(key: str, _field, dataset, paths: int):
+    test_points = lab.lab_test_points(_field, dataset, TEST_POINTS)
+    return lab.reference_solution(_field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def configuration(key: str, config: dict, land: bool, label: str, _field, _reference):
+    return lab.evaluate_configuration(_field, SolverConfig.from_dict(config), _reference, label, land=land)
+
+
+@st.cache_data(max_entries=16, show_spinner="Work–precision: one solve per method and setting…")
+def diagram(key: str, fixed: tuple, steps: tuple, adaptive: tuple, tolerances: tuple, caps: tuple, land: bool, _field, _reference):
+    return lab.work_precision(
+        _field, _reference.test_points, _reference.test_log_p, fixed_methods=fixed, step_counts=steps,
+        adaptive_methods=adaptive, tolerances=tolerances, max_nfe=caps[0], max_seconds=caps[1], land=land,
+    )
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def matrix(dataset: str, presets: tuple, iterations: int):
+    return lab.train_eval_matrix(dataset, presets, iterations=iterations)
+
+
+# ---------------------------------------------------------------- header and field
+
+
+st.title("Solver lab")
+st.caption(
+    "The density of a CNF is only as exact as the ODE solve behind it. Pick solvers side by side: each is "
+    "measured against a reference solve (dopri8 at rtol = atol = 1e-10 on test points and paths, 1e-7 on the "
+    "density grid, in float64). Every solve is capped "
+    "in NFE and time, so an unstable setting stops with a status instead of hanging."
+)
+st.latex(
+    r"\text{Euler: } z_{k+1} = z_k + h\,f(z_k, t_k),\quad \text{global error} = O(h);"
+    r"\qquad \text{order } p:\ \text{error} \approx C\,h^{p} \propto \mathrm{NFE}^{-p}"
+)
+
+entry = state.active()
+top = st.columns([2, 2, 3])
+field_choice = top[0].radio("Vector field", [MODEL, SPIRAL], horizontal=True, key="lab_field", help="The stiff spiral spins fast (Jacobian eigenvalues ≈ ±iω): explicit solvers need h·ω inside their stability region.")
+if field_choice == MODEL and entry is None:
+    st.info("No model is active: showing the stiff spiral. Train or pick a model in the sidebar.")
+    field_choice = SPIRAL
+if field_choice == SPIRAL:
+    omega = top[1].slider("Spin ω", 5, 400, 30, step=5, key="lab_omega", help="Angular speed of the spiral; Euler is unstable on a pure rotation for every step size.")
+    field, field_key, dataset = lab.SpiralField(omega), f"spiral:{omega}", None
+    field_name = f"stiff spiral (ω = {omega})"
+else:
+    field, field_key, dataset = entry.model.field, views.model_key(entry), entry.dataset
+    field_name = entry.name
+    top[1].caption(f"Field: **{entry.name}**" + (f" · test points: held-out {dataset}" if dataset in datasets.names() else " · test points: its own samples"))
+with top[2].expander("Caps and options", expanded=False):
+    max_nfe = st.number_input("NFE cap per solve", 10, 100_000, 3_000, step=500, key="lab_max_nfe")
+    max_seconds = st.number_input("Time cap per solve (s)", 0.5, 60.0, 10.0, step=0.5, key="lab_max_seconds")
+    land = st.checkbox(
+        "Adaptive steps land exactly on t = 1", value=True, key="lab_land",
+        help="torchdiffeq's default steps past the end time and reads the answer off a 4th-order interpolant; "
+        "untick to see that interpolation error (it dominates dopri8 and makes bosh3 non-monotone).",
+    )
+caps = dict(max_nfe=int(max_nfe), max_seconds=float(max_seconds))
+
+try:
+    ref = reference(field_key, field, dataset, 6 if field_choice == SPIRAL else 12)  # a spiral's turns crowd the view
+except CNFLabError as exc:
+    st.error(f"The reference solve failed, so nothing can be compared: {exc}")
+    st.stop()
+
+# ---------------------------------------------------------------- configurations side by side
+
+count = st.radio("Configurations", [2, 3, 4], horizontal=True, key="lab_count")
+columns = st.columns(count + 1)
+with columns[0]:
+    st.markdown("**Reference**")
+    st.caption(f"dopri8 at {ref.solver.rtol:g} (grid: {ref.grid_solver.rtol:g}) · {ref.nfe} NFE in all · {ref.seconds:.1f} s")
+    st.plotly_chart(density_figure(ref.log_density, ref.grid, title="p₁ (reference)"), key="lab_ref_density")
+    st.plotly_chart(path_figure(None, ref, title="Reference paths"), key="lab_ref_paths")
+
+results = []
+for index in range(count):
+    method0, steps0, tolerance0 = DEFAULT_CONFIGS[index]
+    color = CONFIG_COLORS[index % len(CONFIG_COLORS)]
+    with columns[index + 1]:
+        methods = list(SOLVERS)
+        method = st.selectbox(f"Solver {index + 1}", methods, index=methods.index(method0), key=f"lab_method_{index}")
+        st.caption(SOLVERS[method].description)
+        try:
+            if SOLVERS[method].adaptive:
+                rtol = st.select_slider("rtol", TOLERANCES, value=tolerance0, format_func=tolerance_label, key=f"lab_rtol_{index}")
+                atol = st.select_slider("atol", TOLERANCES, value=tolerance0, format_func=tolerance_label, key=f"lab_atol_{index}")
+                config = SolverConfig(method, rtol=rtol, atol=atol, **caps)
+            else:
+                steps = st.select_slider("Steps over [0, 1]", STEP_CHOICES, value=steps0, key=f"lab_steps_{index}")
+                config = SolverConfig.fixed(method, steps, **caps)
+        except CNFLabError as exc:
+            st.error(f"Setting refused: {exc}")
+            continue
+        with st.spinner(f"Solving with {config.describe()}…"):
+            result = configuration(field_key, config.to_dict(), land, config.describe(), field, ref)
+        results.append(result)
+        if result.ok:
+            st.caption(f"{result.density_nfe} NFE · {result.density_seconds:.2f} s for the density")
+        else:
+            st.warning(f"**{result.status}** — {result.message}")
+            if result.path is not None:
+                st.caption("The paths below are the diverging solve itself: they run off the plot.")
+        if result.log_density is not None:
+            st.plotly_chart(density_figure(result.log_density, ref.grid, title="p₁"), key=f"lab_density_{index}")
+            st.plotly_chart(density_error_figure(result.density_error, ref.grid, title="p₁ − p₁(reference)"), key=f"lab_error_{index}")
+        st.plotly_chart(
+            path_figure(result.path, ref, title="Steps (straight: fixed grid)" if not config.adaptive else "Dense output, dots = steps", color=color),
+            key=f"lab_paths_{index}",
+        )
+
+if results:
+    st.subheader("Cost and accuracy")
+    number = st.column_config.NumberColumn(format="%.2e")
+    st.dataframe(
+        [result.summary() for result in results],
+        hide_index=True,
+        column_config={name: number for name in ("max |Δp|", "mean |Δp|", "NLL error", "max |Δ log p|", "inversion error")},
+    )
+    st.caption(
+        f"On {field_name}. Density errors on a {GRID_RESOLUTION}×{GRID_RESOLUTION} grid over [-4, 4]²; "
+        f"log-likelihood errors on {TEST_POINTS} test points (NLL error < 0: the solver flatters the model); "
+        "inversion error: max |z(0) − backward(forward(z(0)))| over the path starts, both with the same solver."
+    )
+    if any(r.accepted_steps for r in results):
+        st.plotly_chart(step_size_figure(results, title="Step sizes of the adaptive solvers along t (test-point solve)"), key="lab_steps_figure")
+        st.caption(
+            "Each bar is one accepted step, drawn over the interval of t it covers: the solver shrinks its steps "
+            "where the dynamics are hard. Crosses are rejected tries (their error estimate was over the tolerance)."
+        )
+    elif any(r.config.adaptive for r in results):
+        st.caption("The adaptive solves failed or report no steps (scipy_solver), so there are no step sizes to show.")
+
+# ---------------------------------------------------------------- work and precision
+
+st.subheader("Work–precision")
+controls = st.columns(4)
+fixed = controls[0].multiselect("Fixed-grid methods", list(FIXED_GRID), default=["euler", "midpoint", "rk4"], key="lab_wp_fixed")
+adaptive = controls[1].multiselect("Adaptive methods", list(ADAPTIVE), default=["dopri5", "bosh3", "adaptive_heun"], key="lab_wp_adaptive")
+steps_range = controls[2].select_slider("Step counts", POWERS_OF_TWO, value=(4, 128), key="lab_wp_steps")
+tolerance_range = controls[3].select_slider("Tolerances", TOLERANCES, value=(1e-2, 1e-5), format_func=tolerance_label, key="lab_wp_tolerances")
+step_counts = tuple(n for n in POWERS_OF_TWO if steps_range[0] <= n <= steps_range[1])
+tolerances = tuple(t for t in TOLERANCES if min(tolerance_range) <= t <= max(tolerance_range))
+try:
+    precision = diagram(field_key, tuple(fixed), step_counts, tuple(adaptive), tolerances, (caps["max_nfe"], caps["max_seconds"]), land, field, ref)
+except CNFLabError as exc:
+    st.error(f"Work–precision refused: {exc}")
+else:
+    st.plotly_chart(work_precision_figure(precision), key="lab_wp_figure")
+    orders = [
+        f"**{method}** {'—' if order is None else f'{order:.2f}'} (expected {SOLVERS[method].order})"
+        for method, order in precision.orders.items()
+    ]
+    if orders:
+        st.markdown(
+            "Fitted convergence order, the slope of log error against log h over the three finest step counts: "
+            + " · ".join(orders)
+        )
+        st.caption(
+            "Error ≈ C hᵖ only once h is small enough: a fitted order away from the method's means the finest "
+            "steps are not yet in that asymptotic range (a trained field needs many steps to get there: extend "
+            "the step counts). Errors under the dotted line are the reference's own and are not fitted."
+        )
+    failed = [p for p in precision.points if p.status != "ok"]
+    if failed:
+        listed = ", ".join(f"{p.method} {int(p.setting) if not p.adaptive else tolerance_label(p.setting)}: {p.status}" for p in failed[:12])
+        st.warning(f"{len(failed)} solve(s) did not finish and are left out of the diagram — {listed}.")
+
+# ---------------------------------------------------------------- trained with one solver, evaluated with another
+
+st.subheader("Train with one solver, evaluate with another")
+st.caption(
+    "Small flows (2×32 tanh, batch 256) trained from the same seed, each with one solver, then scored on "
+    "1,000 held-out points with every solver. The NLL that a coarse solver reports is not the NLL of a density: "
+    "the change of variables only holds for the exact flow, and training can exploit the discretisation."
+)
+matrix_controls = st.columns([2, 3, 2, 1])
+matrix_dataset = matrix_controls[0].selectbox("Dataset", datasets.names(), index=datasets.names().index("8gaussians"), key="lab_matrix_dataset")
+presets = matrix_controls[1].multiselect("Train with", list(lab.TRAINING_SOLVERS), default=["euler · 1 step", "euler · 2 steps", "rk4 · 4 steps", "dopri5 · 1e-3"], key="lab_matrix_presets")
+iterations = matrix_controls[2].slider("Iterations each", 10, 500, 150, step=10, key="lab_matrix_iterations")
+request = (matrix_dataset, tuple(presets), int(iterations))
+if matrix_controls[3].button("Train & evaluate", type="primary", disabled=not presets, key="lab_matrix_run"):
+    st.session_state.lab_matrix_request = request
+if st.session_state.get("lab_matrix_request") == request:
+    try:
+        with st.spinner(f"Training {len(presets)} small flows and evaluating each with {len(presets) + 1} solvers…"):
+            cross = matrix(*request)
+    except CNFLabError as exc:
+        st.error(f"Could not train and evaluate: {exc}")
+    else:
+        st.plotly_chart(train_eval_figure(cross), key="lab_matrix_figure")
+        notes = []
+        for row, label in enumerate(cross.train_labels):
+            own, true = cross.own_nll(row), cross.true_nll(row)
+            if own is None or true is None:
+                continue
+            own_mass = cross.mass[row][cross.eval_labels.index(label)]
+            note = f"**{label}**: {own:.3f} under its own solver, {true:.3f} under the reference"
+            if cross.entropy is not None and own < cross.entropy:
+                note += f" — below the data entropy {cross.entropy:.3f}, which no normalised density can reach"
+            if own_mass is not None and abs(own_mass - 1) > 0.05:
+                note += f"; its own solver's 'density' integrates to {own_mass:.2f} over the view, not 1"
+            notes.append(note + ".")
+        st.markdown("\n".join(f"- {note}" for note in notes))
+        for label, status in zip(cross.train_labels, cross.train_status):
+            if status != "finished":
+                st.warning(f"Training with {label}: {status}")
+        st.caption(f"Training took {', '.join(f'{s:.1f}' for s in cross.train_seconds)} s; ∫p is summed on a 50×50 grid over [-4, 4]².")
+elif presets:
+    st.info(f"Press **Train & evaluate** to train {len(presets)} small flows ({iterations} iterations each, a few seconds per flow).")
