@@ -46,6 +46,10 @@ def checkpoint_bytes(model: CNF) -> bytes:
         "schema": SCHEMA_VERSION,
         "description": json.dumps(description, allow_nan=True),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.field.state_dict().items()},
+        "snapshots": {
+            str(iteration): {k: v.detach().cpu().clone() for k, v in weights.items()}
+            for iteration, weights in model.snapshots.items()
+        },
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -88,21 +92,28 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
         field_config = FieldConfig(**{**description["field"], "hidden": tuple(description["field"]["hidden"])})
         solver = SolverConfig.from_dict(description["solver"])
         state_dict = payload["state_dict"]
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        snapshots = {int(iteration): weights for iteration, weights in payload.get("snapshots", {}).items()}
+    except (KeyError, TypeError, ValueError, ConfigError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint description is damaged or incomplete: {exc}") from None
     field = ConcatSquashField(field_config)
+    for iteration, weights in snapshots.items():  # each snapshot must fit the same architecture
+        _load_weights(field, weights, f"the snapshot of iteration {iteration}")
+    _load_weights(field, state_dict, "the weights")
+    field.eval()
+    info = {k: v for k, v in description.items() if k not in ("field", "solver", "trace")}
+    return CNF(field=field, solver=solver, trace=description.get("trace", "exact"), info=info, snapshots=snapshots)
+
+
+def _load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
     try:
         field.load_state_dict(state_dict)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(
-            f"the weights do not fit the architecture the checkpoint describes: {str(exc).splitlines()[0][:200]}"
+            f"{what} do not fit the architecture the checkpoint describes: {str(exc).splitlines()[0][:200]}"
         ) from None
     for name, tensor in field.state_dict().items():
         if not torch.isfinite(tensor).all():
-            raise CheckpointError(f"the weights contain NaN or infinity ({name})")
-    field.eval()
-    info = {k: v for k, v in description.items() if k not in ("field", "solver", "trace")}
-    return CNF(field=field, solver=solver, trace=description.get("trace", "exact"), info=info)
+            raise CheckpointError(f"{what} contain NaN or infinity ({name})")
 
 
 def _read(source: str | os.PathLike | bytes | BinaryIO) -> bytes:

@@ -27,7 +27,12 @@ from .training import OBJECTIVES, TrainConfig, Trainer, test_nll
 
 __all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
 
-PRETRAIN_ITERATIONS = 1500
+PRETRAIN_ITERATIONS = 2000
+# The shipped models are smaller (3×32) and trained with RNODE's regularisers: as good in
+# test NLL as a plain 3×64 at this budget, and their smoother dynamics need fewer solver steps,
+# so density frames come about 8× faster (measured on 8gaussians, 30 frames of 100², 1e-5).
+PRETRAIN_HIDDEN = (32, 32, 32)
+PRETRAIN_REGULARISER_WEIGHT = 0.05
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -103,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain_budget = pretrain.add_mutually_exclusive_group()
     pretrain_budget.add_argument("--iters", type=int, default=None, help=f"iterations per dataset (default {PRETRAIN_ITERATIONS})")
     pretrain_budget.add_argument("--seconds", type=float, default=None, help="time budget per dataset")
-    pretrain.add_argument("--hidden", type=_hidden, default=FieldConfig().hidden)
+    pretrain.add_argument("--hidden", type=_hidden, default=PRETRAIN_HIDDEN)
+    pretrain.add_argument("--regulariser-weight", type=float, default=PRETRAIN_REGULARISER_WEIGHT, help="RNODE kinetic and Jacobian weight (0: plain maximum likelihood)")
     pretrain.add_argument("--eval-n", type=int, default=5000)
     pretrain.add_argument("--seed", type=int, default=0)
     pretrain.add_argument("--quiet", action="store_true")
@@ -143,14 +149,32 @@ def train_model(config: TrainConfig, eval_n: int = 5000, log=None) -> "CNF":  # 
     return model
 
 
-def pretrain(out_dir: str, names: list[str], iterations: int | None, seconds: float | None, hidden=FieldConfig().hidden, eval_n: int = 5000, seed: int = 0, log=None) -> list[str]:
-    """Train one model per dataset with the default settings; returns the paths written."""
+def pretrain(
+    out_dir: str,
+    names: list[str],
+    iterations: int | None,
+    seconds: float | None,
+    hidden=PRETRAIN_HIDDEN,
+    eval_n: int = 5000,
+    seed: int = 0,
+    log=None,
+    regulariser_weight: float = PRETRAIN_REGULARISER_WEIGHT,
+) -> list[str]:
+    """Train one model per dataset (default training settings, RNODE-regularised); returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)
     for name in names:
         datasets.get(name)  # refuse a typo before spending minutes on the others
     written = []
     for name in names:
-        config = TrainConfig(dataset=name, field=FieldConfig(hidden=hidden), iterations=iterations, seconds=seconds, seed=seed)
+        config = TrainConfig(
+            dataset=name,
+            field=FieldConfig(hidden=hidden),
+            iterations=iterations,
+            seconds=seconds,
+            seed=seed,
+            kinetic_weight=regulariser_weight,
+            jacobian_weight=regulariser_weight,
+        )
         if log:
             log(f"== {name}")
         model = train_model(config, eval_n=eval_n, log=log)
@@ -260,7 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
         iterations = args.iters if args.iters is not None or args.seconds is not None else PRETRAIN_ITERATIONS
         names = [name.strip() for name in args.datasets.split(",") if name.strip()]
-        pretrain(args.out_dir, names, iterations, args.seconds, args.hidden, args.eval_n, args.seed, log)
+        pretrain(args.out_dir, names, iterations, args.seconds, args.hidden, args.eval_n, args.seed, log, args.regulariser_weight)
         return 0
     if args.command == "bench":
         from .bench import format_table, run_bench

@@ -199,6 +199,8 @@ class CNF:
     solver: SolverConfig = SolverConfig()
     trace: str = "exact"
     info: dict = dataclass_field(default_factory=dict)  # how it was trained, its test NLL, ...
+    # weights saved along training, by iteration (for metrics over the training history)
+    snapshots: dict[int, dict[str, torch.Tensor]] = dataclass_field(default_factory=dict)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p_1(x): solve from x at t = 1 back to the base at t = 0."""

@@ -25,6 +25,7 @@ memory grows linearly with n.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ __all__ = [
     "likelihood_gap",
     "sample_metrics",
     "truncated_samples",
+    "metrics_over_training",
 ]
 
 MODE_RADIUS_IN_STD = 3.0  # a sample belongs to a mode if it lies within 3σ of its centre
@@ -461,3 +463,25 @@ def truncated_samples(
         paths, stats = trajectories(field, base, torch.tensor([0.0, 1.0]), solver)
     points = paths[-1].detach().cpu().double().numpy().reshape(len(taus), int(n), 2)
     return points, stats
+
+
+def metrics_over_training(
+    model, real, n: int | None = None, k: int = 3, seed: int = 0, solver: SolverConfig = SolverConfig()
+) -> list[dict[str, float]]:
+    """Precision, recall, density and coverage of each weight snapshot a trained model keeps.
+
+    One row per snapshot, by iteration: the snapshot's samples (the same base
+    noise for every snapshot, `n` points, default as many as `real`) against
+    `real`. Empty when the model keeps no snapshots.
+    """
+    real = as_points(real, "real")
+    n = len(real) if n is None else n
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_TRUNCATION_POINTS:
+        raise ConfigError(f"n: expected a whole number in 1..{MAX_TRUNCATION_POINTS:,}, got {n!r}")
+    field = copy.deepcopy(model.field)
+    rows = []
+    for iteration in sorted(model.snapshots):
+        field.load_state_dict(model.snapshots[iteration])
+        points, stats = truncated_samples(field, int(n), seed, (1.0,), solver)
+        rows.append({"iteration": iteration, "nfe": stats.nfe_forward, **precision_recall(real, points[0], k)})
+    return rows

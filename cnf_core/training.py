@@ -38,6 +38,9 @@ MAX_BATCH = 20_000
 MAX_ITERATIONS = 1_000_000
 MAX_SECONDS = 6 * 3600
 TEST_SEED_OFFSET = 1_000_003  # test samples never share a seed with training batches
+# Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
+# plus at the end: the precision & recall page measures the model along its training.
+SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -158,6 +161,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, field: ConcatSquashField | None = None) -> None:
         self.config = config
         self.history: list[dict] = []
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         self.iteration = 0
         self.seconds = 0.0
         self.status = "new"  # new | running | finished | stopped | failed
@@ -173,7 +177,10 @@ class Trainer:
     def model(self) -> CNF:
         """The current flow (a copy on the CPU, safe to use while training goes on)."""
         field = copy.deepcopy(self.field).to("cpu").eval()
-        return CNF(field=field, solver=evaluation_solver(), trace="exact", info=self.describe())
+        snapshots = dict(self.snapshots)
+        if self.iteration and self.iteration not in snapshots:
+            snapshots[self.iteration] = _cpu_copy(self.field.state_dict())
+        return CNF(field=field, solver=evaluation_solver(), trace="exact", info=self.describe(), snapshots=snapshots)
 
     def describe(self) -> dict:
         final = self.history[-1]["loss"] if self.history else None
@@ -281,6 +288,8 @@ class Trainer:
                 "seconds": round(self.seconds, 4),
             }
             self.history.append(record)
+            if self.iteration in SNAPSHOT_ITERATIONS:
+                self.snapshots[self.iteration] = _cpu_copy(self.field.state_dict())
             if progress is not None:
                 progress(
                     Progress(
@@ -296,6 +305,10 @@ class Trainer:
                 )
         self.field.eval()
         return self
+
+
+def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()}
 
 
 def _optimal_pairing(x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ from cnf_core.density import (
 from cnf_core.errors import CNFLabError
 from cnf_core.figures.density import density_animation_figure, frame_stats_figure
 from cnf_core.solvers import SOLVERS, SolverConfig
-from ui import state, views
+from ui import state, url, views
+from ui.url import Param
 
 state.require_app()
 
@@ -33,6 +34,26 @@ TIME_CAP_S = 120.0  # the whole animation; a solve over it stops with a "time-ca
 NFE_CAP = 20_000  # per frame solve
 WORKERS = min(2, os.cpu_count() or 1)  # frames are independent: solve two at a time on two cores
 SEEDS, PICKED = "Random seeds (from the base)", "Points I pick (at t = 1)"
+SHARED = {  # the settings a copied address carries (see ui/url.py)
+    "density_frames": Param(int, low=2, high=MAX_FRAMES),
+    "density_resolution": Param(int, choices=range(16, MAX_RESOLUTION + 1, 4)),
+    "density_view": Param(float, choices=[w / 2 for w in range(2, 21)]),
+    "density_method": Param(str, choices=list(SOLVERS)),
+    "density_tolerance": Param(float, choices=TOLERANCES),
+    "density_steps": Param(int, low=1, high=1000),
+    "density_scale": Param(str, choices=["linear", "log"]),
+    "density_show_samples": Param(bool),
+    "density_sample_count": Param(int, choices=range(50, 2001, 50)),
+    "density_show_paths": Param(bool),
+    "density_path_mode": Param(str, choices=[SEEDS, PICKED]),
+    "density_seed_count": Param(int, low=1, high=30),
+    "density_points": Param(str),
+    "density_show_arrows": Param(bool),
+    "density_arrows": Param(int, low=6, high=30),
+    "density_speed": Param(int, choices=range(30, 601, 10)),
+    "density_compare": views.comparison_param(),
+}
+publish_settings = url.shared("density", SHARED)
 
 
 # ---------------------------------------------------------------- cached engine calls
@@ -150,6 +171,7 @@ with settings:
     show_arrows = st.checkbox("Vector field f(·, t)", value=False, key="density_show_arrows")
     arrows_per_side = st.slider("Arrows per side", 6, 30, 15, key="density_arrows", disabled=not show_arrows)
     frame_ms = st.slider("Playback (ms per frame)", 30, 600, 120, step=10, key="density_speed")
+    other = views.comparison_model("density")
 
 try:
     config = FramesConfig(
@@ -163,15 +185,18 @@ except CNFLabError as exc:
         st.error(f"Setting refused: {exc}")
     st.stop()
 
-key, config_key, field = views.model_key(entry), repr(config), entry.model.field
+config_key = repr(config)
 
-with view:
+
+def show_model(entry, slot: str) -> None:
+    """The animation of one model, its mass/NFE/time figures and its downloads (`slot` keeps widget keys apart)."""
+    key, field = views.model_key(entry), entry.model.field
     try:
         frames = frames_for(key, entry, config)
     except CNFLabError as exc:
         status = getattr(exc, "status", None)
-        st.error(f"The frames could not be computed{f' ({status})' if status else ''}: {exc}. Try fewer frames, a coarser grid or looser tolerances.")
-        st.stop()
+        st.error(f"{entry.name}: the frames could not be computed{f' ({status})' if status else ''}: {exc}. Try fewer frames, a coarser grid or looser tolerances.")
+        return
 
     overlays, problems = {}, []
     try:
@@ -193,7 +218,7 @@ with view:
         st.error(f"Overlay skipped: {problem}")
 
     figure = density_animation_figure(frames, log_scale=log_scale, frame_ms=frame_ms, title=entry.name, **overlays)
-    st.plotly_chart(figure, key="density_animation", config=dict(displaylogo=False))
+    st.plotly_chart(figure, key=f"density_animation{slot}", config=dict(displaylogo=False))
 
     masses = frames.mass()
     lost = max(frames.mass_outside())
@@ -202,11 +227,7 @@ with view:
     columns[1].metric("Lost outside (worst frame)", f"{lost:.2%}", help="1 − mass in view: what lies beyond the view, plus the sum's own error.")
     columns[2].metric("NFE (all frames)", f"{frames.stats.nfe_forward:,}", help="Evaluations of f and tr ∂f/∂z, summed over the frames' solves (t = 0 is the closed-form base: 0).")
     columns[3].metric("Compute time", f"{frames.seconds:.1f} s", help=f"{config.solver.describe()}, {WORKERS} frame(s) at a time. Cached: the slider and overlays never recompute.")
-    st.plotly_chart(frame_stats_figure(frames), key="density_frame_stats")
-    st.caption(
-        "A short path back to the base needs few solver steps, so early frames are cheap; the t = 0 frame is the "
-        "standard normal itself. The base alone holds 0.99987 of its mass inside [-4, 4]²."
-    )
+    st.plotly_chart(frame_stats_figure(frames), key=f"density_frame_stats{slot}")
 
     stem = entry.name.split(" (")[0].replace(" ", "_")
     gif_samples = overlays.get("samples")
@@ -216,7 +237,7 @@ with view:
         data=lambda: export.animation_gif(frames, log_scale=log_scale, frame_ms=frame_ms, samples=gif_samples),
         file_name=f"{stem}_density.gif",
         mime="image/gif",
-        key="density_gif",
+        key=f"density_gif{slot}",
         width="stretch",
     )
     download_html.download_button(
@@ -224,7 +245,21 @@ with view:
         data=lambda: export.animation_html(figure),
         file_name=f"{stem}_density.html",
         mime="text/html",
-        key="density_html",
+        key=f"density_html{slot}",
         width="stretch",
         help="The same animation with plotly.js inside: it plays offline in any browser.",
     )
+
+
+with view:
+    if other is None:
+        show_model(entry, "")
+    else:
+        for column, (model_entry, slot) in zip(st.columns(2), [(entry, ""), (other, "_compare")]):
+            with column:
+                show_model(model_entry, slot)
+    st.caption(
+        "A short path back to the base needs few solver steps, so early frames are cheap; the t = 0 frame is the "
+        "standard normal itself. The base alone holds 0.99987 of its mass inside [-4, 4]²."
+    )
+publish_settings()

@@ -20,7 +20,8 @@ from cnf_core.figures.neural_ode import (
     reversal_figure,
 )
 from cnf_core.solvers import SolverConfig
-from ui import state, views
+from ui import state, url, views
+from ui.url import Param
 
 state.require_app()
 
@@ -31,6 +32,21 @@ BATCHES = [16, 32, 64, 128, 256, 512, 1024]
 ACTIVE, RANDOM = "Active model's field", "A small random field"
 FIT_SOLVERS = {"rk4 · 16 steps": dict(method="rk4", steps=16), "dopri5 · tol 1e-3": dict(method="dopri5", tolerance=1e-3)}
 FIT_SEED = 0
+SHARED = {  # the settings a copied address carries (see ui/url.py)
+    "node_field": Param(str, choices=[ACTIVE, RANDOM]),
+    "node_seed": Param(int, low=0, high=10_000),
+    "node_strength": Param(float, choices=[s / 2 for s in range(1, 17)]),
+    "node_per_side": Param(int, low=3, high=15),
+    "node_fit_mode": Param(str, choices=["backprop", "adjoint"]),
+    "node_fit_solver": Param(str, choices=list(FIT_SOLVERS)),
+    "node_fit_iterations": Param(int, choices=range(20, 601, 20)),
+    "node_tolerance": Param(float, choices=TOLERANCES),
+    "node_batch": Param(int, choices=BATCHES),
+    "node_most_steps": Param(int, choices=STEP_COUNTS[2:]),
+    "node_euler_steps": Param(int, choices=STEP_COUNTS),
+    "node_reversal_tolerance": Param(float, choices=TOLERANCES[:7]),
+}
+publish_settings = url.shared("node", SHARED)
 WARM_START_ITERATIONS = 60  # cheap (a few seconds once per server), and the spirals already show
 
 
@@ -341,3 +357,4 @@ else:
         "the round trip misses by O(h). The adaptive solver follows the true flow both ways, to about its tolerance. "
         "This is what the adjoint method relies on when it re-solves z(t) backwards instead of storing it."
     )
+publish_settings()

@@ -5,11 +5,12 @@ import streamlit as st
 from cnf_core import datasets
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import loss_figure
-from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, truncation_figure
+from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, metrics_over_training_figure, truncation_figure
 from cnf_core.metrics import (
     MODES,
     compare_manifolds,
     frechet_distance,
+    metrics_over_training,
     mode_coverage,
     modes_of,
     inception_score,
@@ -18,7 +19,8 @@ from cnf_core.metrics import (
     truncated_samples,
 )
 from cnf_core.solvers import SolverConfig
-from ui import state, views
+from ui import state, url, views
+from ui.url import Param
 
 state.require_app()
 
@@ -36,11 +38,75 @@ EXAMPLES = {
 }
 
 
+SHARED = {  # the settings a copied address carries (see ui/url.py)
+    "pr_scenario": Param(str, choices=[ACTIVE_MODEL, *EXAMPLES]),
+    "pr_n": Param(int, choices=range(100, 2001, 100)),
+    "pr_k": Param(int, low=1, high=MAX_K),
+    "pr_seed": Param(int, low=0, high=2**31 - 1),
+    "pr_tau": Param(float, low=0.1, high=1.5),
+    "pr_compare": views.comparison_param(),
+}
+publish_settings = url.shared("pr", SHARED)
+
+
 @st.cache_data(show_spinner="Pushing base samples through the flow…", max_entries=32)
 def model_points(key: str, _entry, n: int, seed: int, taus: tuple[float, ...]):
     """Positions of n samples per base scale τ (one batched dopri5 solve), and its NFE."""
     points, stats = truncated_samples(_entry.model.field, n, seed, taus, SAMPLING_SOLVER)
     return points, stats.nfe_forward
+
+
+@st.cache_data(show_spinner="Sampling every training snapshot…", max_entries=16)
+def training_metrics(key: str, _entry, dataset: str, n: int, k: int, seed: int):
+    return metrics_over_training(_entry.model, datasets.sample(dataset, n, seed=seed), n, k, seed, SAMPLING_SOLVER)
+
+
+def show_comparison(other, entry, comparison, frechet, fake, n: int, k: int, seed: int, tau: float) -> None:
+    """The second model's metrics next to the active model's, and its two manifold plots."""
+    st.subheader(f"Side by side: {entry.name} and {other.name}")
+    if other.dataset not in datasets.names():
+        st.info(f"{other.name} was trained on uploaded data its checkpoint does not carry: there is no real set to compare it with.")
+        return
+    try:
+        other_points, _ = model_points(views.model_key(other), other, n, seed, (tau,))
+        other_real = datasets.sample(other.dataset, n, seed=seed)
+        other_comparison = compare_manifolds(other_real, other_points[0], k)
+        other_frechet = frechet_distance(other_real, other_points[0])
+    except CNFLabError as exc:
+        st.error(f"Could not measure {other.name}: {exc}")
+        return
+    rows = []
+    for model_entry, values, distance, points in ((entry, comparison, frechet, fake), (other, other_comparison, other_frechet, other_points[0])):
+        modes = modes_of(model_entry.dataset)
+        rows.append(
+            {
+                "model": model_entry.name,
+                "data": model_entry.dataset,
+                **{name: round(value, 4) for name, value in values.as_dict().items()},
+                "Fréchet": round(distance, 5),
+                "IS analogue": None if modes is None else round(inception_score(points, modes), 3),
+            }
+        )
+    st.dataframe(rows, hide_index=True)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        manifold_figure(
+            other_comparison.real, other_points[0], other_comparison.fake_in_real,
+            title=f"{other.name}: real manifold and its samples", manifold_name="real", points_name="generated",
+            counted_as="precision", manifold_color="#1f4e79", points_color="#d1495b",
+        ),
+        key="pr_compare_real_manifold",
+    )
+    right.plotly_chart(
+        manifold_figure(
+            other_comparison.fake, other_real, other_comparison.real_in_fake,
+            title=f"{other.name}: generated manifold and real points", manifold_name="generated", points_name="real",
+            counted_as="recall", manifold_color="#d1495b", points_color="#1f4e79",
+        ),
+        key="pr_compare_fake_manifold",
+    )
+    if other.dataset != entry.dataset:
+        st.caption(f"The two models learned different data: each is measured against fresh points of its own ({entry.dataset}, {other.dataset}).")
 
 
 st.title("Precision & recall")
@@ -70,6 +136,7 @@ n = controls[1].slider("n (points per set)", 100, 2000, 500, step=100, key="pr_n
 k = controls[2].slider("k", 1, MAX_K, 3, key="pr_k", help="Each ball reaches to its centre's k-th nearest neighbour: larger k, larger balls.")
 seed = int(controls[3].number_input("Seed", 0, 2**31 - 1, 0, key="pr_seed", help="Draws both sets anew."))
 uses_model = scenario == ACTIVE_MODEL
+other = views.comparison_model("pr") if uses_model else None
 tau = controls[4].slider(
     "Base scale τ",
     0.1,
@@ -166,6 +233,8 @@ if real is not None:
             key="pr_fake_manifold",
         )
         st.caption("Shaded: the union of k-NN balls. Filled dots are counted toward the metric; orange crosses fall outside every ball.")
+        if other is not None:
+            show_comparison(other, entry, comparison, frechet, fake, n, k, seed, float(tau))
 
         sweep_column, truncation_column = st.columns(2)
         ks = range(1, min(MAX_K, n - 1) + 1)
@@ -198,13 +267,27 @@ if real is not None:
 if entry is not None:
     st.subheader(f"Training history of {entry.name}")
     history = entry.model.info.get("history") or []
+    entropy = datasets.entropy(entry.dataset) if entry.dataset in datasets.names() else None
+    loss_column, metrics_column = st.columns(2)
     if history and all("iteration" in record and "loss" in record for record in history):
-        entropy = datasets.entropy(entry.dataset) if entry.dataset in datasets.names() else None
-        st.plotly_chart(loss_figure(history, entropy), key="pr_history")
-        st.caption(
-            "Checkpoints keep the training loss of every iteration but no snapshots of the weights, so precision and "
-            "recall cannot be recomputed along training. The record shows the batch NLL against the data entropy "
-            "(dashed, where known): their gap estimates KL(data ‖ model)."
-        )
+        loss_column.plotly_chart(loss_figure(history, entropy), key="pr_history")
+        loss_column.caption("The batch NLL against the data entropy (dashed, where known): their gap estimates KL(data ‖ model).")
     else:
-        st.caption("This checkpoint records no training history (and no weight snapshots), so there is nothing to plot over training.")
+        loss_column.caption("This checkpoint records no training history.")
+    with metrics_column:
+        if not entry.model.snapshots:
+            st.caption("This checkpoint keeps no weight snapshots, so the metrics cannot be measured along its training.")
+        elif entry.dataset not in datasets.names():
+            st.caption("Trained on uploaded data the checkpoint does not carry: no real set to measure the snapshots against.")
+        else:
+            try:
+                rows = training_metrics(views.model_key(entry), entry, entry.dataset, n, k, seed)
+                st.plotly_chart(metrics_over_training_figure(rows), key="pr_over_training")
+                st.caption(
+                    f"Training keeps the weights at iterations 25, 50, 100, … and at the end; each snapshot here draws "
+                    f"{n} samples (the same base noise) against {n} fresh points of {entry.dataset}, with k = {k}. "
+                    "A young flow is blurry: it covers the data (high recall) but spills between the modes (low precision), and sharpens as it trains."
+                )
+            except CNFLabError as exc:
+                st.error(f"Could not measure the snapshots: {exc}")
+publish_settings()

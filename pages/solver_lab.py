@@ -16,7 +16,8 @@ from cnf_core.figures.solvers import (
     work_precision_figure,
 )
 from cnf_core.solvers import ADAPTIVE, FIXED_GRID, SOLVERS, SolverConfig
-from ui import state, views
+from ui import state, url, views
+from ui.url import Param
 
 state.require_app()
 
@@ -27,6 +28,20 @@ TOLERANCES = [10.0**-k for k in range(1, 11)]
 POWERS_OF_TWO = [2**k for k in range(0, 11)]
 DEFAULT_CONFIGS = [("euler", 10, 1e-5), ("dopri5", 10, 1e-5), ("rk4", 8, 1e-5), ("bosh3", 10, 1e-4)]
 MODEL, SPIRAL = "Active model", "Stiff spiral (test field)"
+SHARED = {  # the settings a copied address carries (see ui/url.py)
+    "lab_field": Param(str, choices=[MODEL, SPIRAL]),
+    "lab_omega": Param(int, choices=range(5, 401, 5)),
+    "lab_max_nfe": Param(int, low=10, high=100_000),
+    "lab_max_seconds": Param(float, low=0.5, high=60.0),
+    "lab_land": Param(bool),
+    "lab_count": Param(int, choices=[2, 3, 4]),
+    "lab_compare": views.comparison_param(),
+    **{f"lab_method_{i}": Param(str, choices=list(SOLVERS)) for i in range(4)},
+    **{f"lab_rtol_{i}": Param(float, choices=TOLERANCES) for i in range(4)},
+    **{f"lab_atol_{i}": Param(float, choices=TOLERANCES) for i in range(4)},
+    **{f"lab_steps_{i}": Param(int, choices=STEP_CHOICES) for i in range(4)},
+}
+publish_settings = url.shared("lab", SHARED)
 
 
 def tolerance_label(value: float) -> str:
@@ -98,6 +113,7 @@ with top[2].expander("Caps and options", expanded=False):
         "untick to see that interpolation error (it dominates dopri8 and makes bosh3 non-monotone).",
     )
 caps = dict(max_nfe=int(max_nfe), max_seconds=float(max_seconds))
+other = views.comparison_model("lab", top[2]) if field_choice == MODEL else None
 
 try:
     ref = reference(field_key, field, dataset, 6 if field_choice == SPIRAL else 12)  # a spiral's turns crowd the view
@@ -115,7 +131,7 @@ with columns[0]:
     st.plotly_chart(density_figure(ref.log_density, ref.grid, title="p₁ (reference)"), key="lab_ref_density")
     st.plotly_chart(path_figure(None, ref, title="Reference paths"), key="lab_ref_paths")
 
-results = []
+results, configs = [], []
 for index in range(count):
     method0, steps0, tolerance0 = DEFAULT_CONFIGS[index]
     color = CONFIG_COLORS[index % len(CONFIG_COLORS)]
@@ -137,6 +153,7 @@ for index in range(count):
         with st.spinner(f"Solving with {config.describe()}…"):
             result = configuration(field_key, config.to_dict(), land, config.describe(), field, ref)
         results.append(result)
+        configs.append((index, config))
         if result.ok:
             st.caption(f"{result.density_nfe} NFE · {result.density_seconds:.2f} s for the density")
         else:
@@ -154,8 +171,27 @@ for index in range(count):
 if results:
     st.subheader("Cost and accuracy")
     number = st.column_config.NumberColumn(format="%.2e")
+    rows = [{"model": field_name, **result.summary()} for result in results]
+    if other is not None:
+        st.markdown(f"**Side by side with {other.name}**: the same solvers on the second model, against its own reference.")
+        try:
+            other_key = views.model_key(other)
+            other_ref = reference(other_key, other.model.field, other.dataset, 12)
+        except CNFLabError as exc:
+            st.error(f"The reference solve of {other.name} failed: {exc}")
+        else:
+            other_columns = st.columns(len(configs) + 1)
+            other_columns[0].plotly_chart(density_figure(other_ref.log_density, other_ref.grid, title="p₁ (reference)"), key="lab_compare_ref")
+            for column, (index, config) in zip(other_columns[1:], configs):
+                with st.spinner(f"{other.name}: solving with {config.describe()}…"):
+                    other_result = configuration(other_key, config.to_dict(), land, config.describe(), other.model.field, other_ref)
+                rows.append({"model": other.name, **other_result.summary()})
+                if other_result.log_density is not None:
+                    column.plotly_chart(density_figure(other_result.log_density, other_ref.grid, title=f"p₁ · {config.describe()}"), key=f"lab_compare_density_{index}")
+                if not other_result.ok:
+                    column.warning(f"**{other_result.status}** — {other_result.message}")
     st.dataframe(
-        [result.summary() for result in results],
+        rows,
         hide_index=True,
         column_config={name: number for name in ("max |Δp|", "mean |Δp|", "NLL error", "max |Δ log p|", "inversion error")},
     )
@@ -250,3 +286,4 @@ if st.session_state.get("lab_matrix_request") == request:
         st.caption(f"Training took {', '.join(f'{s:.1f}' for s in cross.train_seconds)} s; ∫p is summed on a 50×50 grid over [-4, 4]².")
 elif presets:
     st.info(f"Press **Train & evaluate** to train {len(presets)} small flows ({iterations} iterations each, a few seconds per flow).")
+publish_settings()

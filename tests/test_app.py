@@ -1,5 +1,6 @@
 """The app under Streamlit's AppTest: shell, sidebar, Train page, per-session state."""
 
+import json
 import io
 import time
 
@@ -151,3 +152,51 @@ def test_a_shared_address_restores_the_settings_and_model():
     at.number_input(key="train_seed").set_value(42)
     at.run()
     assert at.query_params["train_seed"] == ["42"] or at.query_params["train_seed"] == "42"
+
+
+def open_page(page: str, params: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    no_errors(at)
+    return at
+
+
+def test_density_side_by_side_from_a_shared_address():
+    at = open_page(
+        "pages/density.py",
+        {"model": "8gaussians (pretrained)", "density_frames": "3", "density_resolution": "24", "density_tolerance": "0.001",
+         "density_scale": "log", "density_show_paths": "false", "density_compare": "moons (pretrained)"},
+    )
+    assert at.slider(key="density_frames").value == 3 and at.slider(key="density_resolution").value == 24
+    assert at.radio(key="density_scale").value == "log" and not at.checkbox(key="density_show_paths").value
+    assert at.selectbox(key="density_compare").value == "moons (pretrained)"
+    animations = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart") if json.loads(chart.proto.spec).get("frames")]
+    assert [spec["layout"]["title"]["text"].split(" · ")[0] for spec in animations] == ["8gaussians (pretrained)", "moons (pretrained)"]
+    assert all(len(spec["frames"]) == 3 for spec in animations)
+    # the two models' frames differ: moons is not 8gaussians
+    assert animations[0]["frames"][-1]["data"][0]["z"] != animations[1]["frames"][-1]["data"][0]["z"]
+
+
+def test_solver_lab_side_by_side_lists_both_models():
+    at = open_page(
+        "pages/solver_lab.py",
+        {"model": "8gaussians (pretrained)", "lab_compare": "moons (pretrained)", "lab_steps_0": "4", "lab_rtol_1": "0.001", "lab_atol_1": "0.001"},
+    )
+    assert at.select_slider(key="lab_steps_0").value == 4
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["8gaussians (pretrained)"] * 2 + ["moons (pretrained)"] * 2
+    assert list(table["configuration"][:2]) == list(table["configuration"][2:])
+    assert (table["status"] == "ok").all()
+
+
+def test_precision_recall_side_by_side_measures_both_models():
+    at = open_page("pages/precision_recall.py", {"model": "8gaussians (pretrained)", "pr_compare": "moons (pretrained)", "pr_n": "300", "pr_k": "4"})
+    assert at.slider(key="pr_n").value == 300 and at.slider(key="pr_k").value == 4
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["8gaussians (pretrained)", "moons (pretrained)"]
+    assert list(table["data"]) == ["8gaussians", "moons"]
+    assert (table["precision"] > 0.7).all() and (table["recall"] > 0.7).all()  # both pretrained flows fit their data
+    assert table["IS analogue"][0] > 7 and table["IS analogue"].isna()[1]  # modes are known for 8gaussians only

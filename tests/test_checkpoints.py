@@ -36,6 +36,18 @@ def test_round_trip_is_bit_exact(tmp_path):
     assert load_model(path.read_bytes()).info["dataset"] == "moons"  # bytes work too
 
 
+def test_weight_snapshots_round_trip_and_must_fit_the_architecture():
+    model = make_model()
+    torch.manual_seed(4)
+    model.snapshots = {25: ConcatSquashField(model.field.config).state_dict()}
+    loaded = load_model(checkpoint_bytes(model))
+    assert list(loaded.snapshots) == [25]
+    assert all(torch.equal(loaded.snapshots[25][name], tensor) for name, tensor in model.snapshots[25].items())
+    model.snapshots = {25: ConcatSquashField(FieldConfig(hidden=(4,), activation="swish")).state_dict()}
+    with pytest.raises(CheckpointError, match="snapshot of iteration 25"):
+        load_model(checkpoint_bytes(model))
+
+
 class Boom:
     def __reduce__(self):
         return (print, ("this must never run",))

@@ -13,6 +13,7 @@ from cnf_core.cli import evaluate, main
 from cnf_core.errors import ConfigError
 from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, truncation_figure, union_of_balls_mask
 from cnf_core.metrics import (
+    metrics_over_training,
     MODES,
     KNNManifold,
     compare_manifolds,
@@ -303,3 +304,14 @@ def test_page_renders_and_reacts_to_its_widgets():
     at.selectbox(key="pr_scenario").set_value("Active model vs its data").run()
     at.slider(key="pr_tau").set_value(0.5).run()
     assert not at.exception and not at.error
+
+
+def test_metrics_over_training_measure_each_snapshot():
+    model = load_model("assets/models/8gaussians.pt")
+    real = datasets.sample("8gaussians", 400, seed=5)
+    rows = metrics_over_training(model, real, k=3, seed=2, solver=SolverConfig(rtol=1e-4, atol=1e-4))
+    assert [row["iteration"] for row in rows] == sorted(model.snapshots) and len(rows) >= 5
+    final_points = truncated_samples(model.field, 400, 2, (1.0,), SolverConfig(rtol=1e-4, atol=1e-4))[0][0]
+    assert rows[-1]["precision"] == precision_recall(real, final_points, 3)["precision"]  # the last snapshot is the model
+    assert rows[-1]["precision"] > rows[0]["precision"] + 0.1  # 25 iterations in, the flow still spills between modes
+    assert metrics_over_training(CNF(field=model.field), real) == []  # no snapshots, nothing to measure

@@ -24,6 +24,18 @@ def test_training_lowers_the_test_nll():
     assert len(trainer.history) == 60 and all(h["nfe_forward"] == 16 for h in trainer.history)  # rk4, 4 steps
 
 
+def test_training_keeps_weight_snapshots_at_doubling_iterations():
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=60, **TINY))
+    before = {name: tensor.clone() for name, tensor in trainer.field.state_dict().items()}
+    trainer.run()
+    model = trainer.model()
+    assert sorted(model.snapshots) == [25, 50, 60]  # the schedule, plus the end of the run
+    final = model.field.state_dict()
+    assert all(torch.equal(model.snapshots[60][name], final[name]) for name in final)
+    assert not all(torch.equal(model.snapshots[25][name], final[name]) for name in final)
+    assert not all(torch.equal(model.snapshots[25][name], before[name]) for name in before)
+
+
 def test_same_seed_same_run():
     runs = [Trainer(TrainConfig(dataset="moons", iterations=5, seed=7, **TINY)).run() for _ in range(2)]
     assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]

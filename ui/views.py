@@ -88,3 +88,31 @@ def pretrained_gallery(entries: list[ModelEntry], columns: int = 5, resolution: 
             if column.button("Use this model", key=f"use_{entry.name}", width="stretch"):
                 chosen = entry.name
     return chosen
+
+
+NO_COMPARISON = "(none)"
+
+
+def comparison_param():
+    """How a shared address names the comparison model: a pretrained one (others live in one session only)."""
+    from .url import Param
+
+    pretrained = [name for name, entry in st.session_state.get("models", {}).items() if entry.source == "pretrained"]
+    return Param(str, choices=[NO_COMPARISON, *pretrained])
+
+
+def comparison_model(page: str, container=st) -> ModelEntry | None:
+    """A second model to show beside the active one, from a "Compare with" box (None: just the active one)."""
+    active = st.session_state.get("active_model")
+    models = st.session_state.get("models", {})
+    names = [name for name in models if name != active]
+    key = f"{page}_compare"
+    if st.session_state.get(key) not in (None, NO_COMPARISON, *names):
+        st.session_state[key] = NO_COMPARISON  # the model it named became the active one
+    choice = container.selectbox(
+        "Compare with",
+        [NO_COMPARISON, *names],
+        key=key,
+        help="A second model (pretrained, trained in this session or uploaded) shown side by side with the active one, with the same settings.",
+    )
+    return None if choice == NO_COMPARISON else models[choice]

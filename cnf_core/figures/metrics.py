@@ -104,6 +104,19 @@ def metrics_over_k_figure(table: dict[str, Sequence[float]], current_k: int | No
     return _layout(fig, "Metrics as k varies")
 
 
+def metrics_over_training_figure(rows: Sequence[dict]) -> go.Figure:
+    """Precision, recall, density and coverage of each training snapshot (rows of `metrics_over_training`)."""
+    fig = go.Figure()
+    iterations = [row["iteration"] for row in rows]
+    for name in ("precision", "recall", "density", "coverage"):
+        fig.add_trace(
+            go.Scatter(x=iterations, y=[row[name] for row in rows], mode="lines+markers", name=name, line=dict(color=METRIC_COLORS[name], width=2))
+        )
+    fig.update_xaxes(title="training iteration", type="log")
+    fig.update_yaxes(title="value", rangemode="tozero")
+    return _layout(fig, "Metrics along training (one point per saved snapshot)")
+
+
 def truncation_figure(taus: Sequence[float], precision: Sequence[float], recall: Sequence[float], current: tuple[float, float, float] | None = None) -> go.Figure:
     """Precision against recall for base scales τ (samples from N(0, τ²I) pushed through the flow).
 
