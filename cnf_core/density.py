@@ -26,12 +26,18 @@ time: for a `ConcatSquashField` the time gates then fold into the weights, and
 the evaluation (`frozen_time_velocity_and_divergence`) runs in cache-sized
 chunks, about 1.7× faster than the general per-point-time pass.
 
-Measured (rough, on the shared 2-core CPU, one torch thread): 30 frames of a
-100×100 grid of the pretrained 8gaussians model, dopri5 at rtol = atol = 1e-5,
-take 2782 frame-NFE (≈ 28 M evaluations of f and tr ∂f/∂z) per-frame, ≈ 38 s,
-or ≈ 21 s with `workers=2`; "batched" takes 146 NFE over all 290 000 points
-(42 M evaluations, ≈ 61 s); the original batched solve with per-point clocks
-in the field cost ≈ 2.4 s per NFE, ≈ 350 s. float64 is ≈ 3× slower than float32.
+Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
+rtol = atol = 1e-5, two frames at a time (`workers=2`): the shipped
+8gaussians model (3×32, RNODE-regularised) takes 1006 frame-NFE (≈ 10 M
+evaluations of f and tr ∂f/∂z), 4–6 s; a plain 3×64 model trained as long
+takes 2782 frame-NFE, ≈ 21 s ("batched": 146 NFE over all 290 000 points,
+≈ 61 s). The evaluations themselves are most of it (≈ 0.65 µs per point for
+3×32, mostly elementwise passes over memory), so the lever is fewer of them:
+smoother dynamics. Tried and rejected: sharing one backward solve from a t = 1
+grid and one forward solve from a t = 0 grid between all frames (exact values
+on the moving points, ≈ 1.5 s in all) and interpolating onto the grid; the
+interpolation error reached 7–15 % of the peak density, so frames would no
+longer be the log-density ODE's answer. float64 is ≈ 3× slower than float32.
 
 Besides the frames, the overlays of the density animation: samples pushed to
 each frame's time, particle paths, and the vector field on a coarse grid.

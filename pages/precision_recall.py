@@ -61,6 +61,28 @@ def training_metrics(key: str, _entry, dataset: str, n: int, k: int, seed: int):
     return metrics_over_training(_entry.model, datasets.sample(dataset, n, seed=seed), n, k, seed, SAMPLING_SOLVER)
 
 
+def manifold_pair(comparison, real, fake, prefix: str, key: str, k: int | None = None) -> None:
+    """The real manifold with the generated points (precision) and the generated one with the real points (recall)."""
+    of_k = "" if k is None else f" (k = {k})"
+    left, right = st.columns(2)
+    left.plotly_chart(
+        manifold_figure(
+            comparison.real, fake, comparison.fake_in_real,
+            title=f"{prefix}(a) Real manifold{of_k} and generated points", manifold_name="real", points_name="generated",
+            counted_as="precision", manifold_color="#1f4e79", points_color="#d1495b",
+        ),
+        key=f"{key}_real_manifold",
+    )
+    right.plotly_chart(
+        manifold_figure(
+            comparison.fake, real, comparison.real_in_fake,
+            title=f"{prefix}(b) Generated manifold{of_k} and real points", manifold_name="generated", points_name="real",
+            counted_as="recall", manifold_color="#d1495b", points_color="#1f4e79",
+        ),
+        key=f"{key}_fake_manifold",
+    )
+
+
 def show_comparison(other, entry, comparison, frechet, fake, n: int, k: int, seed: int, tau: float) -> None:
     """The second model's metrics next to the active model's, and its two manifold plots."""
     st.subheader(f"Side by side: {entry.name} and {other.name}")
@@ -88,23 +110,7 @@ def show_comparison(other, entry, comparison, frechet, fake, n: int, k: int, see
             }
         )
     st.dataframe(rows, hide_index=True)
-    left, right = st.columns(2)
-    left.plotly_chart(
-        manifold_figure(
-            other_comparison.real, other_points[0], other_comparison.fake_in_real,
-            title=f"{other.name}: real manifold and its samples", manifold_name="real", points_name="generated",
-            counted_as="precision", manifold_color="#1f4e79", points_color="#d1495b",
-        ),
-        key="pr_compare_real_manifold",
-    )
-    right.plotly_chart(
-        manifold_figure(
-            other_comparison.fake, other_real, other_comparison.real_in_fake,
-            title=f"{other.name}: generated manifold and real points", manifold_name="generated", points_name="real",
-            counted_as="recall", manifold_color="#d1495b", points_color="#1f4e79",
-        ),
-        key="pr_compare_fake_manifold",
-    )
+    manifold_pair(other_comparison, other_real, other_points[0], f"{other.name}: ", "pr_compare", k)
     if other.dataset != entry.dataset:
         st.caption(f"The two models learned different data: each is measured against fresh points of its own ({entry.dataset}, {other.dataset}).")
 
@@ -215,23 +221,7 @@ if real is not None:
             r"\mathrm{IS} = \exp\big(\mathbb{E}_{\mathbf{x}}\, KL(p(y|\mathbf{x}) \,\|\, p(y))\big)"
         )
 
-        left, right = st.columns(2)
-        left.plotly_chart(
-            manifold_figure(
-                comparison.real, fake, comparison.fake_in_real,
-                title=f"(a) Real manifold (k = {k}) and generated points", manifold_name="real", points_name="generated",
-                counted_as="precision", manifold_color="#1f4e79", points_color="#d1495b",
-            ),
-            key="pr_real_manifold",
-        )
-        right.plotly_chart(
-            manifold_figure(
-                comparison.fake, real, comparison.real_in_fake,
-                title=f"(b) Generated manifold (k = {k}) and real points", manifold_name="generated", points_name="real",
-                counted_as="recall", manifold_color="#d1495b", points_color="#1f4e79",
-            ),
-            key="pr_fake_manifold",
-        )
+        manifold_pair(comparison, real, fake, "", "pr", k)
         st.caption("Shaded: the union of k-NN balls. Filled dots are counted toward the metric; orange crosses fall outside every ball.")
         if other is not None:
             show_comparison(other, entry, comparison, frechet, fake, n, k, seed, float(tau))

@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 from cnf_core import datasets, load_model
 from cnf_core.cli import evaluate, main
 from cnf_core.errors import ConfigError
-from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, truncation_figure, union_of_balls_mask
+from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, metrics_over_training_figure, truncation_figure, union_of_balls_mask
+from cnf_core.flow import CNF
 from cnf_core.metrics import (
     metrics_over_training,
     MODES,
@@ -290,7 +291,7 @@ def test_page_renders_and_reacts_to_its_widgets():
     assert at.title[0].value == "Precision & recall"
     values = metric_values(at)
     assert set(values) >= {"Precision", "Recall", "Density", "Coverage", "Fréchet distance", "IS analogue"}
-    assert len(at.get("plotly_chart")) == 5  # two manifolds, k sweep, truncation, history
+    assert len(at.get("plotly_chart")) == 6  # two manifolds, k sweep, truncation, loss history, metrics over snapshots
     at.selectbox(key="pr_scenario").set_value("Example: mode collapse (3 of 8 modes)").run()
     values = metric_values(at)
     assert float(values["Precision"]) > 0.85 and float(values["Recall"]) < 0.5
@@ -315,3 +316,11 @@ def test_metrics_over_training_measure_each_snapshot():
     assert rows[-1]["precision"] == precision_recall(real, final_points, 3)["precision"]  # the last snapshot is the model
     assert rows[-1]["precision"] > rows[0]["precision"] + 0.1  # 25 iterations in, the flow still spills between modes
     assert metrics_over_training(CNF(field=model.field), real) == []  # no snapshots, nothing to measure
+
+
+def test_metrics_over_training_figure_draws_one_point_per_snapshot():
+    rows = [{"iteration": 25 * 2**i, "precision": 0.5 + 0.1 * i, "recall": 0.9, "density": 0.7, "coverage": 0.8} for i in range(4)]
+    figure = metrics_over_training_figure(rows)
+    assert [trace.name for trace in figure.data] == ["precision", "recall", "density", "coverage"]
+    assert list(figure.data[0].x) == [25, 50, 100, 200] and list(figure.data[0].y) == [0.5, 0.6, 0.7, 0.8]
+    assert figure.layout.xaxis.type == "log"
