@@ -151,6 +151,8 @@ def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_ev
         lr=1e-3,
         weight_decay=1e-5,
         lr_schedule="constant",
+        kinetic_weight=0.0,
+        jacobian_weight=0.0,
         iterations=None,
         seconds=baseline_cap,
     )

@@ -164,7 +164,7 @@ class ConcatSquashField(nn.Module):
         """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,)."""
         t = as_time(t, z)
         if t.dim() == 0:
-            return self._folded_velocity_and_divergence(t, z)
+            return self._folded(t, z, full_jacobian=False)
         h, tangent = self._hidden_with_tangents(t, z)
         last = self.layers[-1]
         gate, shift = last.gate_and_shift(t)
@@ -173,20 +173,22 @@ class ConcatSquashField(nn.Module):
         divergence = ((tangent * last.linear.weight.unsqueeze(0)).sum(-1) * gate).sum(-1)
         return velocity, divergence
 
-    def _folded_velocity_and_divergence(
-        self, t: torch.Tensor, z: torch.Tensor, chunk: int = EVALUATION_CHUNK
+    def _folded(
+        self, t: torch.Tensor, z: torch.Tensor, full_jacobian: bool, chunk: int = EVALUATION_CHUNK
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`velocity_and_divergence` at one scalar time: gates folded into the weights, chunked."""
+        """f and its divergence (or full Jacobian) at one scalar time: gates folded into the weights, chunked."""
         folded = []
         for layer in self.layers:
             gate, shift = layer.gate_and_shift(t)
             folded.append((layer.linear.weight * gate.reshape(-1, 1), layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)))
         if z.shape[0] <= chunk:
-            return self._folded_pass(folded, z)
-        parts = [self._folded_pass(folded, z[i : i + chunk]) for i in range(0, z.shape[0], chunk)]
+            return self._folded_pass(folded, z, full_jacobian)
+        parts = [self._folded_pass(folded, z[i : i + chunk], full_jacobian) for i in range(0, z.shape[0], chunk)]
         return torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts])
 
-    def _folded_pass(self, folded: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _folded_pass(
+        self, folded: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor, full_jacobian: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         activation, activation_derivative = self.activation, self.activation_derivative
         n, dim = z.shape
         (first_weight, first_bias), *middle, (last_weight, last_bias) = folded
@@ -203,13 +205,16 @@ class ConcatSquashField(nn.Module):
             slope = activation_derivative(pre, h)
             tangent = tangent * slope if torch.is_grad_enabled() else tangent.mul_(slope)
         velocity = torch.addmm(last_bias, h, last_weight.T)
+        if full_jacobian:  # column j of ∂f/∂z is W ∂h/∂z_j
+            return velocity, torch.stack([torch.mm(tangent[j], last_weight.T) for j in range(dim)], dim=-1)
         # the diagonal of the output Jacobian only: ∂f_j/∂z_j = <W_j, ∂h/∂z_j>
-        divergence = sum(torch.mv(tangent[j], last_weight[j]) for j in range(dim))
-        return velocity, divergence
+        return velocity, sum(torch.mv(tangent[j], last_weight[j]) for j in range(dim))
 
     def velocity_and_jacobian(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """f(z, t) and the full Jacobian ∂f/∂z, shapes (n, dim) and (n, dim, dim) (rows: outputs)."""
         t = as_time(t, z)
+        if t.dim() == 0:
+            return self._folded(t, z, full_jacobian=True)
         h, tangent = self._hidden_with_tangents(t, z)
         last = self.layers[-1]
         gate, shift = last.gate_and_shift(t)

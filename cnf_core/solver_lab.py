@@ -690,6 +690,7 @@ def train_eval_matrix(
         config = TrainConfig(
             dataset=dataset, field=FieldConfig(hidden=hidden), solver=TRAINING_SOLVERS[label].replace(**caps),
             iterations=iterations, batch_size=256, lr=1e-2, seed=seed, device="cpu",
+            kinetic_weight=0.0, jacobian_weight=0.0,  # plain maximum likelihood: free to exploit its solver
         )
         trainer = Trainer(config).run()
         train_status.append(trainer.status if trainer.status == "finished" else f"{trainer.status}: {trainer.message}")

@@ -75,8 +75,12 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # cosine: decay to 1% of lr over each run's budget; constant: no decay
     objective: str = "mle"  # mle | fm (flow matching)
     coupling: str = "independent"  # flow matching pairs: "ot" (minibatch optimal transport) or "independent"
-    kinetic_weight: float = 0.0  # RNODE: weight of ∫|f|² dt in the maximum-likelihood loss
-    jacobian_weight: float = 0.0  # RNODE: weight of ∫‖∂f/∂z‖²_F dt
+    # RNODE (Finlay et al., 2020): weights of ∫|f|² dt and ∫‖∂f/∂z‖²_F dt in the maximum-likelihood
+    # loss. On by default: without them the flow learns to exploit the 4-step training solver
+    # (8gaussians, 60 s: batch loss 2.69, below the entropy 2.83, while the dopri5 test NLL drifts
+    # up to 3.06); with 0.05 each it stays honest (test NLL 2.83 after 60 s) at ~20% more per step.
+    kinetic_weight: float = 0.05
+    jacobian_weight: float = 0.05
     iterations: int | None = 1000
     seconds: float | None = None
     seed: int = 0

@@ -37,3 +37,19 @@ def test_start_and_stop_a_training_run(app_url, browser):
     wait_until_idle(page)
     assert_healthy(page, "train-after-run")
     page.close()
+
+
+def test_density_animation_plays_in_the_browser(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url + "/density")
+    wait_until_idle(page)
+    chart = page.locator(".js-plotly-plot").first
+    labels = lambda: [text for text in chart.locator("text").all_inner_texts() if text.startswith("t = ")]  # noqa: E731
+    assert labels() == ["t = 0.00"], labels()  # the slider starts at the base
+    chart.get_by_text("▶ Play").click()
+    deadline = time.time() + 30
+    while labels() != ["t = 1.00"] and time.time() < deadline:  # 25 frames at 120 ms each, in the browser alone
+        time.sleep(0.25)
+    assert labels() == ["t = 1.00"], labels()
+    assert_healthy(page, "density-after-play")
+    page.close()

@@ -67,13 +67,15 @@ def test_estimator_names():
         divergence.sample_noise(z, "uniform")
 
 
-def test_full_jacobian_matches_autograd():
+@pytest.mark.parametrize("per_point_time", [True, False])  # one shared time takes the folded path
+def test_full_jacobian_matches_autograd(per_point_time):
     torch.manual_seed(1)
     field = ConcatSquashField(FieldConfig(hidden=(16, 16), activation="softplus")).double()
     z = torch.randn(6, 2, dtype=torch.float64)
-    t = torch.rand(6, 1, dtype=torch.float64)
+    t = torch.rand(6, 1, dtype=torch.float64) if per_point_time else torch.tensor(0.3, dtype=torch.float64)
     velocity, jacobian = field.velocity_and_jacobian(t, z)
     for i in range(6):
-        expected = torch.autograd.functional.jacobian(lambda zi: field(t[i : i + 1], zi[None])[0], z[i])
+        t_i = t[i : i + 1] if per_point_time else t
+        expected = torch.autograd.functional.jacobian(lambda zi: field(t_i, zi[None])[0], z[i])
         assert torch.allclose(jacobian[i], expected, atol=1e-12)
     assert torch.allclose(velocity, field(t, z))
