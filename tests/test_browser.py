@@ -44,12 +44,17 @@ def test_density_animation_plays_in_the_browser(app_url, browser):
     page.goto(app_url + "/density")
     wait_until_idle(page)
     chart = page.locator(".js-plotly-plot").first
-    labels = lambda: [text for text in chart.locator("text").all_inner_texts() if text.startswith("t = ")]  # noqa: E731
-    assert labels() == ["t = 0.00"], labels()  # the slider starts at the base
+    labels = lambda: [text for text in chart.locator("text").all_text_contents() if text.startswith("t = ")]  # noqa: E731
+
+
+    def wait_for(label: str) -> None:
+        deadline = time.time() + 30
+        while labels() != [label] and time.time() < deadline:
+            time.sleep(0.25)
+        assert labels() == [label], labels()
+
+    wait_for("t = 0.00")  # drawn (plotly draws after Streamlit goes idle); the slider starts at the base
     chart.get_by_text("▶ Play").click()
-    deadline = time.time() + 30
-    while labels() != ["t = 1.00"] and time.time() < deadline:  # 25 frames at 120 ms each, in the browser alone
-        time.sleep(0.25)
-    assert labels() == ["t = 1.00"], labels()
+    wait_for("t = 1.00")  # 25 frames at 120 ms each, played in the browser alone
     assert_healthy(page, "density-after-play")
     page.close()
