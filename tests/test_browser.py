@@ -4,7 +4,7 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-from browser_tools import assert_healthy, page_paths, wait_until_idle
+from browser_tools import ARTIFACTS, assert_healthy, page_paths, wait_until_idle
 
 pytestmark = pytest.mark.browser
 
@@ -58,3 +58,19 @@ def test_density_animation_plays_in_the_browser(app_url, browser):
     wait_for("t = 1.00")  # 25 frames at 120 ms each, played in the browser alone
     assert_healthy(page, "density-after-play")
     page.close()
+
+
+def test_closing_the_tab_mid_training_stops_the_worker(app_url, browser):
+    log = ARTIFACTS / "streamlit-server.log"
+    earlier = len(log.read_text())  # one server serves the whole session: read only what this test adds
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url + "/train?train_budget_kind=Iterations&train_iterations=100000")  # far longer than the test
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("text=/it\\/s/", timeout=60_000)
+    page.close()
+    added = lambda: log.read_text()[earlier:]  # noqa: E731
+    deadline = time.time() + 60
+    while "its browser session closed" not in added() and time.time() < deadline:
+        time.sleep(0.5)
+    assert "training stopped at iteration" in added() and "its browser session closed" in added()

@@ -9,6 +9,7 @@ can change another's objects.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from cnf_core.flow import CNF
 from cnf_core.training import TrainConfig, Trainer, test_nll
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
+LOG = logging.getLogger("cnf_lab")
 DEFAULT_MODEL = "8gaussians (pretrained)"
 
 
@@ -168,6 +170,7 @@ class TrainingJob:
     collected: bool = False
     started_at: float = field(default_factory=time.time)
     snapshot_every: float = 3.0
+    abandoned: bool = False  # the browser session that started the run closed: nobody will read the result
 
     @property
     def running(self) -> bool:
@@ -182,7 +185,14 @@ class TrainingJob:
 
     def should_stop(self) -> bool:
         """Stop pressed, or the browser tab that started the run is gone (no orphan workers)."""
-        return self.stop.is_set() or not _session_alive(self.session_id)
+        if self.stop.is_set():
+            return True
+        if not _session_alive(self.session_id):
+            self.stop.set()
+            self.abandoned = True
+            LOG.warning("training stopped at iteration %d: its browser session closed", self.trainer.iteration)
+            return True
+        return False
 
     def _work(self) -> None:
         last_snapshot = [0.0]
@@ -196,6 +206,8 @@ class TrainingJob:
 
         try:
             self.trainer.run(**self.budget, progress=on_progress, should_stop=self.should_stop)
+            if self.abandoned:
+                return
             self.snapshot = make_snapshot(self.trainer)
             model = self.trainer.model()
             nll, _ = test_nll(model, self.trainer.config.dataset, n=2000)
