@@ -23,7 +23,7 @@ Two ways to solve the frames, equal to solver tolerance:
 
 Either way the field is evaluated one frame at a time, at that frame's single
 time: for a `ConcatSquashField` the time gates then fold into the weights
-(see `field.py`), about 1.7× faster than the general per-point-time pass.
+(see `field.py`), which is cheaper than the general per-point-time pass.
 
 Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
 rtol = atol = 1e-5, two frames at a time (`workers=2`): the shipped

@@ -15,7 +15,8 @@ At one time t shared by all points (every ODE solve here), each layer's gate
 σ(w_g t + b_g) and shift w_b t are constants that fold into its weights,
 (W h + b)·g + s = (g ⊙ W) h + (g b + s), so a layer is one matrix product for
 the activations and one for both tangents, and points go through in
-cache-sized chunks: f and its divergence then cost about 1.2–1.5 plain passes.
+cache-sized chunks: f and its divergence then cost about 2.4 plain passes
+(3×64, 10 000 points; `python -m cnf_core bench`).
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ def test_density_animation_plays_in_the_browser(app_url, browser):
     chart = page.locator(".js-plotly-plot").first
     labels = lambda: [text for text in chart.locator("text").all_text_contents() if text.startswith("t = ")]  # noqa: E731
 
-
     def wait_for(label: str) -> None:
         deadline = time.time() + 30
         while labels() != [label] and time.time() < deadline:
