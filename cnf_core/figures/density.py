@@ -152,7 +152,7 @@ def density_animation_figure(
     fig.update_layout(
         title=heading(start),
         showlegend=False,
-        height=640,
+        height=700,
         updatemenus=[
             dict(
                 type="buttons",
@@ -161,7 +161,7 @@ def density_animation_figure(
                 y=0.0,
                 xanchor="left",
                 yanchor="top",
-                pad=dict(t=45, r=10),
+                pad=dict(t=35, r=10),  # the buttons on their own row, the slider under them: fits half-width columns too
                 showactive=False,
                 buttons=[
                     dict(label="▶ Play", method="animate", args=[None, play]),
@@ -172,11 +172,11 @@ def density_animation_figure(
         sliders=[
             dict(
                 active=start,
-                x=0.22,
-                len=0.78,
+                x=0.0,
+                len=1.0,
                 y=0.0,
                 yanchor="top",
-                pad=dict(t=30),
+                pad=dict(t=95),
                 currentvalue=dict(prefix="t = ", font=dict(size=14)),
                 steps=[
                     dict(
@@ -190,7 +190,7 @@ def density_animation_figure(
         ],
     )
     _square(fig, half_width)
-    fig.update_layout(margin=dict(l=10, r=10, t=50, b=110))
+    fig.update_layout(margin=dict(l=10, r=10, t=50, b=175))
     return fig
 
 
