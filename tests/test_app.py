@@ -60,10 +60,8 @@ def wait_for_training(at, timeout=120):
 
 
 def start_tiny_run(at, iterations=3):
-    at.number_input(key=None) if False else None
     next(n for n in at.number_input if n.label == "Iterations").set_value(iterations)
     at.slider[0].set_value(1)  # one hidden layer
-    at.button(key=None) if False else None
     next(b for b in at.button if b.label == "Start").click()
     at.run()
 
@@ -81,6 +79,17 @@ def test_train_page_trains_a_model_that_becomes_active():
     assert trained == ["8gaussians (trained)"]
     assert at.session_state["active_model"] == "8gaussians (trained)"
     assert any("test NLL" in s.value for s in at.success)
+    # a second run without RNODE's regularisers: both runs listed with what they cost
+    for label in ("Kinetic energy weight", "Jacobian norm weight"):
+        next(n for n in at.number_input if n.label == label).set_value(0.0)
+    start_tiny_run(at)
+    wait_for_training(at)
+    at.run()
+    no_errors(at)
+    runs = at.dataframe[0].value
+    assert list(runs["model"]) == ["8gaussians (trained)", "8gaussians (trained) #2"]
+    assert list(runs["kinetic"]) == [0.05, 0.0] and list(runs["Jacobian"]) == [0.05, 0.0]
+    assert (runs["NFE per dopri5 solve"] > 0).all() and (runs["test NLL"] > 0).all()
 
 
 def test_two_sessions_keep_separate_state():

@@ -210,8 +210,8 @@ class TrainingJob:
                 return
             self.snapshot = make_snapshot(self.trainer)
             model = self.trainer.model()
-            nll, _ = test_nll(model, self.trainer.config.dataset, n=2000)
-            model.info.update(test_nll=nll, test_n=2000, dataset=_dataset_name(self.trainer.config.dataset), entropy=datasets.entropy(self.trainer.config.dataset))
+            nll, nfe = test_nll(model, self.trainer.config.dataset, n=2000)
+            model.info.update(test_nll=nll, test_n=2000, eval_nfe=nfe, dataset=_dataset_name(self.trainer.config.dataset), entropy=datasets.entropy(self.trainer.config.dataset))
             if self.trainer.status == "failed":
                 self.error = self.trainer.message
             if self.trainer.iteration > 0:
