@@ -16,7 +16,9 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-__all__ = ["Param", "restore", "publish", "shared"]
+__all__ = ["Param", "restore", "publish", "shared", "DECLARED"]
+
+DECLARED: dict[str, dict[str, "Param"]] = {}  # page -> its shared settings, as each page declared them
 
 
 @dataclass(frozen=True)
@@ -83,5 +85,6 @@ def _text(value) -> str:
 
 def shared(page: str, params: dict[str, Param]):
     """Restore now and return a function that publishes (call it after the widgets)."""
+    DECLARED[page] = params
     restore(page, params)
     return lambda: publish(params)

@@ -1,7 +1,8 @@
-"""Every malformed upload in the app gets a clear message; the app stays up and no model is lost.
+"""Bad input through the app: a clear message, the app stays up, no model is lost.
 
-Table-driven through Streamlit's AppTest: data files on the Train page (CSV and
-image) and checkpoints in the sidebar.
+Table-driven through Streamlit's AppTest: malformed data files on the Train page
+(CSV and image), malformed checkpoints in the sidebar, and every page's shared
+settings at their edges (NaN, ±inf, negative, zero, huge, text) in the address.
 """
 
 import io
@@ -112,3 +113,35 @@ def test_a_bad_checkpoint_is_refused_and_every_model_is_kept(name, content, reas
     assert at.session_state["active_model"] == ACTIVE
     assert list(at.session_state["models"]) == models
     assert "this must never run" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- settings at their edges, through the address bar
+# The address is the one place where arbitrary text reaches a widget; the widgets themselves bound their values.
+EDGE_TEXT = ["nan", "inf", "-inf", "-1", "0", "1e52", "abc", ""]
+PAGES = {"train": "pages/train.py", "density": "pages/density.py", "lab": "pages/solver_lab.py", "pr": "pages/precision_recall.py", "node": "pages/neural_ode.py", "objectives": "pages/objectives.py"}
+
+
+def open_with(page: str, params: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    return at
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_shared_setting_at_its_edges_leaves_the_page_working(name):
+    from ui import url
+
+    plain = open_with(PAGES[name], {})
+    params = url.DECLARED[name]
+    defaults = {key: plain.session_state[key] for key in params if key in plain.session_state}
+    assert defaults, "the page declares no shared settings"
+    for text in EDGE_TEXT:
+        at = open_with(PAGES[name], {"model": text, **{key: text for key in params}})
+        assert not at.exception, (name, text, [e.value for e in at.exception])
+        assert at.session_state["active_model"] == ACTIVE
+        for key, default in defaults.items():
+            value = at.session_state[key]
+            assert value == default or value == params[key].parse(text), (key, text, value)
