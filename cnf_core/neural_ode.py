@@ -113,6 +113,17 @@ def _check_points(name: str, points: torch.Tensor) -> torch.Tensor:
     return points
 
 
+def _check_fit_problem(field: nn.Module, starts, targets, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A network field with parameters, and float64 starts with targets of the same shape."""
+    if not isinstance(field, nn.Module) or next(field.parameters(), None) is None:
+        raise ConfigError(f"field: {what} needs a network field with parameters")
+    starts = _check_points("starts", starts).detach().to(torch.float64)
+    targets = torch.as_tensor(targets).detach().to(torch.float64)
+    if targets.shape != starts.shape:
+        raise ConfigError(f"targets: expected shape {tuple(starts.shape)}, got {tuple(targets.shape)}")
+    return starts, targets
+
+
 def _check_blocks(name: str, value) -> int:
     blocks = _number(name, value, integer=True)
     if not 1 <= blocks <= MAX_BLOCKS:
@@ -421,12 +432,7 @@ def gradient_check(
     ones the adjoint's gradient drifts, because it re-solves z(t) backwards
     instead of remembering it. Raises `SolveError` when a solve fails.
     """
-    if not isinstance(field, nn.Module) or next(field.parameters(), None) is None:
-        raise ConfigError("field: the gradient check needs a network field with parameters")
-    starts = _check_points("starts", starts).detach().to(torch.float64)
-    targets = torch.as_tensor(targets).detach().to(torch.float64)
-    if targets.shape != starts.shape:
-        raise ConfigError(f"targets: expected shape {tuple(starts.shape)}, got {tuple(targets.shape)}")
+    starts, targets = _check_fit_problem(field, starts, targets, "the gradient check")
     field64 = _as_float64(field)
     results, nfe, seconds = {}, {}, {}
     for mode, adjoint in (("backprop", False), ("adjoint", True)):
@@ -512,12 +518,7 @@ def adjoint_path(
     What `odeint_adjoint` does inside, written out: a_z(t0) equals backprop's
     dL/dz(t0) and a_θ(t0) its dL/dθ, up to the solver's tolerance.
     """
-    if not isinstance(field, nn.Module) or next(field.parameters(), None) is None:
-        raise ConfigError("field: the adjoint path needs a network field with parameters")
-    starts = _check_points("starts", starts).detach().to(torch.float64)
-    targets = torch.as_tensor(targets).detach().to(torch.float64)
-    if targets.shape != starts.shape:
-        raise ConfigError(f"targets: expected shape {tuple(starts.shape)}, got {tuple(targets.shape)}")
+    starts, targets = _check_fit_problem(field, starts, targets, "the adjoint path")
     points_in_time = _number("points_in_time", points_in_time, integer=True)
     if not 2 <= points_in_time <= 500:
         raise ConfigError(f"points_in_time: must be between 2 and 500, got {points_in_time!r}")

@@ -5,27 +5,13 @@ import io
 import time
 
 import pytest
+from app_tools import no_errors, open_app
 from streamlit.testing.v1 import AppTest
 
 from cnf_core.checkpoints import checkpoint_bytes
 from cnf_core.field import ConcatSquashField, FieldConfig
 from cnf_core.flow import CNF
 
-APP = "../app.py"
-
-
-def open_app(page=None):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def no_errors(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def test_home_starts_with_a_pretrained_model_active():
@@ -145,9 +131,7 @@ def test_uploading_a_checkpoint_adds_it_and_a_bad_one_is_refused():
 
 
 def test_a_shared_address_restores_the_settings_and_model():
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.query_params.update({"model": "moons (pretrained)", "train_width": "32", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
-    at.run()
+    at = open_app(params={"model": "moons (pretrained)", "train_width": "32", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
     assert at.session_state["active_model"] == "moons (pretrained)"
     at.switch_page("pages/train.py")
     at.run()
@@ -164,11 +148,7 @@ def test_a_shared_address_restores_the_settings_and_model():
 
 
 def open_page(page: str, params: dict) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.query_params.update(params)
-    at.run()
-    at.switch_page(page)
-    at.run()
+    at = open_app(page, params)
     no_errors(at)
     return at
 

@@ -14,14 +14,13 @@ import zlib
 import pytest
 import torch
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+from app_tools import open_app
 
 from cnf_core.checkpoints import SCHEMA_VERSION, checkpoint_bytes
 from cnf_core.datasets import MAX_CSV_ROWS
 from cnf_core.field import ConcatSquashField, FieldConfig
 from cnf_core.flow import CNF
 
-APP = "../app.py"
 ACTIVE = "8gaussians (pretrained)"
 
 
@@ -72,10 +71,7 @@ DATA_UPLOADS = [
 
 @pytest.mark.parametrize("choice, name, content, reason", DATA_UPLOADS, ids=[row[1] for row in DATA_UPLOADS])
 def test_a_bad_data_file_is_refused_and_the_page_stays_usable(choice, name, content, reason):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("pages/train.py")
-    at.run()
+    at = open_app("pages/train.py")
     at.selectbox(key="train_dataset").set_value(choice)
     at.run()
     at.file_uploader[0].set_value((name, content, "text/csv" if name.endswith(".csv") else "image/png"))
@@ -102,8 +98,7 @@ CHECKPOINTS = [
 
 @pytest.mark.parametrize("name, content, reason", CHECKPOINTS, ids=[row[0] for row in CHECKPOINTS])
 def test_a_bad_checkpoint_is_refused_and_every_model_is_kept(name, content, reason, capsys):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
+    at = open_app()
     models = list(at.session_state["models"])
     at.sidebar.file_uploader[0].set_value((name, content, "application/octet-stream"))
     at.run()
@@ -121,25 +116,16 @@ EDGE_TEXT = ["nan", "inf", "-inf", "-1", "0", "1e52", "abc", ""]
 PAGES = {"train": "pages/train.py", "density": "pages/density.py", "lab": "pages/solver_lab.py", "pr": "pages/precision_recall.py", "node": "pages/neural_ode.py", "objectives": "pages/objectives.py"}
 
 
-def open_with(page: str, params: dict) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.query_params.update(params)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    return at
-
-
 @pytest.mark.parametrize("name", list(PAGES))
 def test_every_shared_setting_at_its_edges_leaves_the_page_working(name):
     from ui import url
 
-    plain = open_with(PAGES[name], {})
+    plain = open_app(PAGES[name], {})
     params = url.DECLARED[name]
     defaults = {key: plain.session_state[key] for key in params if key in plain.session_state}
     assert defaults, "the page declares no shared settings"
     for text in EDGE_TEXT:
-        at = open_with(PAGES[name], {"model": text, **{key: text for key in params}})
+        at = open_app(PAGES[name], {"model": text, **{key: text for key in params}})
         assert not at.exception, (name, text, [e.value for e in at.exception])
         assert at.session_state["active_model"] == ACTIVE
         for key, default in defaults.items():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+from app_tools import open_app
 
 from cnf_core import load_model
 from cnf_core.density import (
@@ -284,16 +284,8 @@ def test_html_export_is_standalone_and_holds_every_frame():
 # ---------------------------------------------------------------- the page
 
 
-def page_app(page: str) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    return at
-
-
 def test_density_page_renders_and_reuses_its_frames():
-    at = page_app("pages/density.py")
+    at = open_app("pages/density.py")
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     charts = at.get("plotly_chart")

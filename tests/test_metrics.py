@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
+from app_tools import open_app
 
 from cnf_core import datasets, load_model
 from cnf_core.cli import evaluate, main
@@ -272,20 +272,12 @@ def test_evaluate_reports_every_metric(capsys):
     assert 0 <= printed["precision"] <= 1 and printed["frechet"] >= 0
 
 
-def open_page():
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.run()
-    at.switch_page("pages/precision_recall.py")
-    at.run()
-    return at
-
-
 def metric_values(at):
     return {metric.label: metric.value for metric in at.metric}
 
 
 def test_page_renders_and_reacts_to_its_widgets():
-    at = open_page()
+    at = open_app("pages/precision_recall.py")
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Precision & recall"

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
+from app_tools import open_app
 from torch import nn
 
 from cnf_core import neural_ode as node
@@ -232,12 +232,6 @@ def test_bad_settings_raise_config_errors_that_name_the_field(points):
 # ---------------------------------------------------------------- the page
 
 
-def page_app():
-    at = AppTest.from_file("../app.py", default_timeout=240)
-    at.run()
-    at.switch_page("pages/neural_ode.py")
-    at.run()
-    return at
 
 
 def metric(at, label_start: str) -> str:
@@ -245,7 +239,7 @@ def metric(at, label_start: str) -> str:
 
 
 def test_page_renders_and_responds():
-    at = page_app()
+    at = open_app("pages/neural_ode.py")
     assert not at.exception and not at.error
     assert len(at.get("plotly_chart")) >= 8
     assert float(metric(at, "‖g_bp")) < 1e-4

@@ -3,7 +3,7 @@
 import math
 
 import torch
-from streamlit.testing.v1 import AppTest
+from app_tools import open_app
 
 from cnf_core.field import ConcatSquashField, FieldConfig
 from cnf_core.flow import CNF
@@ -50,10 +50,7 @@ def test_compare_objectives_trains_both_and_measures_them():
 
 
 def test_page_renders_and_compares():
-    at = AppTest.from_file("../app.py", default_timeout=300)
-    at.run()
-    at.switch_page("pages/objectives.py")
-    at.run()
+    at = open_app("pages/objectives.py")
     assert not at.exception and not at.error
     assert any("Train both" in info.value for info in at.info)
     at.slider(key="objectives_seconds").set_value(2)

@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
+from app_tools import no_errors, open_app
 from torch import nn
 
 from cnf_core import solver_lab as lab
@@ -202,21 +202,8 @@ def test_bad_settings_are_refused_with_the_field_named(test_points):
 # ---------------------------------------------------------------- the page
 
 
-def page_app():
-    at = AppTest.from_file("../app.py", default_timeout=240)
-    at.run()
-    at.switch_page("pages/solver_lab.py")
-    at.run()
-    return at
-
-
-def no_errors(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def test_page_compares_solvers_shows_divergence_and_cross_evaluates():
-    at = page_app()
+    at = open_app("pages/solver_lab.py")
     no_errors(at)
     assert at.title[0].value == "Solver lab"
     assert at.selectbox(key="lab_method_0").value == "euler" and at.selectbox(key="lab_method_1").value == "dopri5"
