@@ -26,17 +26,22 @@ time: for a `ConcatSquashField` the time gates then fold into the weights
 (see `field.py`), which is cheaper than the general per-point-time pass.
 
 Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
-rtol = atol = 1e-5, two frames at a time (`workers=2`): the shipped
-8gaussians model (3×32, RNODE-regularised) takes 1006 frame-NFE (≈ 10 M
-evaluations of f and tr ∂f/∂z), 4–6 s; a plain 3×64 model trained as long
-takes 2782 frame-NFE, ≈ 21 s ("batched": 146 NFE over all 290 000 points,
-≈ 61 s). The evaluations themselves are most of it (≈ 0.65 µs per point for
-3×32, mostly elementwise passes over memory), so the lever is fewer of them:
-smoother dynamics. Tried and rejected: sharing one backward solve from a t = 1
-grid and one forward solve from a t = 0 grid between all frames (exact values
-on the moving points, ≈ 1.5 s in all) and interpolating onto the grid; the
-interpolation error reached 7–15 % of the peak density, so frames would no
-longer be the log-density ODE's answer. float64 is ≈ 3× slower than float32.
+rtol = atol = 1e-5, two frames at a time (`workers=2`), shipped 8gaussians
+model (3×32, RNODE-regularised): 845 frame-NFE (≈ 8.5 M evaluations of f and
+tr ∂f/∂z), 1.8–2.6 s (`python -m cnf_core bench`). What got it there from the
+first version's 21 s: smoother pretrained models (RNODE: 2782 → 1018 NFE), a
+first step of `FIRST_STEP_TIME` instead of the solver's tiny guess (→ 845),
+and a scripted, GIL-free tanh pass (`field.py`) so the two frame threads
+really run in parallel. The evaluations are the floor now: ≈ 0.35 µs of one
+core per point, of which the 32×32 matmuls alone are ≈ 0.16 µs, so exact
+frames on this CPU stay above ≈ 1.5 s. Tried and rejected: one batched solve
+over all frames (146 NFE over 290 000 points: every frame takes the hardest
+frame's steps); dopri8 and bosh3 (more NFE at 1e-5); sharing one backward
+solve from a t = 1 grid and one forward solve from a t = 0 grid between all
+frames and interpolating onto the grid (7–15 % of the peak density off), or
+chaining each frame from the previous one by a short solve and a cubic spline
+(0.85 % off): those frames would no longer be the log-density ODE's answer.
+float64 is ≈ 3× slower than float32.
 
 Besides the frames, the overlays of the density animation: samples pushed to
 each frame's time, particle paths, and the vector field on a coarse grid.
@@ -80,6 +85,12 @@ MIN_RESOLUTION = 2
 MAX_HALF_WIDTH = 20.0
 MAX_PICKED_POINTS = 50
 STRATEGIES = ("per-frame", "batched")
+# First step of an adaptive frame solve, in units of model time. The solver's
+# own guess starts tiny and grows at most 10× a step, so even the t = 1/29 frame
+# took 3 steps (20 NFE); starting at 0.1 time units (shrunk by the error
+# control where too long) cut 30 frames from 1018 to 845 NFE on 8gaussians
+# and from 1246 to 1067 on checkerboard (0.05 and 0.2 did worse on one of them).
+FIRST_STEP_TIME = 0.1
 
 
 @dataclass(frozen=True)
@@ -209,7 +220,7 @@ def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, 
     dynamics = LogDensityDynamics(field, trace, x, start=t, speed=-t)
     state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
     span = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
-    states, _ = integrate(dynamics, state0, span, solver, stats=stats)
+    states, _ = integrate(dynamics, state0, span, solver, stats=stats, first_step=min(1.0, FIRST_STEP_TIME / t))
     end = states[-1]
     return standard_normal_log_prob(end[:, :-1]) - end[:, -1], stats
 

@@ -15,16 +15,19 @@ At one time t shared by all points (every ODE solve here), each layer's gate
 σ(w_g t + b_g) and shift w_b t are constants that fold into its weights,
 (W h + b)·g + s = (g ⊙ W) h + (g b + s), so a layer is one matrix product for
 the activations and one for both tangents, and points go through in
-cache-sized chunks: f and its divergence then cost about 2.4 plain passes
-(3×64, 10 000 points; `python -m cnf_core bench`).
+cache-sized chunks. Without gradients, tanh networks take a scripted pass
+with fewer elementwise steps (end of this file): f and its divergence then
+cost about 2.3 plain passes (3×64, 10 000 points; `python -m cnf_core bench`).
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .errors import ConfigError
 
@@ -164,6 +167,18 @@ class ConcatSquashField(nn.Module):
     def velocity_and_divergence(self, t: torch.Tensor | float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """f(z, t) and its exact divergence tr(∂f/∂z), shapes (n, dim) and (n,)."""
         t = as_time(t, z)
+        if t.dim() == 0 and self.config.activation == "tanh" and not torch.is_grad_enabled():
+            layers = self.layers
+            return _scripted_tanh_pass()(
+                z,
+                t,
+                [layer.linear.weight for layer in layers],
+                [layer.linear.bias for layer in layers],
+                [layer.gate.weight for layer in layers],
+                [layer.gate.bias for layer in layers],
+                [layer.time_bias.weight for layer in layers],
+                EVALUATION_CHUNK,
+            )
         if t.dim() == 0:
             return self._folded(t, z, full_jacobian=False)
         h, tangent = self._hidden_with_tangents(t, z)
@@ -178,14 +193,19 @@ class ConcatSquashField(nn.Module):
         self, t: torch.Tensor, z: torch.Tensor, full_jacobian: bool, chunk: int = EVALUATION_CHUNK
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """f and its divergence (or full Jacobian) at one scalar time: gates folded into the weights, chunked."""
-        folded = []
-        for layer in self.layers:
-            gate, shift = layer.gate_and_shift(t)
-            folded.append((layer.linear.weight * gate.reshape(-1, 1), layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)))
+        folded = self._folded_weights(t)
         if z.shape[0] <= chunk:
             return self._folded_pass(folded, z, full_jacobian)
         parts = [self._folded_pass(folded, z[i : i + chunk], full_jacobian) for i in range(0, z.shape[0], chunk)]
         return torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts])
+
+    def _folded_weights(self, t: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer as a plain affine map at the scalar time t: (g ⊙ W, g b + s)."""
+        folded = []
+        for layer in self.layers:
+            gate, shift = layer.gate_and_shift(t)
+            folded.append((layer.linear.weight * gate.reshape(-1, 1), layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)))
+        return folded
 
     def _folded_pass(
         self, folded: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor, full_jacobian: bool
@@ -222,3 +242,91 @@ class ConcatSquashField(nn.Module):
         velocity = last.linear(h) * gate + shift
         jacobian = torch.einsum("njw,iw->nij", tangent, last.linear.weight) * gate.unsqueeze(-1)
         return velocity, jacobian
+
+
+# ---------------------------------------------------------------- tanh networks without autograd
+#
+# Frames, evaluation and sampling need f and tr ∂f/∂z at one time, with no
+# gradients. For tanh layers the hidden state can be s = σ(2·pre) instead of
+# tanh(pre) = 2s - 1: the affine maps absorb the 2s - 1 and the factor 2, so a
+# layer is one matmul, one sigmoid and s' = s - s² for the tangents, about half
+# the elementwise passes of the general folded pass. TorchScript runs the whole
+# pass, folding included, without holding the GIL, so frames solved on two
+# threads run in parallel (30 frames of 100², 2 threads: 3.2 s as plain eager
+# code, 1.8 s scripted).
+
+
+def _tanh_velocity_and_divergence(
+    z: Tensor,
+    t: Tensor,
+    weights: list[Tensor],
+    biases: list[Tensor],
+    gate_weights: list[Tensor],
+    gate_biases: list[Tensor],
+    shift_weights: list[Tensor],
+    chunk: int,
+) -> tuple[Tensor, Tensor]:
+    """f and tr ∂f/∂z of a tanh concatsquash network at one time t, in chunks of `chunk` points.
+
+    Each layer's gate and shift fold into its weights (see `ConcatSquashField._folded_weights`),
+    then the weights are rewritten for the state s = σ(2·pre): a layer fed by
+    tanh = 2s - 1 computes W(2s - 1) + b = (2W)s + (b - W·1), and a layer that
+    feeds σ(2·) computes twice its pre-activation. state[0] is s, state[1 + j]
+    its tangent ∂s/∂z_j, and ∂σ(q)/∂q = s - s².
+    """
+    depth = len(weights)
+    folded: list[Tensor] = []  # transposed weights, (in, out)
+    shifted: list[Tensor] = []
+    for i in range(depth):
+        gate = torch.sigmoid(gate_weights[i].reshape(-1) * t + gate_biases[i])
+        weight = weights[i] * gate.unsqueeze(1)
+        bias = biases[i] * gate + shift_weights[i].reshape(-1) * t
+        if i > 0:
+            bias = bias - weight.sum(dim=1)
+            weight = 2 * weight
+        if i < depth - 1:
+            weight, bias = 2 * weight, 2 * bias
+        folded.append(weight.t().contiguous())
+        shifted.append(bias)
+    n, dim = z.shape[0], z.shape[1]
+    first, last = folded[0], folded[-1]
+    velocity = torch.empty(n, dim, dtype=z.dtype, device=z.device)
+    divergence = torch.empty(n, dtype=z.dtype, device=z.device)
+    for start in range(0, n, chunk):
+        points = z[start : start + chunk]
+        m = points.shape[0]
+        s = torch.addmm(shifted[0], points, first).sigmoid_()
+        slope = torch.addcmul(s, s, s, value=-1.0)
+        state = torch.empty(dim + 1, m, first.shape[1], dtype=z.dtype, device=z.device)
+        state[0] = s
+        for j in range(dim):
+            torch.mul(slope, first[j], out=state[j + 1])
+        for i in range(1, depth - 1):
+            state = torch.mm(state.view(-1, folded[i].shape[0]), folded[i]).view(dim + 1, m, -1)
+            s = state[0].add_(shifted[i]).sigmoid_()
+            slope = torch.addcmul(s, s, s, value=-1.0)
+            state[1:].mul_(slope)
+        torch.addmm(shifted[-1], state[0], last, out=velocity[start : start + m])
+        trace = torch.mv(state[1], last[:, 0])
+        for j in range(1, dim):
+            trace.add_(torch.mv(state[j + 1], last[:, j]))
+        divergence[start : start + m] = trace
+    return velocity, divergence
+
+
+_scripted = None
+_scripting = threading.Lock()
+
+
+def _scripted_tanh_pass():
+    """`_tanh_velocity_and_divergence` compiled by TorchScript once, or itself where TorchScript is missing."""
+    global _scripted
+    with _scripting:
+        if _scripted is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    _scripted = torch.jit.script(_tanh_velocity_and_divergence)
+            except Exception:  # same results, only slower on several threads
+                _scripted = _tanh_velocity_and_divergence
+    return _scripted

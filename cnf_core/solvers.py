@@ -235,8 +235,13 @@ def integrate(
     *,
     stats: SolveStats | None = None,
     record_steps: bool = False,
+    first_step: float | None = None,
 ) -> tuple[torch.Tensor, CountedDynamics]:
     """Solve dy/dt = dynamics(t, y) from y0 at times[0], returning y at every time.
+
+    `first_step` (adaptive torchdiffeq methods) replaces the solver's own
+    guess of the first step, which costs an evaluation and starts small; the
+    error control still accepts or shrinks that step, so the tolerances hold.
 
     Returns (ys, counted) where `counted.stats` is filled in; call
     `stats.start_backward()` before `.backward()` on a loss to count backward
@@ -251,9 +256,12 @@ def integrate(
     extra = {}
     if config.adjoint and not any(p.requires_grad for p in counted.parameters()):
         extra["adjoint_params"] = ()
+    kwargs = config.odeint_kwargs()
+    if first_step is not None and config.adaptive and config.method != "scipy_solver":
+        kwargs["options"] = dict(kwargs["options"], first_step=float(first_step))
     started = stats.phase_started = time.perf_counter()
     try:
-        ys = solve(counted, y0, times, **config.odeint_kwargs(), **extra)
+        ys = solve(counted, y0, times, **kwargs, **extra)
     except SolveError as exc:
         _fail(stats, exc.status, str(exc), started)
     except AssertionError as exc:  # torchdiffeq signals underflow and non-finite states by assert

@@ -30,6 +30,11 @@ def test_quick_bench_prints_every_figure_as_json():
     # ours and the naive per-frame baseline compute the same densities (solver tolerance 1e-5)
     assert summary["frames_max_abs_density_diff"] < 1e-3
     assert figures["frames"]["max_abs_log_density_diff_where_visible"] < 0.05
+    # and each is as close to a tight float64 solve as a 1e-5 solve should be
+    reference = figures["frames"]["reference"]
+    for side in ("ours", "naive"):
+        assert reference[f"{side}_max_abs_density_error"] < 1e-4
+        assert reference[f"{side}_max_abs_log_density_error_where_visible"] < 0.05
     assert 0.5 < figures["metrics"]["precision"] <= 1 and 0.5 < figures["metrics"]["recall"] <= 1
     for side in ("ours", "baseline"):
         run = figures["training"][side]

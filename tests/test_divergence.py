@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cnf_core import divergence
-from cnf_core.field import ACTIVATIONS, ConcatSquashField, FieldConfig
+from cnf_core.field import ACTIVATIONS, EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass
 
 
 def jacobian_trace(field, t, z):
@@ -79,3 +79,23 @@ def test_full_jacobian_matches_autograd(per_point_time):
         expected = torch.autograd.functional.jacobian(lambda zi: field(t_i, zi[None])[0], z[i])
         assert torch.allclose(jacobian[i], expected, atol=1e-12)
     assert torch.allclose(velocity, field(t, z))
+
+
+@pytest.mark.parametrize("hidden", [(8,), (16, 16, 16), (5, 7, 9, 11)])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_gradient_free_tanh_pass_matches_the_autograd_checked_pass(hidden, dim):
+    """Without gradients at one time, tanh fields take the scripted σ-state pass: same f, same trace."""
+    torch.manual_seed(1)
+    field = ConcatSquashField(FieldConfig(hidden=hidden, activation="tanh", dim=dim)).double()
+    with torch.no_grad():
+        for p in field.parameters():
+            p.mul_(3.0)
+    z = torch.randn(2 * EVALUATION_CHUNK + 7, dim, dtype=torch.float64)  # two full chunks and a ragged one
+    t = torch.tensor(0.3, dtype=torch.float64)
+    velocity, div = field.velocity_and_divergence(t, z)  # gradients on: the general folded pass
+    with torch.no_grad():
+        fast_velocity, fast_div = field.velocity_and_divergence(t, z)
+    assert torch.allclose(fast_velocity, velocity, atol=1e-12)
+    assert torch.allclose(fast_div, div, atol=1e-10)
+    assert torch.allclose(fast_div[:12], jacobian_trace(field, t, z[:12]), atol=1e-10)
+    assert isinstance(_scripted_tanh_pass(), torch.jit.ScriptFunction)  # runs without the GIL

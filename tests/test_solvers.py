@@ -88,6 +88,25 @@ def test_adaptive_nfe_matches_calls_and_steps_are_recorded():
     assert all(abs(a - b) < 1e-12 for a, b in zip(ends[:-1], starts[1:]))  # contiguous
 
 
+def test_first_step_replaces_the_initial_guess_and_keeps_the_tolerance():
+    def rotation(t, y):
+        return torch.stack([y[:, 1], -y[:, 0]], -1)
+
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    config = SolverConfig(rtol=1e-8, atol=1e-8)
+    short = torch.tensor([0.0, 0.05], dtype=torch.float64)
+    guessed = integrate(rotation, y0, short, config)[1].stats
+    hinted_ys, hinted = integrate(rotation, y0, short, config, first_step=0.05)
+    assert hinted.stats.nfe_forward < guessed.nfe_forward  # the guess costs an evaluation and starts small
+    assert abs(hinted_ys[-1][0, 0].item() - math.cos(0.05)) < 1e-9
+    # a first step far too long is shrunk by the error control: still the tolerance's answer
+    long_ys, long = integrate(rotation, y0, torch.tensor([0.0, 6.0], dtype=torch.float64), config, first_step=6.0, record_steps=True)
+    assert long.stats.rejected_steps and abs(long_ys[-1][0, 0].item() - math.cos(6.0)) < 1e-6
+    # fixed-grid methods keep their own steps
+    rk4 = SolverConfig(method="rk4", step_size=0.01)
+    assert integrate(rotation, y0, short, rk4, first_step=0.05)[1].stats.nfe_forward == integrate(rotation, y0, short, rk4)[1].stats.nfe_forward == 20
+
+
 def test_adjoint_counts_backward_evaluations():
     weight = torch.nn.Parameter(torch.tensor(-0.5, dtype=torch.float64))
 
