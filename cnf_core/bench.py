@@ -8,12 +8,14 @@
    exact trace by one autograd backward pass per dimension, dopri5 at
    rtol = atol = 1e-5, batch 100, adjoint gradients, Adam lr 1e-3);
 2. density frames: 30 frames of a 100×100 grid of a pretrained model at
-   rtol = atol = 1e-5, ours (`density_frames`: scripted exact trace, a
-   sensible first step, two frames at a time) vs naive (one backward solve
+   rtol = atol = 1e-5, ours (`density_frames`: each frame one dopri5 solve
+   in the compiled kernel where it builds, else torchdiffeq with the scripted
+   exact trace; a sensible first step; two frames at a time) vs naive (one backward solve
    per frame, per-dimension autograd trace), how far apart they are, and how
    far each is from a tight float64 solve (rtol = atol = 1e-9) of every 6th
    frame: two 1e-5 solves with different steps differ by about their error;
-3. exact trace cost: f and tr ∂f/∂z on 10 000 points vs a plain evaluation of f;
+3. exact trace cost: f and tr ∂f/∂z on 10 000 points (the compiled kernel
+   where it builds, and the scripted torch pass) vs a plain evaluation of f;
 4. metrics: precision/recall/density/coverage on 5000 vs 5000 points;
 5. scaling of (2) with grid resolution and frame count, and of a training
    step with batch size.
@@ -33,9 +35,9 @@ from typing import Callable
 
 import torch
 
-from . import datasets
+from . import datasets, native
 from .density import density_frames, make_grid
-from .field import ConcatSquashField, FieldConfig
+from .field import EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass
 from .flow import log_density
 from .solvers import SolverConfig
 from .training import TrainConfig, Trainer, time_to_nll
@@ -73,17 +75,34 @@ def bench_trace(n: int = 10_000, repeats: int = 21) -> dict:
     field = ConcatSquashField()
     z = torch.randn(n, 2)
     t = torch.tensor(0.5)
+    layers = field.layers
+    scripted = (  # the torch pass the kernel replaces, for comparison
+        lambda: _scripted_tanh_pass()(
+            z,
+            t,
+            [layer.linear.weight for layer in layers],
+            [layer.linear.bias for layer in layers],
+            [layer.gate.weight for layer in layers],
+            [layer.gate.bias for layer in layers],
+            [layer.time_bias.weight for layer in layers],
+            EVALUATION_CHUNK,
+        )
+    )
     with torch.no_grad():
         for _ in range(3):  # warm up allocators and kernels
-            field(t, z), field.velocity_and_divergence(t, z)
+            field(t, z), field.velocity_and_divergence(t, z), scripted()
         plain = _median_seconds(lambda: field(t, z), repeats)
         exact = _median_seconds(lambda: field.velocity_and_divergence(t, z), repeats)
+        scripted_exact = _median_seconds(scripted, repeats)
     autograd_loop = _median_seconds(lambda: brute_force(field, t, z.clone()), max(3, repeats // 3))
     return {
         "points": n,
+        "pass": native.status(),
         "plain_ms": plain * 1e3,
         "exact_ms": exact * 1e3,
         "exact_over_plain": exact / plain,
+        "scripted_exact_ms": scripted_exact * 1e3,
+        "scripted_exact_over_plain": scripted_exact / plain,
         "autograd_loop_ms": autograd_loop * 1e3,
         "autograd_loop_over_plain": autograd_loop / plain,
         "repeats": repeats,
@@ -119,7 +138,7 @@ def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naiv
     field, model_name = _bench_model()
     grid = make_grid(datasets.VIEW, resolution)
     times = torch.linspace(0, 1, frames).tolist()
-    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS}
+    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS, "pass": native.status()}
     ours_runs = []
     for _ in range(repeats):
         ours = _frames(field, times, grid)
@@ -290,6 +309,9 @@ def format_table(result: dict) -> str:
             f"frames against {reference['solver']} ({reference['frames']} frames): "
             f"ours max |Δp| {reference['ours_max_abs_density_error']:.1e}, naive {reference['naive_max_abs_density_error']:.1e}"
         )
+    trace = result["trace"]
+    lines.append(f"exact f and trace by the scripted torch pass: {trace['scripted_exact_ms']:.2f} ms ({trace['scripted_exact_over_plain']:.2f}× plain f)")
+    lines.append(f"gradient-free tanh evaluations used: {result['frames']['pass']}")
     lines.append("")
     lines.append("30 frames by resolution: " + ", ".join(f"{k}²: {v:.2f} s" for k, v in scaling["frames_30_seconds_by_resolution"].items()))
     counts = {k: v for k, v in scaling["frames_seconds_by_count"].items() if k != "resolution"}

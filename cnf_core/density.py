@@ -25,18 +25,27 @@ Either way the field is evaluated one frame at a time, at that frame's single
 time: for a `ConcatSquashField` the time gates then fold into the weights
 (see `field.py`), which is cheaper than the general per-point-time pass.
 
+Where it builds (`native.py`), a per-frame dopri5 solve of a 2-D tanh
+concatsquash field in float32 on the CPU runs whole in a compiled kernel:
+Dormand–Prince 5(4) with torchdiffeq's error control, each evaluation of f
+and tr ∂f/∂z fused per block of 16 points, and no GIL held, so two frame
+threads use both cores. Other fields, methods, dtypes and devices take
+torchdiffeq (with the same kernel for each evaluation where it applies).
+
 Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
 rtol = atol = 1e-5, two frames at a time (`workers=2`), shipped 8gaussians
 model (3×32, RNODE-regularised): 845 frame-NFE (≈ 8.5 M evaluations of f and
-tr ∂f/∂z), 1.8–2.6 s (`python -m cnf_core bench`). What got it there from the
+tr ∂f/∂z) in ≈ 0.7 s (`python -m cnf_core bench`). What got it there from the
 first version's 21 s: smoother pretrained models (RNODE: 2782 → 1018 NFE), a
 first step of `FIRST_STEP_TIME` instead of the solver's tiny guess (→ 845),
-and a scripted, GIL-free tanh pass (`field.py`) so the two frame threads
-really run in parallel. The evaluations are the floor now: ≈ 0.35 µs of one
-core per point, of which the 32×32 matmuls alone are ≈ 0.16 µs, so exact
-frames on this CPU stay above ≈ 1.5 s. Tried and rejected: one batched solve
-over all frames (146 NFE over 290 000 points: every frame takes the hardest
-frame's steps); dopri8 and bosh3 (more NFE at 1e-5); sharing one backward
+a scripted, GIL-free tanh pass (`field.py`: 1.9 s), then the compiled
+kernel. The evaluations are the floor: ≈ 0.15 µs of one core per point, of
+which the six 32×32 matrix-vector products (forward and two tangents, two
+hidden layers) are ≈ 0.1 µs at about one 16-wide FMA per cycle. Tried and
+rejected: one batched solve over all frames (146 NFE over 290 000 points:
+every frame takes the hardest frame's steps); dopri8 and bosh3 (more NFE at
+1e-5); stronger RNODE weights (0.2: 815 NFE instead of 845, 0.15 nats worse
+on 8gaussians); sharing one backward
 solve from a t = 1 grid and one forward solve from a t = 0 grid between all
 frames and interpolating onto the grid (7–15 % of the peak density off), or
 chaining each frame from the previous one by a short solve and a cubic spline
@@ -59,8 +68,10 @@ import torch
 from torch import nn
 
 from . import divergence as divergence_module
+from . import native
 from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
+from .field import ConcatSquashField
 from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
 from .solvers import SolverConfig, SolveStats, _number, integrate
 
@@ -203,6 +214,13 @@ class DensityFrames:
 
 # ---------------------------------------------------------------- solving frames
 
+_NATIVE_FAILURES = {  # the messages `integrate` gives for the same ends
+    "nfe-cap": "stopped after {solver.max_nfe} function evaluations (NFE cap)",
+    "time-cap": "stopped after {solver.max_seconds:g} s (time cap)",
+    "diverged": "solver gave up: the state became infinite or NaN ({description})",
+    "step-underflow": "solver gave up: the step size shrank to nothing ({description})",
+}
+
 
 def _remaining(solver: SolverConfig, started: float) -> SolverConfig:
     """`solver` with max_seconds cut to what is left of the whole animation's budget."""
@@ -214,9 +232,30 @@ def _remaining(solver: SolverConfig, started: float) -> SolverConfig:
     return solver.replace(max_seconds=left)
 
 
+def _native_frame_applies(field: Field, x: torch.Tensor, solver: SolverConfig, trace: str) -> bool:
+    """Whether a frame can be solved whole by the compiled kernel: a 2-D tanh concatsquash field, dopri5, exact trace."""
+    return (
+        isinstance(field, ConcatSquashField)
+        and field.config.activation == "tanh"
+        and solver.method == "dopri5"
+        and trace == "exact"
+        and native.applies(field.layers, x)
+    )
+
+
 def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, trace: str) -> tuple[torch.Tensor, SolveStats]:
     """log p_t on the points x of one frame: one solve from t back to 0 (s-clock τ = t (1 - s))."""
     stats = SolveStats()
+    if _native_frame_applies(field, x, solver, trace):
+        started = time.perf_counter()
+        z, delta, counts = native.dopri5_frame(
+            field.layers, t, x, solver.rtol, solver.atol, min(1.0, FIRST_STEP_TIME / t), solver.max_nfe, solver.max_seconds
+        )
+        stats.nfe_forward, stats.status, stats.seconds = counts["nfe"], counts["status"], time.perf_counter() - started
+        if not stats.ok:
+            stats.message = _NATIVE_FAILURES[stats.status].format(solver=solver, description=solver.describe())
+            raise SolveError(stats.status, stats.message)
+        return standard_normal_log_prob(z) - delta, stats
     dynamics = LogDensityDynamics(field, trace, x, start=t, speed=-t)
     state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
     span = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)

@@ -57,5 +57,6 @@ def test_naive_and_batched_frames_agree_on_a_random_field():
 
 def test_trace_bench_reports_ratios():
     figures = bench_trace(n=500, repeats=3)
-    assert figures["exact_over_plain"] > 1  # the trace cannot be free
+    assert figures["scripted_exact_over_plain"] > 1  # in torch the trace cannot be free
+    assert figures["exact_ms"] > 0 and figures["pass"]  # the compiled kernel may beat plain torch f
     assert figures["autograd_loop_over_plain"] > 0

@@ -1,0 +1,212 @@
+"""The compiled tanh kernel: same f and trace as the float64 autograd-checked pass, used where it applies, safe where it cannot be built."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnf_core import density, native
+from cnf_core.checkpoints import load_model
+from cnf_core.errors import SolveError
+from cnf_core.field import ConcatSquashField, FieldConfig
+from cnf_core.solvers import SolverConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_COMPILER = shutil.which(os.environ.get("CC", "cc")) is not None
+
+
+def reference(field, t, z):
+    """f and tr ∂f/∂z in float64 with gradients on: the general folded pass, checked against autograd elsewhere."""
+    exact = ConcatSquashField(field.config).double()
+    exact.load_state_dict(field.state_dict())
+    velocity, divergence = exact.velocity_and_divergence(torch.tensor(t, dtype=torch.float64), z.double())
+    return velocity.detach(), divergence.detach()
+
+
+def random_field(hidden, seed=0, scale=2.0):
+    torch.manual_seed(seed)
+    field = ConcatSquashField(FieldConfig(hidden=hidden))
+    with torch.no_grad():
+        for p in field.parameters():
+            p.mul_(scale)
+    return field
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    if not HAS_COMPILER:
+        pytest.skip("no C compiler here: every caller uses the scripted pass (tested in test_divergence)")
+    assert native.library() is not None, native.status()
+    assert native.status() == "compiled C kernel"
+
+
+@pytest.mark.parametrize("hidden", [(8,), (32, 32, 32), (5, 7, 9, 11), (64, 64, 64)])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1000])
+def test_kernel_matches_the_float64_pass(kernel, hidden, n):
+    """Ragged blocks of 16 points, widths off the 4-row blocks, one to four hidden layers, several times."""
+    field = random_field(hidden)
+    z = 2.5 * torch.randn(n, 2)
+    for t in (0.0, 0.41, 1.0):
+        velocity, divergence = native.tanh_velocity_and_divergence(field.layers, t, z)
+        expected_velocity, expected_divergence = reference(field, t, z)
+        scale = 1 + float(expected_divergence.abs().max())
+        assert torch.allclose(velocity.double(), expected_velocity, atol=2e-5 * scale)
+        assert torch.allclose(divergence.double(), expected_divergence, atol=2e-5 * scale)
+
+
+def test_field_routes_gradient_free_float32_evaluations_to_the_kernel(kernel, monkeypatch):
+    calls = []
+    original = native.tanh_velocity_and_divergence
+    monkeypatch.setattr(native, "tanh_velocity_and_divergence", lambda *args: calls.append(1) or original(*args))
+    field = random_field((16, 16))
+    z = torch.randn(50, 2)
+    with torch.no_grad():
+        field.velocity_and_divergence(torch.tensor(0.5), z)
+        field.double().velocity_and_divergence(torch.tensor(0.5, dtype=torch.float64), z.double())  # float64: scripted
+    field.float().velocity_and_divergence(torch.tensor(0.5), z)  # gradients on: autograd-able pass
+    assert len(calls) == 1
+
+
+def test_pretrained_model_agrees_and_saturated_inputs_stay_finite(kernel):
+    field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
+    z = torch.cat([4 * torch.randn(3000, 2), torch.tensor([[1e4, -1e4], [-3e3, 50.0], [0.0, 1e6]])])
+    velocity, divergence = native.tanh_velocity_and_divergence(field.layers, 0.7, z)
+    expected_velocity, expected_divergence = reference(field, 0.7, z)
+    assert torch.isfinite(velocity).all() and torch.isfinite(divergence).all()
+    assert float((velocity.double() - expected_velocity).abs().max()) < 1e-5
+    assert float((divergence.double() - expected_divergence).abs().max()) < 1e-4
+
+
+def test_parameters_are_repacked_after_an_optimiser_step(kernel):
+    field = random_field((16, 16))
+    z = torch.randn(40, 2)
+    before, _ = native.tanh_velocity_and_divergence(field.layers, 0.5, z)
+    optimiser = torch.optim.SGD(field.parameters(), lr=0.1)
+    field(torch.tensor(0.5), z).pow(2).sum().backward()
+    optimiser.step()
+    after, after_divergence = native.tanh_velocity_and_divergence(field.layers, 0.5, z)
+    expected_velocity, expected_divergence = reference(field, 0.5, z)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after.double(), expected_velocity, atol=1e-5)
+    assert torch.allclose(after_divergence.double(), expected_divergence, atol=1e-4)
+
+
+def test_two_threads_at_once_get_their_own_answers(kernel):
+    fields = [random_field((32, 32, 32), seed=s) for s in (1, 2)]
+    z = torch.randn(5000, 2)
+    alone = [native.tanh_velocity_and_divergence(f.layers, 0.3, z) for f in fields]
+    together = [None, None]
+
+    def work(k):
+        for _ in range(20):
+            together[k] = native.tanh_velocity_and_divergence(fields[k].layers, 0.3, z)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for (v, d), (v2, d2) in zip(alone, together):
+        assert torch.equal(v, v2) and torch.equal(d, d2)
+
+
+CHILD = """
+import torch
+from cnf_core import native
+from cnf_core.field import ConcatSquashField, FieldConfig
+torch.manual_seed(0)
+field = ConcatSquashField(FieldConfig(hidden=(16, 16)))
+z = torch.randn(100, 2)
+with torch.no_grad():
+    v, d = field.velocity_and_divergence(torch.tensor(0.5), z)
+v2, d2 = field.velocity_and_divergence(torch.tensor(0.5), z)
+assert torch.allclose(v, v2, atol=1e-6) and torch.allclose(d, d2, atol=1e-5)
+print(native.status())
+"""
+
+
+@pytest.mark.parametrize(
+    "environment, expected",
+    [({"CNF_LAB_NATIVE": "0"}, "off (CNF_LAB_NATIVE=0)"), ({"CC": "/bin/false"}, "unavailable (")],
+)
+def test_without_the_kernel_everything_still_works(environment, expected, tmp_path):
+    """Switched off, or no working compiler (fresh temp folder: nothing cached): the scripted pass, same answers."""
+    env = {**os.environ, **environment, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(expected)
+    assert result.stdout.strip().endswith("scripted torch pass")
+
+
+# ---------------------------------------------------------------- whole frames solved in C
+
+
+def frames_both_ways(field, times, grid, solver, monkeypatch):
+    """Density frames solved by the kernel's dopri5, and by torchdiffeq's dopri5 (kernel evaluations only)."""
+    compiled = density.density_frames(field, times, grid, solver)
+    with monkeypatch.context() as patch:
+        patch.setattr(density, "_native_frame_applies", lambda *args: False)
+        stepped_in_python = density.density_frames(field, times, grid, solver)
+    return compiled, stepped_in_python
+
+
+def test_compiled_frames_match_a_tight_float64_solve_at_torchdiffeqs_cost(kernel, monkeypatch):
+    field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
+    grid, times = density.make_grid(4.5, 40), [0.0, 0.05, 0.5, 1.0]
+    solver = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5)
+    compiled, stepped_in_python = frames_both_ways(field, times, grid, solver, monkeypatch)
+    exact = density.density_frames(load_model(ROOT / "assets" / "models" / "8gaussians.pt").field.double(), times, grid, SolverConfig(rtol=1e-10, atol=1e-10))
+    for frames in (compiled, stepped_in_python):
+        assert float((frames.density - exact.density).abs().max()) < 1e-4
+    # the same method and error control: the step counts agree (the kernel ends exactly at t = 0, torchdiffeq interpolates)
+    for k in (2, 3):
+        assert abs(compiled.nfe_per_frame[k] - stepped_in_python.nfe_per_frame[k]) <= 0.15 * stepped_in_python.nfe_per_frame[k] + 6
+
+
+def test_compiled_frames_of_a_translation_match_the_closed_form(kernel):
+    """f(z, t) = w t moves the base by w t²/2: log p_t(x) = log N(x - w t²/2), and the trace is zero."""
+    field = ConcatSquashField(FieldConfig(hidden=(8, 8)))
+    with torch.no_grad():
+        for p in field.parameters():
+            p.zero_()
+        field.layers[-1].time_bias.weight.copy_(torch.tensor([[1.5], [-0.5]]))
+    grid, times = density.make_grid(4.0, 30), [0.3, 1.0]
+    frames = density.density_frames(field, times, grid, SolverConfig(rtol=1e-5, atol=1e-5))
+    points = grid.points().double()
+    for k, t in enumerate(times):
+        shift = torch.tensor([1.5, -0.5], dtype=torch.float64) * t**2 / 2
+        expected = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)).log_prob(points - shift)
+        assert float((frames.log_density[k].reshape(-1) - expected).abs().max()) < 1e-5
+
+
+def test_compiled_frames_stop_at_the_caps_with_the_solvers_status(kernel):
+    field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
+    grid = density.make_grid(4.0, 20)
+    with pytest.raises(SolveError) as raised:
+        density.density_frames(field, [1.0], grid, SolverConfig(rtol=1e-5, atol=1e-5, max_nfe=20))
+    assert raised.value.status == "nfe-cap" and "20 function evaluations" in str(raised.value)
+    x = grid.points().float()
+    _, _, counts = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, 1e-9)
+    assert counts["status"] == "time-cap"
+    x[3] = float("nan")
+    _, _, counts = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, None)
+    assert counts["status"] == "diverged" and counts["nfe"] <= 7
+
+
+def test_a_large_call_shared_among_threads_gives_the_same_numbers(kernel):
+    field = random_field((32, 32, 32), seed=3)
+    z = 3 * torch.randn(3 * native.SPLIT_POINTS + 5, 2)  # slices that do not end on a block of 16
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = native.tanh_velocity_and_divergence(field.layers, 0.6, z)
+        torch.set_num_threads(3)
+        shared = native.tanh_velocity_and_divergence(field.layers, 0.6, z)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(whole[0], shared[0]) and torch.equal(whole[1], shared[1])
