@@ -1,5 +1,6 @@
 """The compiled tanh kernel: same f and trace as the float64 autograd-checked pass, used where it applies, safe where it cannot be built."""
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -210,3 +211,33 @@ def test_a_large_call_shared_among_threads_gives_the_same_numbers(kernel):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(whole[0], shared[0]) and torch.equal(whole[1], shared[1])
+
+
+def _cpu_has(*features):
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return all(feature in flags for feature in features)
+
+
+@pytest.mark.parametrize("march, features", [("x86-64-v3", ("avx2", "fma")), ("x86-64-v2", ("sse4_2",))])
+def test_narrower_vector_builds_agree_with_this_machines_build(kernel, march, features):
+    """The AVX2 (8 lanes) and SSE (4 lanes, no FMA) variants of the kernel, as other machines build it."""
+    if not _cpu_has(*features):
+        pytest.skip(f"this CPU cannot run a {march} build")
+    flags = tuple(f"-march={march}" if flag == "-march=native" else flag for flag in native.FLAGS)
+    other = native._load(flags)
+    native._check(other)
+    field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
+    z = 4 * torch.randn(1001, 2)
+    for t in (0.2, 1.0):
+        mine, theirs = native._call(native.library(), field.layers, t, z), native._call(other, field.layers, t, z)
+        assert torch.allclose(mine[0], theirs[0], atol=1e-5) and torch.allclose(mine[1], theirs[1], atol=1e-4)
+    x = z[:300]
+    counts = (ctypes.c_long * 3)()
+    widths, packed = native._parameters(field.layers)
+    out_z, delta = torch.empty(300, 2), torch.empty(300)
+    status = other.dopri5_frame_2d(300, len(field.layers), widths.data_ptr(), packed.data_ptr(), 1.0, 0.1, 1e-5, 1e-5, 10_000, 0.0, x.data_ptr(), out_z.data_ptr(), delta.data_ptr(), counts)
+    mine_z, mine_delta, _ = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
+    assert status == 0 and torch.allclose(out_z, mine_z, atol=1e-4) and torch.allclose(delta, mine_delta, atol=1e-3)

@@ -1,13 +1,13 @@
 /* f(z, t) and tr ∂f/∂z of a 2-D tanh concatsquash network, without autograd.
  *
  * The same mathematics as `_tanh_velocity_and_divergence` in field.py, fused
- * into one pass per block of 16 points so nothing leaves the cache: each
+ * into one pass per block of points so nothing leaves the cache: each
  * layer's gate and shift fold into its weights at the time t, the hidden
  * state is s = σ(2·pre) (tanh = 2s - 1 absorbed by the next layer's weights),
  * and the two tangents ∂s/∂z_j ride along with s through every matrix product.
  *
- * Points sit in the lanes of a 16-float vector (GCC/Clang vector extensions:
- * the compiler picks AVX-512, AVX2 or NEON), so a weight is one broadcast
+ * Points sit in the lanes of a vector (GCC/Clang vector extensions: 16
+ * floats with AVX-512, 8 with AVX, 4 otherwise), so a weight is one broadcast
  * shared by the state and both tangents. No -ffast-math: the rounding in
  * `exp2_lanes` relies on IEEE arithmetic.
  *
@@ -18,8 +18,21 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
+/* Points per vector and output rows per register block: what fits the vector registers of the target. */
+#if defined(__AVX512F__)
 #define LANES 16
+#define ROWS 8
+#elif defined(__AVX__)
+#define LANES 8
+#define ROWS 4
+#else
+#define LANES 4
+#define ROWS 4
+#endif
 typedef float vf __attribute__((vector_size(LANES * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(LANES * sizeof(int32_t))));
 
@@ -31,21 +44,30 @@ static inline vf clamp_lanes(vf x, float lo, float hi) {
     return (vf)bits;
 }
 
-/* 2^x lane by lane: x = n + r with n an integer and |r| ≤ 1/2, 2^r by a degree-6 fit
- * (relative error 1e-7 in float32), 2^n by exponent bits. */
-static inline vf exp2_lanes(vf x) {
-    x = clamp_lanes(x, -126.0f, 126.0f);
-    const float round_magic = 12582912.0f; /* 1.5·2^23: adding then subtracting it rounds to an integer */
-    const vf n = (x + round_magic) - round_magic, r = x - n;
+/* 2^r for |r| ≤ 1/2 by a degree-6 fit: relative error 1e-7 in float32. */
+static inline vf exp2_reduced(vf r) {
     vf p = splat(1.546531857457012e-4f);
     p = p * r + 1.3395285932347178e-3f;
     p = p * r + 9.618040174245834e-3f;
     p = p * r + 5.550340563058853e-2f;
     p = p * r + 2.4022650718688965e-1f;
     p = p * r + 6.931471824645996e-1f;
-    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
+
+/* 2^x lane by lane: x = n + r with n an integer and |r| ≤ 1/2, then 2^n · 2^r. */
+static inline vf exp2_lanes(vf x) {
+#if defined(__AVX512F__) && LANES == 16
+    /* round, and scale by 2^n, in one instruction each; vscalefps saturates to 0 and ∞ by itself */
+    const __m512 n = _mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return (vf)_mm512_scalef_ps((__m512)exp2_reduced(x - (vf)n), n);
+#else
+    x = clamp_lanes(x, -126.0f, 126.0f);
+    const float round_magic = 12582912.0f; /* 1.5·2^23: adding then subtracting it rounds to an integer */
+    const vf n = (x + round_magic) - round_magic;
     const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
-    return p * (vf)bits;
+    return exp2_reduced(x - n) * (vf)bits;
+#endif
 }
 
 /* σ(q) for pre-activations given as q' = -q·log₂e (folded into the weights): 1 / (1 + 2^q'). */
@@ -89,7 +111,6 @@ static void fold(int depth, const int *widths, const float *params, float t, flo
 
 /* One hidden layer on a block: (s, ∂s/∂z₁, ∂s/∂z₂) of width `in` to the next ones of width `out`.
  * ROWS output units at a time: 3·ROWS accumulators stay in registers while each input vector is loaded once. */
-#define ROWS 8
 static void hidden_layer(int in, int out, const float *W, const float *b, const vf *s, const vf *t1, const vf *t2,
                          vf *s_out, vf *t1_out, vf *t2_out) {
     for (int j = 0; j < out; j += ROWS) {
@@ -177,7 +198,7 @@ static void network_free(network *net) {
     free(net->state);
 }
 
-/* f = (f1, f2) and tr ∂f/∂z for the 16 points (x, y) of one block. */
+/* f = (f1, f2) and tr ∂f/∂z for the LANES points (x, y) of one block. */
 static void network_block(const network *net, vf x, vf y, vf *f1, vf *f2, vf *trace) {
     const int depth = net->depth, *widths = net->widths, widest = net->widest;
     vf *s = net->state, *t1 = s + widest, *t2 = t1 + widest, *s_next = t2 + widest, *t1_next = s_next + widest,
