@@ -28,18 +28,18 @@ time: for a `ConcatSquashField` the time gates then fold into the weights
 Where it builds (`native.py`), a per-frame dopri5 solve of a 2-D tanh
 concatsquash field in float32 on the CPU runs whole in a compiled kernel:
 Dormand–Prince 5(4) with torchdiffeq's error control, each evaluation of f
-and tr ∂f/∂z fused per block of 16 points, and no GIL held, so two frame
+and tr ∂f/∂z fused per block of 16 points (8 with AVX2), and no GIL held, so two frame
 threads use both cores. Other fields, methods, dtypes and devices take
 torchdiffeq (with the same kernel for each evaluation where it applies).
 
 Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
 rtol = atol = 1e-5, two frames at a time (`workers=2`), shipped 8gaussians
 model (3×32, RNODE-regularised): 845 frame-NFE (≈ 8.5 M evaluations of f and
-tr ∂f/∂z) in ≈ 0.7 s (`python -m cnf_core bench`). What got it there from the
+tr ∂f/∂z) in ≈ 0.63 s (`python -m cnf_core bench`). What got it there from the
 first version's 21 s: smoother pretrained models (RNODE: 2782 → 1018 NFE), a
 first step of `FIRST_STEP_TIME` instead of the solver's tiny guess (→ 845),
 a scripted, GIL-free tanh pass (`field.py`: 1.9 s), then the compiled
-kernel. The evaluations are the floor: ≈ 0.15 µs of one core per point, of
+kernel. The evaluations are the floor: ≈ 0.13 µs of one core per point, of
 which the six 32×32 matrix-vector products (forward and two tangents, two
 hidden layers) are ≈ 0.1 µs at about one 16-wide FMA per cycle. Tried and
 rejected: one batched solve over all frames (146 NFE over 290 000 points:
