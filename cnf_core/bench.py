@@ -37,7 +37,7 @@ import torch
 
 from . import datasets, native
 from .density import density_frames, make_grid
-from .field import EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass
+from .field import EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass, _tanh_parameters
 from .flow import log_density
 from .solvers import SolverConfig
 from .training import TrainConfig, Trainer, time_to_nll
@@ -75,19 +75,10 @@ def bench_trace(n: int = 10_000, repeats: int = 21) -> dict:
     field = ConcatSquashField()
     z = torch.randn(n, 2)
     t = torch.tensor(0.5)
-    layers = field.layers
-    scripted = (  # the torch pass the kernel replaces, for comparison
-        lambda: _scripted_tanh_pass()(
-            z,
-            t,
-            [layer.linear.weight for layer in layers],
-            [layer.linear.bias for layer in layers],
-            [layer.gate.weight for layer in layers],
-            [layer.gate.bias for layer in layers],
-            [layer.time_bias.weight for layer in layers],
-            EVALUATION_CHUNK,
-        )
-    )
+
+    def scripted():  # the torch pass the kernel replaces, for comparison
+        return _scripted_tanh_pass()(z, t, *_tanh_parameters(field.layers), EVALUATION_CHUNK)
+
     with torch.no_grad():
         for _ in range(3):  # warm up allocators and kernels
             field(t, z), field.velocity_and_divergence(t, z), scripted()

@@ -73,7 +73,7 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
 from .field import ConcatSquashField
 from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
-from .solvers import SolverConfig, SolveStats, _number, integrate
+from .solvers import SolverConfig, SolveStats, _number, failure_message, integrate
 
 __all__ = [
     "MAX_FRAMES",
@@ -214,14 +214,6 @@ class DensityFrames:
 
 # ---------------------------------------------------------------- solving frames
 
-_NATIVE_FAILURES = {  # the messages `integrate` gives for the same ends
-    "nfe-cap": "stopped after {solver.max_nfe} function evaluations (NFE cap)",
-    "time-cap": "stopped after {solver.max_seconds:g} s (time cap)",
-    "diverged": "solver gave up: the state became infinite or NaN ({description})",
-    "step-underflow": "solver gave up: the step size shrank to nothing ({description})",
-}
-
-
 def _remaining(solver: SolverConfig, started: float) -> SolverConfig:
     """`solver` with max_seconds cut to what is left of the whole animation's budget."""
     if solver.max_seconds is None:
@@ -253,7 +245,7 @@ def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, 
         )
         stats.nfe_forward, stats.status, stats.seconds = counts["nfe"], counts["status"], time.perf_counter() - started
         if not stats.ok:
-            stats.message = _NATIVE_FAILURES[stats.status].format(solver=solver, description=solver.describe())
+            stats.message = failure_message(stats.status, solver)
             raise SolveError(stats.status, stats.message)
         return standard_normal_log_prob(z) - delta, stats
     dynamics = LogDensityDynamics(field, trace, x, start=t, speed=-t)

@@ -174,16 +174,7 @@ class ConcatSquashField(nn.Module):
             layers = self.layers
             if native.applies(layers, z):
                 return native.tanh_velocity_and_divergence(layers, float(t), z)
-            return _scripted_tanh_pass()(
-                z,
-                t,
-                [layer.linear.weight for layer in layers],
-                [layer.linear.bias for layer in layers],
-                [layer.gate.weight for layer in layers],
-                [layer.gate.bias for layer in layers],
-                [layer.time_bias.weight for layer in layers],
-                EVALUATION_CHUNK,
-            )
+            return _scripted_tanh_pass()(z, t, *_tanh_parameters(layers), EVALUATION_CHUNK)
         if t.dim() == 0:
             return self._folded(t, z, full_jacobian=False)
         h, tangent = self._hidden_with_tangents(t, z)
@@ -317,6 +308,17 @@ def _tanh_velocity_and_divergence(
             trace.add_(torch.mv(state[j + 1], last[:, j]))
         divergence[start : start + m] = trace
     return velocity, divergence
+
+
+def _tanh_parameters(layers) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    """The arguments of `_tanh_velocity_and_divergence` after z and t: each layer's W, b, w_g, b_g, w_b."""
+    return (
+        [layer.linear.weight for layer in layers],
+        [layer.linear.bias for layer in layers],
+        [layer.gate.weight for layer in layers],
+        [layer.gate.bias for layer in layers],
+        [layer.time_bias.weight for layer in layers],
+    )
 
 
 _scripted = None

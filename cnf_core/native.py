@@ -87,7 +87,7 @@ def _load(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
 
 def _check(lib: ctypes.CDLL) -> None:
     """The kernel must agree with the scripted pass (ragged block, odd widths, several times) before it is used."""
-    from .field import ConcatSquashField, FieldConfig, _tanh_velocity_and_divergence
+    from .field import ConcatSquashField, FieldConfig, _tanh_parameters, _tanh_velocity_and_divergence
 
     generator = torch.Generator().manual_seed(0)
     field = ConcatSquashField(FieldConfig(hidden=(13, 20, 7)))
@@ -97,17 +97,7 @@ def _check(lib: ctypes.CDLL) -> None:
         z = 3 * torch.randn(37, 2, generator=generator)
         for t in (0.0, 0.37, 1.0):
             velocity, divergence = _call(lib, field.layers, t, z)
-            layers = field.layers
-            expected = _tanh_velocity_and_divergence(
-                z,
-                torch.tensor(t),
-                [layer.linear.weight for layer in layers],
-                [layer.linear.bias for layer in layers],
-                [layer.gate.weight for layer in layers],
-                [layer.gate.bias for layer in layers],
-                [layer.time_bias.weight for layer in layers],
-                64,
-            )
+            expected = _tanh_velocity_and_divergence(z, torch.tensor(t), *_tanh_parameters(field.layers), 64)
             for got, want in zip((velocity, divergence), expected):
                 if not bool(torch.isfinite(got).all()) or float((got - want).abs().max()) > CHECK_TOLERANCE * (1 + float(want.abs().max())):
                     raise RuntimeError(f"the compiled kernel disagrees with the scripted pass at t = {t}")

@@ -216,9 +216,9 @@ class CountedDynamics(nn.Module):
             self.stats.nfe_backward += 1
             nfe = self.stats.nfe_backward
         if nfe > self.config.max_nfe:
-            raise SolveError("nfe-cap", f"stopped after {self.config.max_nfe} function evaluations (NFE cap)")
+            raise SolveError("nfe-cap", failure_message("nfe-cap", self.config))
         if self.config.max_seconds is not None and time.perf_counter() - self.stats.phase_started > self.config.max_seconds:
-            raise SolveError("time-cap", f"stopped after {self.config.max_seconds:g} s (time cap)")
+            raise SolveError("time-cap", failure_message("time-cap", self.config))
         return self.dynamics(t, y)
 
     def record_steps(self) -> None:
@@ -265,15 +265,26 @@ def integrate(
     except SolveError as exc:
         _fail(stats, exc.status, str(exc), started)
     except AssertionError as exc:  # torchdiffeq signals underflow and non-finite states by assert
-        text = str(exc)
-        status = "step-underflow" if "underflow" in text else "diverged"
-        detail = "the step size shrank to nothing" if status == "step-underflow" else "the state became infinite or NaN"
-        _fail(stats, status, f"solver gave up: {detail} ({config.describe()})", started)
+        status = "step-underflow" if "underflow" in str(exc) else "diverged"
+        _fail(stats, status, failure_message(status, config), started)
     stats.seconds = time.perf_counter() - started
     end = ys[-1]
     if not torch.isfinite(end).all() or end.abs().max() > BLOWUP:
         _fail(stats, "diverged", f"the solution blew up ({config.describe()}): try a smaller step or tighter tolerances", started)
     return ys, counted
+
+
+_FAILURES = {
+    "nfe-cap": "stopped after {config.max_nfe} function evaluations (NFE cap)",
+    "time-cap": "stopped after {config.max_seconds:g} s (time cap)",
+    "diverged": "solver gave up: the state became infinite or NaN ({description})",
+    "step-underflow": "solver gave up: the step size shrank to nothing ({description})",
+}
+
+
+def failure_message(status: str, config: SolverConfig) -> str:
+    """What a solve that ended with `status` (a cap, divergence, underflow) tells the user."""
+    return _FAILURES[status].format(config=config, description=config.describe())
 
 
 def _fail(stats: SolveStats, status: str, message: str, started: float):
