@@ -56,13 +56,10 @@ def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
         return base
     method = args.solver or base.method
     values = {"method": method, "adjoint": getattr(args, "adjoint", False) or False}
-    adaptive = SOLVERS[method].adaptive
-    if adaptive:
-        values["rtol"] = args.rtol if args.rtol is not None else 1e-5
-        values["atol"] = args.atol if args.atol is not None else 1e-5
-        values["step_size"] = args.step_size  # refused by SolverConfig when set
-    else:
-        values["step_size"] = args.step_size if args.step_size is not None else (base.step_size or None)
+    # every setting given goes to SolverConfig, which refuses one that does not apply to the method
+    values.update({name: getattr(args, name) for name in ("rtol", "atol", "step_size") if getattr(args, name) is not None})
+    if "step_size" not in values and not SOLVERS[method].adaptive and not base.adaptive:
+        values["step_size"] = base.step_size
     if args.max_nfe is not None:
         values["max_nfe"] = args.max_nfe
     return SolverConfig(**values)

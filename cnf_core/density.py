@@ -73,7 +73,7 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
 from .field import ConcatSquashField
 from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
-from .solvers import SolverConfig, SolveStats, _number, failure_message, integrate
+from .solvers import SolverConfig, SolveStats, number, failure_message, integrate
 
 __all__ = [
     "MAX_FRAMES",
@@ -112,10 +112,10 @@ class Grid:
     resolution: int
 
     def __post_init__(self) -> None:
-        half_width = _number("half_width", self.half_width)
+        half_width = number("half_width", self.half_width)
         if not 0 < half_width <= MAX_HALF_WIDTH:
             raise ConfigError(f"half_width: the view must be in (0, {MAX_HALF_WIDTH:g}], got {self.half_width!r}")
-        resolution = _number("resolution", self.resolution, integer=True)
+        resolution = number("resolution", self.resolution, integer=True)
         if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
             raise ConfigError(f"resolution: must be {MIN_RESOLUTION}..{MAX_RESOLUTION} points a side, got {self.resolution!r}")
         object.__setattr__(self, "half_width", half_width)
@@ -161,7 +161,7 @@ class FramesConfig:
     strategy: str = "per-frame"
 
     def __post_init__(self) -> None:
-        frames = _number("frames", self.frames, integer=True)
+        frames = number("frames", self.frames, integer=True)
         if not 2 <= frames <= MAX_FRAMES:
             raise ConfigError(f"frames: must be 2..{MAX_FRAMES} (each frame is a full solve over the grid), got {self.frames!r}")
         object.__setattr__(self, "frames", frames)
@@ -318,7 +318,7 @@ def density_frames(
         raise ConfigError(f"strategy: unknown {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if trace not in TRACE_ESTIMATORS:
         raise ConfigError(f"trace: unknown estimator {trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
-    workers = _number("workers", workers, integer=True)
+    workers = number("workers", workers, integer=True)
     if not 1 <= workers <= 8:
         raise ConfigError(f"workers: must be 1..8 threads, got {workers!r}")
     x = _field_tensor_like(field, grid.points())
@@ -405,7 +405,7 @@ def particle_paths(
     followed back (the path through x). Solves forward and backward from the
     anchor in at most two solves with every frame time as an output time.
     """
-    anchor = _number("anchor", anchor)
+    anchor = number("anchor", anchor)
     if not 0.0 <= anchor <= 1.0:
         raise ConfigError(f"anchor: must be a time in [0, 1], got {anchor!r}")
     points = _field_tensor_like(field, torch.as_tensor(points, dtype=torch.float64).reshape(-1, 2))
@@ -429,7 +429,7 @@ def pushed_samples(field: Field, times: list[float], n: int = 500, seed: int = 0
 
     At time t they are samples of p_t, so their histogram must match the frame.
     """
-    n = _number("n", n, integer=True)
+    n = number("n", n, integer=True)
     if not 1 <= n <= 100_000:
         raise ConfigError(f"n: must be 1..100000 samples, got {n!r}")
     z0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)

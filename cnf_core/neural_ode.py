@@ -38,8 +38,7 @@ from torch import nn
 from .errors import ConfigError, SolveError
 from .field import ConcatSquashField, FieldConfig
 from .flow import Field, trajectories
-from .solver_lab import convergence_order, landing
-from .solvers import SOLVERS, SolverConfig, SolveStats, _number, integrate
+from .solvers import SOLVERS, SolverConfig, SolveStats, convergence_order, in_float64, integrate, landing, number
 
 __all__ = [
     "MAX_POINTS",
@@ -89,13 +88,6 @@ TIME_SPAN = (0.0, 1.0)
 # ---------------------------------------------------------------- helpers
 
 
-def _as_float64(field: Field) -> Field:
-    """A float64 copy of a network field; parameter-free fields follow their input's dtype."""
-    if isinstance(field, nn.Module) and next(field.parameters(), None) is not None:
-        return copy.deepcopy(field).double()
-    return field
-
-
 def _like_field(field: Field, z: torch.Tensor) -> torch.Tensor:
     """`z` in the dtype and on the device of a network field's parameters (unchanged for parameter-free fields)."""
     parameter = next(field.parameters(), None) if isinstance(field, nn.Module) else None
@@ -125,7 +117,7 @@ def _check_fit_problem(field: nn.Module, starts, targets, what: str) -> tuple[to
 
 
 def _check_blocks(name: str, value) -> int:
-    blocks = _number(name, value, integer=True)
+    blocks = number(name, value, integer=True)
     if not 1 <= blocks <= MAX_BLOCKS:
         raise ConfigError(f"{name}: must be between 1 and {MAX_BLOCKS:,}, got {value!r}")
     return blocks
@@ -165,10 +157,10 @@ class ScaledField(nn.Module):
 
 def random_field(seed: int = 0, strength: float = 3.0, hidden: tuple[int, ...] = (32, 32)) -> ScaledField:
     """A small random time-dependent field: a seeded `ConcatSquashField` scaled by `strength`."""
-    seed = _number("seed", seed, integer=True)
+    seed = number("seed", seed, integer=True)
     if seed < 0:
         raise ConfigError(f"seed: must be a non-negative whole number, got {seed!r}")
-    strength = _number("strength", strength)
+    strength = number("strength", strength)
     if not 0 < strength <= 20:
         raise ConfigError(f"strength: must be in (0, 20], got {strength!r}")
     state = torch.random.get_rng_state()
@@ -182,10 +174,10 @@ def random_field(seed: int = 0, strength: float = 3.0, hidden: tuple[int, ...] =
 
 def start_grid(half_width: float = 2.5, per_side: int = 9, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A square grid of per_side² start points over [-half_width, half_width]²."""
-    half_width = _number("half_width", half_width)
+    half_width = number("half_width", half_width)
     if not 0 < half_width <= 20:
         raise ConfigError(f"half_width: must be in (0, 20], got {half_width!r}")
-    per_side = _number("per_side", per_side, integer=True)
+    per_side = number("per_side", per_side, integer=True)
     if not 1 <= per_side <= int(math.sqrt(MAX_POINTS)):
         raise ConfigError(f"per_side: must be between 1 and {int(math.sqrt(MAX_POINTS))}, got {per_side!r}")
     axis = torch.linspace(-half_width, half_width, per_side, dtype=dtype)
@@ -281,7 +273,7 @@ def resnet_vs_ode(
         raise ConfigError("depths: give at least one network depth")
     if (sum(depths) + sum(drawn)) * starts.shape[0] > MAX_SWEEP_EVALUATIONS:
         raise ConfigError(f"depths: the networks would take over {MAX_SWEEP_EVALUATIONS:,} point-evaluations; use fewer points or shallower networks")
-    field64 = _as_float64(field)
+    field64 = in_float64(field)
     times = torch.linspace(*TIME_SPAN, path_points, dtype=torch.float64)
     with torch.no_grad():
         paths, stats = trajectories(field64, starts, times, reference)
@@ -343,10 +335,10 @@ class TrajectoryProblem:
 
 def pendulum_problem(n: int = 8, observations: int = 25, seed: int = 0, truth: nn.Module | None = None) -> TrajectoryProblem:
     """`n` trajectories of the damped pendulum from seeded starts, observed at `observations` times over [0, 1] (float64)."""
-    n = _number("n", n, integer=True)
+    n = number("n", n, integer=True)
     if not 1 <= n <= MAX_POINTS:
         raise ConfigError(f"n: must be between 1 and {MAX_POINTS:,}, got {n!r}")
-    observations = _number("observations", observations, integer=True)
+    observations = number("observations", observations, integer=True)
     if not 2 <= observations <= 200:
         raise ConfigError(f"observations: must be between 2 and 200, got {observations!r}")
     truth = DampedPendulum() if truth is None else truth
@@ -433,7 +425,7 @@ def gradient_check(
     instead of remembering it. Raises `SolveError` when a solve fails.
     """
     starts, targets = _check_fit_problem(field, starts, targets, "the gradient check")
-    field64 = _as_float64(field)
+    field64 = in_float64(field)
     results, nfe, seconds = {}, {}, {}
     for mode, adjoint in (("backprop", False), ("adjoint", True)):
         loss, gradient, start_gradient, end_gradient, stats, elapsed = _loss_and_gradients(field64, starts, targets, solver.replace(adjoint=adjoint))
@@ -519,10 +511,10 @@ def adjoint_path(
     dL/dz(t0) and a_θ(t0) its dL/dθ, up to the solver's tolerance.
     """
     starts, targets = _check_fit_problem(field, starts, targets, "the adjoint path")
-    points_in_time = _number("points_in_time", points_in_time, integer=True)
+    points_in_time = number("points_in_time", points_in_time, integer=True)
     if not 2 <= points_in_time <= 500:
         raise ConfigError(f"points_in_time: must be between 2 and 500, got {points_in_time!r}")
-    field64 = _as_float64(field)
+    field64 = in_float64(field)
     solver = solver.replace(adjoint=False)
     dim = starts.shape[1]
     with torch.no_grad():
@@ -727,7 +719,7 @@ class TimeReversal:
 
 def round_trip(field: Field, z0: torch.Tensor, solver: SolverConfig) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """(z(t1), z(t0)' solved back from it, forward NFE, back NFE), in float64 with the same solver both ways."""
-    field64 = _as_float64(field)
+    field64 = in_float64(field)
     starts = _check_points("z0", z0).detach().to(torch.float64)
     with torch.no_grad():
         # adaptive steps land exactly on each solve's end time, so the round trip has no interpolation error
@@ -802,13 +794,13 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        iterations = _number("iterations", self.iterations, integer=True)
+        iterations = number("iterations", self.iterations, integer=True)
         if not 1 <= iterations <= MAX_FIT_ITERATIONS:
             raise ConfigError(f"iterations: must be between 1 and {MAX_FIT_ITERATIONS:,}, got {self.iterations!r}")
         set_("iterations", iterations)
         FieldConfig(hidden=self.hidden)  # validates the widths
         set_("hidden", tuple(int(h) for h in self.hidden))
-        lr = _number("lr", self.lr)
+        lr = number("lr", self.lr)
         if not 0 < lr <= 1:
             raise ConfigError(f"lr: learning rate must be in (0, 1], got {self.lr!r}")
         set_("lr", lr)
@@ -816,24 +808,24 @@ class FitConfig:
             raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
         if self.method not in SOLVERS or self.method == "scipy_solver":
             raise ConfigError(f"method: expected a torchdiffeq method with gradients, got {self.method!r}")
-        tolerance = _number("tolerance", self.tolerance)
+        tolerance = number("tolerance", self.tolerance)
         if not 0 < tolerance < 1:
             raise ConfigError(f"tolerance: must be between 0 and 1 (exclusive), got {self.tolerance!r}")
         set_("tolerance", tolerance)
         set_("steps", _check_blocks("steps", self.steps))
-        trajectories_ = _number("trajectories", self.trajectories, integer=True)
+        trajectories_ = number("trajectories", self.trajectories, integer=True)
         if not 1 <= trajectories_ <= 256:
             raise ConfigError(f"trajectories: must be between 1 and 256, got {self.trajectories!r}")
         set_("trajectories", trajectories_)
-        observations = _number("observations", self.observations, integer=True)
+        observations = number("observations", self.observations, integer=True)
         if not 2 <= observations <= 200:
             raise ConfigError(f"observations: must be between 2 and 200, got {self.observations!r}")
         set_("observations", observations)
-        seed = _number("seed", self.seed, integer=True)
+        seed = number("seed", self.seed, integer=True)
         if seed < 0:
             raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
         set_("seed", seed)
-        seconds = _number("max_seconds", self.max_seconds)
+        seconds = number("max_seconds", self.max_seconds)
         if not 0 < seconds <= 3600:
             raise ConfigError(f"max_seconds: must be in (0, 3600], got {self.max_seconds!r}")
         set_("max_seconds", seconds)
@@ -920,12 +912,12 @@ def trajectory_comparison(
     field: Field, problem: TrajectoryProblem, points_in_time: int = 81, solver: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-6, max_nfe=20_000)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(times, true paths, model paths) from the problem's starts, densely in time (T, n, 2), float64."""
-    points_in_time = _number("points_in_time", points_in_time, integer=True)
+    points_in_time = number("points_in_time", points_in_time, integer=True)
     if not 2 <= points_in_time <= 1_000:
         raise ConfigError(f"points_in_time: must be between 2 and 1000, got {points_in_time!r}")
     times = torch.linspace(*TIME_SPAN, points_in_time, dtype=torch.float64)
     starts = problem.starts.detach().to(torch.float64)
     with torch.no_grad():
         truth, _ = trajectories(problem.truth, starts, times, solver)
-        model, _ = trajectories(_as_float64(field), starts, times, solver)
+        model, _ = trajectories(in_float64(field), starts, times, solver)
     return times, truth, model

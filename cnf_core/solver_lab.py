@@ -22,11 +22,9 @@ exception), so the page can show "diverged: …" in its table.
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from dataclasses import dataclass, field as dataclass_field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,18 +35,22 @@ from .density import Grid
 from .errors import ConfigError, SolveError
 from .field import FieldConfig
 from .flow import Field, log_density_with_stats
-from .solvers import SOLVERS, SolverConfig, SolveStats, integrate
+from .solvers import (
+    SOLVERS,
+    SolveOutcome,
+    SolverConfig,
+    attempt,
+    convergence_order,
+    fixed_grid_times,
+    in_float64,
+    integrate,
+    landing,
+)
 from .training import TEST_SEED_OFFSET, TrainConfig, Trainer
 
 __all__ = [
     "REFERENCE_SOLVER",
     "REFERENCE_GRID_SOLVER",
-    "LAB_BLOWUP",
-    "LandingSolverConfig",
-    "landing",
-    "SolveOutcome",
-    "attempt",
-    "in_float64",
     "SpiralField",
     "lab_test_points",
     "Reference",
@@ -59,7 +61,6 @@ __all__ = [
     "evaluate_configuration",
     "WorkPrecisionPoint",
     "WorkPrecision",
-    "convergence_order",
     "work_precision",
     "TRAINING_SOLVERS",
     "EVALUATION_REFERENCE",
@@ -67,109 +68,16 @@ __all__ = [
     "train_eval_matrix",
 ]
 
-# Data and base mass live within |z| < 10; a state a hundred times further out is numerical garbage.
-LAB_BLOWUP = 1e3
 MAX_TEST_POINTS = 5_000
 MAX_WORK_PRECISION_SOLVES = 120
 MAX_STEPS = 4_096
 MAX_TRAIN_ITERATIONS = 2_000
 
 
-# ---------------------------------------------------------------- solves that report instead of raising
-
-
-@dataclass
-class SolveOutcome:
-    """One solve: its value (None when it failed), what it cost, and how it ended."""
-
-    value: Any = None
-    nfe: int = 0
-    seconds: float = 0.0
-    status: str = "ok"  # ok | nfe-cap | time-cap | step-underflow | diverged
-    message: str = ""
-    accepted_steps: list[tuple[float, float]] = dataclass_field(default_factory=list)
-    rejected_steps: list[tuple[float, float]] = dataclass_field(default_factory=list)
-    blown_up: Any = None  # the value of a solve that ran to the end but left the plausible region: to draw, not to use
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def attempt(
-    solve: Callable[[SolveStats], Any],
-    config: SolverConfig,
-    positions: Callable[[Any], torch.Tensor] = lambda value: value,
-) -> SolveOutcome:
-    """Run `solve(stats)` without gradients; a `SolveError` or a blow-up becomes a status.
-
-    `positions(value)` picks the states to check: beyond `LAB_BLOWUP` or
-    non-finite counts as diverged. NFE is the number of evaluations actually
-    made: the call that trips a cap is counted by the solver but never runs.
-    """
-    stats = SolveStats()
-    started = time.perf_counter()
-    try:
-        with torch.no_grad():
-            value = solve(stats)
-    except SolveError as exc:
-        unevaluated = 1 if exc.status in ("nfe-cap", "time-cap") else 0
-        return SolveOutcome(
-            None, stats.nfe_forward - unevaluated, time.perf_counter() - started, exc.status, str(exc),
-            list(stats.accepted_steps), list(stats.rejected_steps),
-        )
-    seconds = time.perf_counter() - started
-    states = positions(value)
-    reach = float(states.abs().max()) if states.numel() else 0.0
-    status, message, blown_up = "ok", "", None
-    if not math.isfinite(reach) or reach > LAB_BLOWUP:
-        status = "diverged"
-        message = f"|z| reached {reach:.3g} ({config.describe()}), far outside where the data and the base live"
-        value, blown_up = None, value
-    outcome = SolveOutcome(value, stats.nfe_forward, seconds, status, message, list(stats.accepted_steps), list(stats.rejected_steps))
-    outcome.blown_up = blown_up
-    return outcome
-
-
-@dataclass(frozen=True)
-class LandingSolverConfig(SolverConfig):
-    """A solver config whose adaptive steps end exactly at `land_at` (torchdiffeq's `step_t` option).
-
-    By default torchdiffeq's adaptive solvers step *past* the last requested
-    time and read the answer off their dense-output interpolant, which is
-    only 4th order: past dopri8's error at tight tolerances, and enough to
-    make bosh3's error grow when the tolerance shrinks. Landing on the end
-    time leaves only the error that the step-size control governs.
-    """
-
-    land_at: float = 1.0
-
-    def odeint_kwargs(self) -> dict:
-        kwargs = super().odeint_kwargs()
-        if self.adaptive and self.method != "scipy_solver":  # scipy's solve_ivp always lands on its end time
-            kwargs["options"] = {**kwargs["options"], "step_t": torch.tensor([float(self.land_at)], dtype=torch.float64)}
-        return kwargs
-
-
-def landing(config: SolverConfig, at: float = 1.0) -> SolverConfig:
-    """`config` with adaptive steps landing exactly on time `at`; fixed grids already end there."""
-    if not config.adaptive:
-        return config
-    values = {name: getattr(config, name) for name in SolverConfig.__dataclass_fields__}
-    return LandingSolverConfig(**values, land_at=at)
-
-
 REFERENCE_SOLVER = landing(SolverConfig(method="dopri8", rtol=1e-10, atol=1e-10, max_nfe=50_000, max_seconds=60.0))
 # The density grid has many more points and needs only accuracy in p: at 1e-7, p is within ~1e-9 of 1e-9's answer
 # on the pretrained models, for a third fewer evaluations.
 REFERENCE_GRID_SOLVER = REFERENCE_SOLVER.replace(rtol=1e-7, atol=1e-7)
-
-
-def in_float64(field: Field) -> Field:
-    """A float64 copy of a network field (parameter-free fields follow their input's dtype)."""
-    if isinstance(field, nn.Module) and next(field.parameters(), None) is not None:
-        return copy.deepcopy(field).double().eval()
-    return field
 
 
 def _records_steps(config: SolverConfig) -> bool:
@@ -305,12 +213,6 @@ class SolverPath:
     straight: bool
 
 
-def _fixed_grid_times(step_size: float) -> list[float]:
-    """torchdiffeq's grid for a step size on [0, 1]: k·h, with the last point moved to 1."""
-    count = math.ceil(1.0 / step_size + 1)  # as torchdiffeq builds it
-    return [k * step_size for k in range(count - 1)] + [1.0]
-
-
 def solver_path(field: Field, starts: torch.Tensor, config: SolverConfig, dense: int = 160) -> SolveOutcome:
     """Paths from `starts` at t = 0 to t = 1 (value: `SolverPath`), as the solver computes them.
 
@@ -320,7 +222,7 @@ def solver_path(field: Field, starts: torch.Tensor, config: SolverConfig, dense:
     field = in_float64(field)
     starts = starts.double()
     if not config.adaptive:
-        times = torch.tensor(sorted(set(_fixed_grid_times(config.step_size))), dtype=torch.float64)
+        times = torch.tensor(sorted(set(fixed_grid_times(config.step_size))), dtype=torch.float64)
         outcome = attempt(lambda s: integrate(field, starts, times, config, stats=s)[0], config)
         every = torch.ones(len(times), dtype=torch.bool)
         if outcome.ok:
@@ -526,22 +428,6 @@ class WorkPrecision:
 
     def methods(self) -> list[str]:
         return list(dict.fromkeys(p.method for p in self.points))
-
-
-def convergence_order(step_sizes: Sequence[float], errors: Sequence[float | None], floor: float = 0.0, finest: int = 3) -> float | None:
-    """Slope of log(error) against log(h), least squares over the `finest` smallest steps above `floor`.
-
-    The small-h end is the asymptotic range where error ≈ C h^p; errors at
-    or below `floor` (the reference's own accuracy) carry no information.
-    None with fewer than two usable points.
-    """
-    usable = sorted((h, e) for h, e in zip(step_sizes, errors) if e is not None and math.isfinite(e) and e > floor and h > 0)
-    usable = usable[:finest]
-    if len({h for h, _ in usable}) < 2:
-        return None
-    log_h = np.log([h for h, _ in usable])
-    log_e = np.log([e for _, e in usable])
-    return float(np.polyfit(log_h, log_e, 1)[0])
 
 
 def _maybe_landing(config: SolverConfig, land: bool) -> SolverConfig:

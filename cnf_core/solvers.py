@@ -10,23 +10,47 @@ method. This module adds what a teaching lab needs around it:
   step size) and which adaptive (take rtol/atol), and their order;
 - `integrate`: counts function evaluations (NFE) in the forward and the
   backward pass, enforces an NFE cap and a time cap, turns blow-ups into a
-  `SolveError` with a status, and optionally records accepted/rejected steps.
+  `SolveError` with a status, and optionally records accepted/rejected steps;
+- `attempt`: a solve that reports its failure as a `SolveOutcome` instead of
+  raising, for pages that show "diverged: …" in a table;
+- what every comparison of solvers needs: `number` (the one validation of a
+  numeric setting), `in_float64`, `fixed_grid_times`, `convergence_order`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torchdiffeq
 from torch import nn
 
 from .errors import ConfigError, SolveError
 
-__all__ = ["SolverSpec", "SOLVERS", "SolverConfig", "SolveStats", "CountedDynamics", "integrate"]
+__all__ = [
+    "SolverSpec",
+    "SOLVERS",
+    "FIXED_GRID",
+    "ADAPTIVE",
+    "number",
+    "SolverConfig",
+    "landing",
+    "SolveStats",
+    "CountedDynamics",
+    "integrate",
+    "failure_message",
+    "SolveOutcome",
+    "PLAUSIBLE_REACH",
+    "attempt",
+    "in_float64",
+    "fixed_grid_times",
+    "convergence_order",
+]
 
 
 @dataclass(frozen=True)
@@ -60,11 +84,16 @@ SOLVERS: dict[str, SolverSpec] = {
 FIXED_GRID = tuple(name for name, spec in SOLVERS.items() if not spec.adaptive)
 ADAPTIVE = tuple(name for name, spec in SOLVERS.items() if spec.adaptive)
 DEFAULT_STEP_SIZE = 0.05
+DEFAULT_TOLERANCE = 1e-5
 BLOWUP = 1e8  # |state| beyond this is a numerical blow-up here: the lab's data live in [-4, 4]²
 
 
-def _number(name: str, value, *, integer: bool = False) -> float:
-    """A finite number from `value`, or a ConfigError naming the field."""
+def number(name: str, value, *, integer: bool = False) -> float:
+    """A finite number from `value` (an int with `integer`), or a ConfigError naming the setting.
+
+    The one check of every numeric setting in cnf_core: NaN, infinities,
+    booleans, None and text that is not a number are refused here.
+    """
     if isinstance(value, bool) or value is None:
         raise ConfigError(f"{name}: expected a number, got {value!r}")
     try:
@@ -85,48 +114,59 @@ class SolverConfig:
     """How to integrate an ODE. Validated on construction (`ConfigError` names the field).
 
     - method: a key of `SOLVERS`.
-    - rtol, atol: tolerances of adaptive methods, in (0, 1).
+    - rtol, atol: tolerances of adaptive methods, in (0, 1) (default 1e-5);
+      refused for fixed-grid methods, which have none.
     - step_size: step of fixed-grid methods in (0, 1] of the time span
-      (default 0.05); must be left None for adaptive methods.
+      (default 0.05); refused for adaptive methods, which choose their own.
     - max_nfe: cap on field evaluations per solve (forward or backward).
     - max_seconds: cap on wall time per solve (None: no cap).
     - adjoint: gradients by the adjoint method instead of backprop through the solver.
+    - land_at: adaptive steps end exactly at this time (torchdiffeq's `step_t`)
+      instead of stepping past it and interpolating; see `landing`.
     """
 
     method: str = "dopri5"
-    rtol: float = 1e-5
-    atol: float = 1e-5
+    rtol: float | None = None
+    atol: float | None = None
     step_size: float | None = None
     max_nfe: int = 100_000
     max_seconds: float | None = 120.0
     adjoint: bool = False
+    land_at: float | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in SOLVERS:
+        if not isinstance(self.method, str) or self.method not in SOLVERS:
             raise ConfigError(f"method: unknown solver {self.method!r}; choose one of {', '.join(SOLVERS)}")
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        for name in ("rtol", "atol"):
-            value = _number(name, getattr(self, name))
-            if not 0 < value < 1:
-                raise ConfigError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}")
-            set_(name, value)
         if self.adaptive:
             if self.step_size is not None:
                 raise ConfigError(
                     f"step_size: {self.method} is adaptive and chooses its own steps; "
                     "set rtol/atol instead, or pick a fixed-grid method"
                 )
+            for name in ("rtol", "atol"):
+                value = getattr(self, name)
+                value = DEFAULT_TOLERANCE if value is None else number(name, value)
+                if not 0 < value < 1:
+                    raise ConfigError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}")
+                set_(name, value)
         else:
-            step = DEFAULT_STEP_SIZE if self.step_size is None else _number("step_size", self.step_size)
+            for name in ("rtol", "atol"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name}: {self.method} is a fixed-grid method and has no tolerance; "
+                        "set step_size instead, or pick an adaptive method"
+                    )
+            step = DEFAULT_STEP_SIZE if self.step_size is None else number("step_size", self.step_size)
             if not 0 < step <= 1:
                 raise ConfigError(f"step_size: must be in (0, 1] (a fraction of the time span), got {step!r}")
             set_("step_size", step)
-        max_nfe = _number("max_nfe", self.max_nfe, integer=True)
+        max_nfe = number("max_nfe", self.max_nfe, integer=True)
         if max_nfe < 1:
             raise ConfigError(f"max_nfe: must be at least 1, got {self.max_nfe!r}")
         set_("max_nfe", max_nfe)
         if self.max_seconds is not None:
-            seconds = _number("max_seconds", self.max_seconds)
+            seconds = number("max_seconds", self.max_seconds)
             if seconds <= 0:
                 raise ConfigError(f"max_seconds: must be positive, got {self.max_seconds!r}")
             set_("max_seconds", seconds)
@@ -134,6 +174,10 @@ class SolverConfig:
             raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
         if self.adjoint and self.method == "scipy_solver":
             raise ConfigError("adjoint: scipy_solver gives no gradients; pick a torchdiffeq method")
+        if self.land_at is not None:
+            if not self.adaptive:
+                raise ConfigError(f"land_at: {self.method} is a fixed-grid method and already ends on its grid")
+            set_("land_at", number("land_at", self.land_at))
 
     @property
     def adaptive(self) -> bool:
@@ -142,17 +186,32 @@ class SolverConfig:
     @classmethod
     def fixed(cls, method: str, steps: int, **kwargs) -> "SolverConfig":
         """A fixed-grid config with `steps` equal steps over the time span."""
-        steps = _number("steps", steps, integer=True)
+        steps = number("steps", steps, integer=True)
         if steps < 1:
             raise ConfigError(f"steps: must be at least 1, got {steps!r}")
         return cls(method=method, step_size=1.0 / steps, **kwargs)
 
     @classmethod
     def from_dict(cls, values: dict) -> "SolverConfig":
+        """A config from `to_dict`'s output; settings that do not apply to the method are dropped.
+
+        Checkpoints written before tolerances were refused for fixed-grid
+        methods carry rtol/atol for every method: those are not the user's
+        settings, so they are dropped here rather than refused.
+        """
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        spec = SOLVERS.get(known.get("method", cls.method))
+        if spec is not None:
+            inapplicable = ("step_size",) if spec.adaptive else ("rtol", "atol", "land_at")
+            known = {k: v for k, v in known.items() if k not in inapplicable}
         return cls(**known)
 
     def replace(self, **changes) -> "SolverConfig":
+        """A copy with `changes`; a change of method between fixed-grid and adaptive drops the old kind's settings."""
+        method = changes.get("method", self.method)
+        if method in SOLVERS and SOLVERS[method].adaptive != self.adaptive:
+            dropped = ("rtol", "atol", "land_at") if self.adaptive else ("step_size",)
+            changes = {name: None for name in dropped} | changes
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -166,8 +225,22 @@ class SolverConfig:
     def odeint_kwargs(self) -> dict:
         if self.adaptive:
             options = {"solver": "RK45"} if self.method == "scipy_solver" else {}
+            if self.land_at is not None and self.method != "scipy_solver":  # solve_ivp always lands on its end time
+                options["step_t"] = torch.tensor([self.land_at], dtype=torch.float64)
             return dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options)
         return dict(method=self.method, options={"step_size": self.step_size})
+
+
+def landing(config: SolverConfig, at: float = 1.0) -> SolverConfig:
+    """`config` with adaptive steps landing exactly on time `at`; fixed grids already end there.
+
+    By default torchdiffeq's adaptive solvers step *past* the last requested
+    time and read the answer off their dense-output interpolant, which is
+    only 4th order: past dopri8's error at tight tolerances, and enough to
+    make bosh3's error grow when the tolerance shrinks. Landing on the end
+    time leaves only the error that the step-size control governs.
+    """
+    return config.replace(land_at=at) if config.adaptive else config
 
 
 @dataclass
@@ -291,3 +364,96 @@ def _fail(stats: SolveStats, status: str, message: str, started: float):
     stats.status, stats.message = status, message
     stats.seconds = time.perf_counter() - started
     raise SolveError(status, message)
+
+
+# ---------------------------------------------------------------- solves that report instead of raising
+
+PLAUSIBLE_REACH = 1e3  # data and base mass live within |z| < 10; a state a hundred times further out is garbage
+
+
+@dataclass
+class SolveOutcome:
+    """One solve: its value (None when it failed), what it cost, and how it ended."""
+
+    value: Any = None
+    nfe: int = 0
+    seconds: float = 0.0
+    status: str = "ok"  # ok | nfe-cap | time-cap | step-underflow | diverged
+    message: str = ""
+    accepted_steps: list[tuple[float, float]] = field(default_factory=list)
+    rejected_steps: list[tuple[float, float]] = field(default_factory=list)
+    blown_up: Any = None  # the value of a solve that ran to the end but left the plausible region: to draw, not to use
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def attempt(
+    solve: Callable[[SolveStats], Any],
+    config: SolverConfig,
+    positions: Callable[[Any], torch.Tensor] = lambda value: value,
+) -> SolveOutcome:
+    """Run `solve(stats)` without gradients; a `SolveError` or a blow-up becomes a status.
+
+    `positions(value)` picks the states to check: beyond `PLAUSIBLE_REACH` or
+    non-finite counts as diverged. NFE is the number of evaluations actually
+    made: the call that trips a cap is counted by the solver but never runs.
+    """
+    stats = SolveStats()
+    started = time.perf_counter()
+    try:
+        with torch.no_grad():
+            value = solve(stats)
+    except SolveError as exc:
+        unevaluated = 1 if exc.status in ("nfe-cap", "time-cap") else 0
+        return SolveOutcome(
+            None, stats.nfe_forward - unevaluated, time.perf_counter() - started, exc.status, str(exc),
+            list(stats.accepted_steps), list(stats.rejected_steps),
+        )
+    seconds = time.perf_counter() - started
+    states = positions(value)
+    reach = float(states.abs().max()) if states.numel() else 0.0
+    status, message, blown_up = "ok", "", None
+    if not math.isfinite(reach) or reach > PLAUSIBLE_REACH:
+        status = "diverged"
+        message = f"|z| reached {reach:.3g} ({config.describe()}), far outside where the data and the base live"
+        value, blown_up = None, value
+    outcome = SolveOutcome(value, stats.nfe_forward, seconds, status, message, list(stats.accepted_steps), list(stats.rejected_steps))
+    outcome.blown_up = blown_up
+    return outcome
+
+
+# ---------------------------------------------------------------- what comparisons of solvers share
+
+
+def in_float64(field: Callable) -> Callable:
+    """A float64 copy of a network field, so measured errors are truncation, not float32 round-off.
+
+    Parameter-free fields (closed forms) follow their input's dtype and are returned as they are.
+    """
+    if isinstance(field, nn.Module) and next(field.parameters(), None) is not None:
+        return copy.deepcopy(field).double().eval()
+    return field
+
+
+def fixed_grid_times(step_size: float) -> list[float]:
+    """torchdiffeq's grid for a step size on [0, 1]: k·h, with the last point moved to 1."""
+    count = math.ceil(1.0 / step_size + 1)  # as torchdiffeq builds it
+    return [k * step_size for k in range(count - 1)] + [1.0]
+
+
+def convergence_order(step_sizes: Sequence[float], errors: Sequence[float | None], floor: float = 0.0, finest: int = 3) -> float | None:
+    """Slope of log(error) against log(h), least squares over the `finest` smallest steps above `floor`.
+
+    The small-h end is the asymptotic range where error ≈ C h^p; errors at
+    or below `floor` (the reference's own accuracy) carry no information.
+    None with fewer than two usable points.
+    """
+    usable = sorted((h, e) for h, e in zip(step_sizes, errors) if e is not None and math.isfinite(e) and e > floor and h > 0)
+    usable = usable[:finest]
+    if len({h for h, _ in usable}) < 2:
+        return None
+    log_h = np.log([h for h, _ in usable])
+    log_e = np.log([e for _, e in usable])
+    return float(np.polyfit(log_h, log_e, 1)[0])

@@ -29,7 +29,7 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
 from .field import ConcatSquashField, FieldConfig
 from .flow import CNF, log_density_with_stats
-from .solvers import SolverConfig, SolveStats, _number
+from .solvers import SolverConfig, SolveStats, number
 
 __all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "evaluation_solver", "test_nll", "time_to_nll"]
 
@@ -92,15 +92,15 @@ class TrainConfig:
             datasets.get(self.dataset)  # raises DataError listing the valid names
         if self.trace not in TRACE_ESTIMATORS:
             raise ConfigError(f"trace: unknown estimator {self.trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
-        batch = _number("batch_size", self.batch_size, integer=True)
+        batch = number("batch_size", self.batch_size, integer=True)
         if not 1 <= batch <= MAX_BATCH:
             raise ConfigError(f"batch_size: must be between 1 and {MAX_BATCH:,}, got {self.batch_size!r}")
         set_("batch_size", batch)
-        lr = _number("lr", self.lr)
+        lr = number("lr", self.lr)
         if not 0 < lr <= 1:
             raise ConfigError(f"lr: learning rate must be in (0, 1], got {self.lr!r}")
         set_("lr", lr)
-        decay = _number("weight_decay", self.weight_decay)
+        decay = number("weight_decay", self.weight_decay)
         if not 0 <= decay <= 1:
             raise ConfigError(f"weight_decay: must be in [0, 1], got {self.weight_decay!r}")
         set_("weight_decay", decay)
@@ -109,7 +109,7 @@ class TrainConfig:
         if self.coupling not in ("ot", "independent"):
             raise ConfigError(f"coupling: expected 'ot' or 'independent', got {self.coupling!r}")
         for name in ("kinetic_weight", "jacobian_weight"):
-            weight = _number(name, getattr(self, name))
+            weight = number(name, getattr(self, name))
             if not 0 <= weight <= 100:
                 raise ConfigError(f"{name}: must be in [0, 100], got {getattr(self, name)!r}")
             set_(name, weight)
@@ -118,16 +118,16 @@ class TrainConfig:
         if self.iterations is None and self.seconds is None:
             raise ConfigError("iterations: give a number of iterations or a time budget in seconds")
         if self.iterations is not None:
-            iterations = _number("iterations", self.iterations, integer=True)
+            iterations = number("iterations", self.iterations, integer=True)
             if not 1 <= iterations <= MAX_ITERATIONS:
                 raise ConfigError(f"iterations: must be between 1 and {MAX_ITERATIONS:,}, got {self.iterations!r}")
             set_("iterations", iterations)
         if self.seconds is not None:
-            seconds = _number("seconds", self.seconds)
+            seconds = number("seconds", self.seconds)
             if not 0 < seconds <= MAX_SECONDS:
                 raise ConfigError(f"seconds: time budget must be in (0, {MAX_SECONDS}], got {self.seconds!r}")
             set_("seconds", seconds)
-        seed = _number("seed", self.seed, integer=True)
+        seed = number("seed", self.seed, integer=True)
         if not 0 <= seed < 2**63:
             raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
         set_("seed", seed)

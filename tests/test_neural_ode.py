@@ -9,7 +9,7 @@ from torch import nn
 
 from cnf_core import neural_ode as node
 from cnf_core.errors import ConfigError
-from cnf_core.solver_lab import convergence_order
+from cnf_core.solvers import convergence_order
 from cnf_core.solvers import SolverConfig
 
 A0 = torch.tensor([[-0.2, -0.9], [0.7, 0.1]], dtype=torch.float64)
