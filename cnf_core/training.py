@@ -1,28 +1,41 @@
-"""Training a CNF: maximum likelihood through the log-density ODE, or flow matching.
+"""Training: one loop (`Trainer`) whose loss is a part.
 
-- "mle": the loss is the negative log-likelihood -E log p_1(x) of fresh data
-  batches, each log p_1(x) solved from x at t = 1 back to the base (FFJORD,
-  Grathwohl et al., 2019). Gradients by backprop through the solver or by the
-  adjoint method (Chen et al., 2018), as the solver config says.
-- "fm": conditional flow matching (Lipman et al., 2023; Tong et al., 2024):
-  simulation-free regression of f(x_t, t) onto x_1 - x_0 along straight lines
-  x_t = (1 - t) x_0 + t x_1 from base samples x_0 to data x_1, optionally with
-  minibatch optimal-transport pairing. The result is an ordinary CNF.
+The loop draws a batch, asks its loss part for (loss, solve stats), steps
+AdamW and keeps the history; a run can be stopped (cooperatively, between
+iterations) and resumed. The loss parts:
 
-`Trainer` keeps the field, the optimizer and the history, so a run can be
-stopped (cooperatively, between iterations) and resumed. A non-finite loss or
-a failed solve stops the run with the last good weights kept.
+- `MaximumLikelihood`: the negative log-likelihood -E log p_1(x) of fresh
+  data batches, each log p_1(x) solved from x at t = 1 back to the base
+  (FFJORD, Grathwohl et al., 2019), plus the RNODE penalties ∫|f|² dt and
+  ∫‖∂f/∂z‖²_F dt (Finlay et al., 2020). Gradients by backprop through the
+  solver or by the adjoint method (Chen et al., 2018), as the solver says.
+- `FlowMatching`: conditional flow matching (Lipman et al., 2023; Tong et
+  al., 2024): simulation-free regression of f(x_t, t) onto x_1 - x_0 along
+  straight lines x_t = (1 - t) x_0 + t x_1 from base samples x_0 to data
+  x_1, paired independently or by minibatch optimal transport. The result is
+  an ordinary CNF.
+- The Neural ODE page's pendulum fit brings its own part
+  (`cnf_core.neural_ode.TrajectoryMatching`) and data to the same loop.
+
+A non-finite loss, a non-finite gradient or a failed solve stops the run
+before the optimiser steps, so the weights (and Adam's moments) kept are
+those of the last good iteration. All randomness is seeded: the weights
+and every step draw from generators or a forked, seeded global RNG, so
+training never disturbs the caller's random stream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from . import datasets
 from .divergence import TRACE_ESTIMATORS
@@ -40,6 +53,7 @@ MAX_SECONDS = 6 * 3600
 TEST_SEED_OFFSET = 1_000_003  # test samples never share a seed with training batches
 # Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
 # plus at the end: the precision & recall page measures the model along its training.
+__all__ += ["Loss", "MaximumLikelihood", "FlowMatching", "LoopSettings", "seeded_rng", "initial_field"]  # the loop's parts
 SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
 
 
@@ -75,10 +89,9 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # cosine: decay to 1% of lr over each run's budget; constant: no decay
     objective: str = "mle"  # mle | fm (flow matching)
     coupling: str = "independent"  # flow matching pairs: "ot" (minibatch optimal transport) or "independent"
-    # RNODE (Finlay et al., 2020): weights of ∫|f|² dt and ∫‖∂f/∂z‖²_F dt in the maximum-likelihood
-    # loss. On by default: without them the flow learns to exploit the 4-step training solver
-    # (8gaussians, 60 s: batch loss 2.69, below the entropy 2.83, while the dopri5 test NLL drifts
-    # up to 3.06); with 0.05 each it stays honest (test NLL 2.85 after 60 s) at ~5% more per step.
+    # RNODE (Finlay et al., 2020): weights of ∫|f|² dt and ∫‖∂f/∂z‖²_F dt in the maximum-likelihood loss.
+    # On by default: without them the flow learns to exploit the 4-step training solver (its batch loss
+    # falls below the data entropy while the dopri5 test NLL drifts up); see docs/history-training.md.
     kinetic_weight: float = 0.05
     jacobian_weight: float = 0.05
     iterations: int | None = 1000
@@ -145,6 +158,108 @@ class TrainConfig:
         return values
 
 
+    def make_loss(self) -> Loss:
+        """The loss part this config trains with."""
+        if self.objective == "fm":
+            return FlowMatching(self.coupling)
+        return MaximumLikelihood(self.solver, self.trace, self.kinetic_weight, self.jacobian_weight)
+
+    def sample_batch(self, seed: int) -> torch.Tensor:
+        """A fresh training batch of the dataset (CPU), the same for the same seed."""
+        return datasets.sample(self.dataset, self.batch_size, seed=seed)
+
+
+# ---------------------------------------------------------------- seeding that leaves the caller's RNG alone
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """The global RNG (CPU, and `device`'s when it is a GPU) seeded with `seed` inside the block, restored after it.
+
+    `torch.random.fork_rng` does the saving and restoring, so code that draws
+    from the global stream (layer initialisation, Hutchinson's ε) is
+    reproducible without disturbing anyone else's random stream.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def initial_field(config: FieldConfig, seed: int) -> ConcatSquashField:
+    """A freshly initialised `ConcatSquashField`, the same for the same seed (float32, CPU)."""
+    with seeded_rng(seed):
+        return ConcatSquashField(config)
+
+
+# ---------------------------------------------------------------- the loss parts
+
+
+class Loss(Protocol):
+    """A training loss: (loss, what its solves cost) of `field` on one batch.
+
+    `generator` is the batch's own random stream, for draws the loss makes
+    besides the batch (flow matching's base samples and times).
+    """
+
+    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]: ...
+
+
+@dataclass(frozen=True)
+class MaximumLikelihood:
+    """-E log p_1(x) through the log-density ODE (FFJORD), plus RNODE's weighted ∫|f|² dt and ∫‖∂f/∂z‖²_F dt."""
+
+    solver: SolverConfig
+    trace: str = "exact"
+    kinetic_weight: float = 0.0
+    jacobian_weight: float = 0.0
+
+    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
+        regularised = self.kinetic_weight > 0 or self.jacobian_weight > 0
+        penalties = {} if regularised else None
+        log_p, _, stats = log_density_with_stats(field, batch, 1.0, self.solver, self.trace, regularisers=penalties)
+        loss = -log_p.mean()
+        if regularised:
+            loss = loss + self.kinetic_weight * penalties["kinetic"].mean() + self.jacobian_weight * penalties["jacobian_frobenius"].mean()
+        return loss, stats
+
+
+@dataclass(frozen=True)
+class FlowMatching:
+    """E |f(x_t, t) - (x_1 - x_0)|² on straight paths from base samples x_0 to the batch x_1: one field evaluation, no solve."""
+
+    coupling: str = "independent"  # "ot": pair x_0 with x_1 by minibatch optimal transport
+
+    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
+        x1 = batch
+        x0 = torch.randn(x1.shape, generator=generator).to(x1)
+        if self.coupling == "ot":
+            x0 = x0[_optimal_pairing(x1, x0)]
+        t = torch.rand(x1.shape[0], 1, generator=generator).to(x1)
+        xt = (1 - t) * x0 + t * x1
+        loss = ((field(t, xt) - (x1 - x0)) ** 2).sum(-1).mean()
+        return loss, SolveStats(nfe_forward=1)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class LoopSettings(Protocol):
+    """What the loop reads from its config: `TrainConfig`, or the Neural ODE page's `FitConfig`."""
+
+    lr: float
+    weight_decay: float
+    lr_schedule: str  # cosine | constant
+    iterations: int | None
+    seconds: float | None
+    seed: int
+    device: str
+
+
 @dataclass
 class Progress:
     """One training iteration, as reported to the progress callback."""
@@ -157,12 +272,26 @@ class Progress:
     iterations_per_second: float
     total_iterations: int | None
     time_budget: float | None
+    learning_rate: float | None = None  # the rate this iteration's step used
 
 
 class Trainer:
-    """A CNF being trained: field, optimizer, history; `run` may be called again to resume."""
+    """One training loop: a field, its loss part, AdamW, the history; `run` may be called again to resume.
 
-    def __init__(self, config: TrainConfig, field: ConcatSquashField | None = None) -> None:
+    `Trainer(config)` trains a CNF as a `TrainConfig` says (its loss part and
+    batches come from the config). Any other fit hands in its own `field`,
+    `loss` (a `Loss`) and `batches` (batch seed → batch) and a config with the
+    loop's settings (`LoopSettings`).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | LoopSettings,
+        field: nn.Module | None = None,
+        *,
+        loss: Loss | None = None,
+        batches: Callable[[int], torch.Tensor] | None = None,
+    ) -> None:
         self.config = config
         self.history: list[dict] = []
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
@@ -171,12 +300,11 @@ class Trainer:
         self.status = "new"  # new | running | finished | stopped | failed
         self.message = ""
         self.device = pick_device(config.device)
-        torch.manual_seed(config.seed)
-        self.field = (field or ConcatSquashField(config.field)).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.field.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
-        )
-        self._batches = torch.Generator().manual_seed(self.config.seed)
+        self.loss = config.make_loss() if loss is None else loss
+        self.batches = config.sample_batch if batches is None else batches
+        self.field = (initial_field(config.field, config.seed) if field is None else field).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.field.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self._batch_seeds = torch.Generator().manual_seed(config.seed)
 
     def model(self) -> CNF:
         """The current flow (a copy on the CPU, safe to use while training goes on)."""
@@ -199,47 +327,37 @@ class Trainer:
         }
 
     def step(self) -> tuple[float, SolveStats]:
-        """One Adam step on a fresh batch; returns (loss, solve stats)."""
-        seed = int(torch.randint(0, 2**62, (1,), generator=self._batches))
-        x = datasets.sample(self.config.dataset, self.config.batch_size, seed=seed).to(self.device)
+        """One AdamW step on a fresh batch; returns (loss, solve stats).
+
+        Raises `FloatingPointError` (non-finite loss or gradient) or
+        `SolveError` before the optimiser steps, so a failed step changes
+        neither the weights nor the optimiser's state.
+        """
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._batch_seeds))
+        batch = self.batches(seed).to(self.device)
+        generator = torch.Generator().manual_seed(seed + 1)  # the loss part's own draws
         self.optimizer.zero_grad(set_to_none=True)
-        if self.config.objective == "fm":
-            loss, stats = self._flow_matching_loss(x, seed)
-        else:
-            regularised = self.config.kinetic_weight > 0 or self.config.jacobian_weight > 0
-            penalties = {} if regularised else None
-            log_p, _, stats = log_density_with_stats(
-                self.field, x, 1.0, self.config.solver, self.config.trace, regularisers=penalties
-            )
-            loss = -log_p.mean()
-            if regularised:
-                loss = (
-                    loss
-                    + self.config.kinetic_weight * penalties["kinetic"].mean()
-                    + self.config.jacobian_weight * penalties["jacobian_frobenius"].mean()
-                )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()}")
-        stats.start_backward()
-        loss.backward()
+        with seeded_rng(seed + 2, self.device):  # whatever draws from the global RNG (Hutchinson's ε)
+            loss, stats = self.loss(self.field, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss.item()}")
+            stats.start_backward()
+            loss.backward()
+        gradients = [p.grad for p in self.field.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(gradients) if gradients else torch.zeros(())
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"the gradient became non-finite (norm {norm.item()}) although the loss was {loss.item():.4g}")
         self.optimizer.step()
         return loss.item(), stats
 
-    def _flow_matching_loss(self, x1: torch.Tensor, seed: int) -> tuple[torch.Tensor, SolveStats]:
-        """E |f(x_t, t) - (x_1 - x_0)|² on straight paths; one field evaluation, no solve."""
-        generator = torch.Generator().manual_seed(seed + 1)
-        x0 = torch.randn(x1.shape, generator=generator).to(x1)
-        if self.config.coupling == "ot":
-            x0 = x0[_optimal_pairing(x1, x0)]
-        t = torch.rand(x1.shape[0], 1, generator=generator).to(x1)
-        xt = (1 - t) * x0 + t * x1
-        loss = ((self.field(t, xt) - (x1 - x0)) ** 2).sum(-1).mean()
-        return loss, SolveStats(nfe_forward=1)
-
-    def _set_learning_rate(self, budget_fraction: float) -> None:
-        factor = _cosine(budget_fraction) if self.config.lr_schedule == "cosine" else 1.0
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * factor
+    def _schedule(self, iterations: int | None, seconds: float | None) -> LambdaLR:
+        """This run's learning rates: cosine over its budget (iterations, else seconds), or constant."""
+        if self.config.lr_schedule != "cosine":
+            return LambdaLR(self.optimizer, lambda done: 1.0)
+        if iterations:
+            return LambdaLR(self.optimizer, lambda done: _cosine(done / iterations))
+        first_second = self.seconds
+        return LambdaLR(self.optimizer, lambda done: _cosine((self.seconds - first_second) / seconds))
 
     def run(
         self,
@@ -250,14 +368,15 @@ class Trainer:
     ) -> "Trainer":
         """Train for `iterations` more iterations and/or `seconds` more seconds.
 
-        Defaults to the config's budget. Stops early, keeping the weights, when
-        `should_stop()` turns true, the loss is not finite, or a solve fails.
+        Defaults to the config's budget. Stops early, keeping the weights of
+        the last good iteration, when `should_stop()` turns true, the loss or
+        its gradient is not finite, or a solve fails.
         """
         if iterations is None and seconds is None:
             iterations, seconds = self.config.iterations, self.config.seconds
-        first_iteration, first_second = self.iteration, self.seconds
         target = None if iterations is None else self.iteration + iterations
         deadline = None if seconds is None else self.seconds + seconds
+        schedule = self._schedule(iterations, seconds)
         self.status, self.message = "running", ""
         self.field.train()
         while True:
@@ -267,15 +386,11 @@ class Trainer:
             if should_stop is not None and should_stop():
                 self.status, self.message = "stopped", f"stopped by the user at iteration {self.iteration}"
                 break
-            self._set_learning_rate(
-                (self.iteration - first_iteration) / iterations if iterations else (self.seconds - first_second) / seconds
-            )
-            last_good = copy.deepcopy(self.field.state_dict())
+            learning_rate = self.optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
             try:
                 loss, stats = self.step()
             except (FloatingPointError, SolveError) as exc:
-                self.field.load_state_dict(last_good)
                 self.status = "failed"
                 self.message = (
                     f"training stopped at iteration {self.iteration + 1}: {exc}. "
@@ -284,6 +399,7 @@ class Trainer:
                 break
             self.seconds += time.perf_counter() - started
             self.iteration += 1
+            schedule.step()  # the rate of the next iteration
             record = {
                 "iteration": self.iteration,
                 "loss": loss,
@@ -305,6 +421,7 @@ class Trainer:
                         iterations_per_second=self.iteration / max(self.seconds, 1e-9),
                         total_iterations=target,
                         time_budget=deadline,
+                        learning_rate=learning_rate,
                     )
                 )
         self.field.eval()

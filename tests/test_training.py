@@ -43,6 +43,62 @@ def test_same_seed_same_run():
         assert torch.equal(a, b)
 
 
+def test_training_leaves_the_global_rng_alone_and_one_seed_gives_one_field():
+    config = TrainConfig(dataset="moons", iterations=3, seed=5, trace="hutchinson-gaussian", **TINY)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = Trainer(config)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    initial = [p.detach().clone() for p in first.field.parameters()]
+    first.run()
+    assert torch.equal(torch.random.get_rng_state(), before)  # Hutchinson's ε came from a forked stream
+    torch.manual_seed(999)  # whatever the caller's stream, one seed gives one field and one run
+    second = Trainer(config)
+    assert all(torch.equal(a, b) for a, b in zip(initial, second.field.parameters()))
+    other = Trainer(config.replace(seed=6))
+    assert not all(torch.equal(a, b) for a, b in zip(initial, other.field.parameters()))
+    second.run()
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
+
+
+def cosine(lr, done, budget):
+    """The cosine schedule: lr · (0.01 + 0.99 · (1 + cos(π · done/budget)) / 2)."""
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done / budget)))
+
+
+def test_cosine_schedule_over_an_iteration_budget_restarts_on_resume():
+    rates = []
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=8, lr=0.02, **TINY))
+    trainer.run(progress=lambda p: rates.append(p.learning_rate))
+    assert rates == pytest.approx([cosine(0.02, k, 8) for k in range(8)], rel=1e-12, abs=0)
+    assert rates[0] == 0.02 and rates[-1] < 0.02 * 0.05
+    rates.clear()
+    trainer.run(iterations=4)  # a resumed run decays over its own budget
+    assert trainer.iteration == 12
+    trainer.run(iterations=4, progress=lambda p: rates.append(p.learning_rate))
+    assert rates == pytest.approx([cosine(0.02, k, 4) for k in range(4)], rel=1e-12, abs=0)
+    constant = []
+    Trainer(TrainConfig(dataset="8gaussians", iterations=5, lr=0.02, lr_schedule="constant", **TINY)).run(
+        progress=lambda p: constant.append(p.learning_rate)
+    )
+    assert constant == [0.02] * 5
+
+
+def test_cosine_schedule_over_a_time_budget_follows_the_training_seconds(monkeypatch):
+    import itertools
+    import types
+
+    import cnf_core.training as training
+
+    clock = itertools.count(0.0, 0.25)  # every step takes exactly 0.25 s of training time
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    rates = []
+    trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=None, seconds=1.0, lr=0.02, **TINY))
+    trainer.run(progress=lambda p: rates.append(p.learning_rate))
+    assert trainer.iteration == 4 and trainer.seconds == 1.0
+    assert rates == pytest.approx([cosine(0.02, s, 1.0) for s in (0.0, 0.25, 0.5, 0.75)], rel=1e-12, abs=0)
+
+
 def test_stop_and_resume_continue_the_same_run():
     trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=50, **TINY))
     trainer.run(should_stop=lambda: trainer.iteration >= 3)
@@ -57,7 +113,7 @@ def test_time_budget_is_respected():
     assert trainer.status == "finished" and trainer.seconds >= 1.0 and trainer.iteration >= 1
 
 
-def test_nan_loss_keeps_the_last_good_weights():
+def test_nan_loss_stops_the_run_with_the_last_good_weights():
     from cnf_core.datasets import Dataset, sample
 
     calls = []
@@ -76,6 +132,47 @@ def test_nan_loss_keeps_the_last_good_weights():
     assert "iteration 5" in trainer.message and "weights of iteration 4 are kept" in trainer.message
     for name, tensor in trainer.field.state_dict().items():
         assert torch.equal(tensor, good[name]), name
+
+
+class GradientBreaksOnce:
+    """The config's loss, plus on one call a term whose value is 0 but whose gradient is NaN.
+
+    sqrt(u) at u = 0 has an infinite derivative and du/dθ = 0 there: the
+    loss stays finite while every gradient becomes NaN, as when a gradient
+    overflows behind a finite loss. Stepping on it would make the weights
+    and Adam's moments NaN for good.
+    """
+
+    def __init__(self, inner, on_call: int) -> None:
+        self.inner, self.on_call, self.calls = inner, on_call, 0
+
+    def __call__(self, field, batch, generator):
+        self.calls += 1
+        loss, stats = self.inner(field, batch, generator)
+        if self.calls == self.on_call:
+            velocity = field(torch.zeros(()), batch)
+            loss = loss + torch.sqrt(((velocity - velocity.detach()) ** 2).sum())
+        return loss, stats
+
+
+def test_a_non_finite_gradient_behind_a_finite_loss_keeps_the_last_good_weights_and_optimiser_state():
+    config = TrainConfig(dataset="8gaussians", iterations=10, **TINY)
+    trainer = Trainer(config, loss=GradientBreaksOnce(config.make_loss(), on_call=5))
+    trainer.run(iterations=4)
+    good = {k: v.clone() for k, v in trainer.field.state_dict().items()}
+    moments = {id(p): {k: v.clone() for k, v in s.items()} for p, s in trainer.optimizer.state.items()}
+    trainer.run(iterations=6)
+    assert trainer.status == "failed" and trainer.iteration == 4 and len(trainer.history) == 4
+    assert "iteration 5" in trainer.message and "gradient" in trainer.message and "weights of iteration 4 are kept" in trainer.message
+    for name, tensor in trainer.field.state_dict().items():
+        assert torch.equal(tensor, good[name]), name
+    for parameter, state in trainer.optimizer.state.items():
+        for key, value in state.items():
+            assert torch.equal(value, moments[id(parameter)][key]), key
+    # the run resumes from there and trains on
+    trainer.run(iterations=3)
+    assert trainer.status == "finished" and trainer.iteration == 7
+    assert all(torch.isfinite(p).all() for p in trainer.field.parameters())
 
 
 def test_solver_blowup_stops_the_run_cleanly():
