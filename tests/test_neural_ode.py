@@ -209,6 +209,33 @@ def test_fitting_the_pendulum_lowers_the_loss(adjoint, iterations):
     assert all(h["nfe_forward"] == 64 for h in result.history)  # rk4, 16 steps
 
 
+def test_the_pendulum_fit_runs_on_the_training_loop_seeded_apart_from_the_global_rng():
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    records = []
+    first = node.fit_pendulum(node.FitConfig(iterations=3), progress=records.append)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert records == first.history and [h["iteration"] for h in records] == [1, 2, 3]
+    torch.manual_seed(1)
+    second = node.fit_pendulum(node.FitConfig(iterations=3))
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
+    assert all(torch.equal(a, b) for a, b in zip(first.field.parameters(), second.field.parameters()))
+    assert torch.equal(first.problem.observed[0], first.problem.starts)  # the loss part solves from the batch's first states
+
+
+def test_the_pendulum_fit_ends_as_time_cap_when_its_budget_runs_out(monkeypatch):
+    import itertools
+    import types
+
+    import cnf_core.training as training
+
+    clock = itertools.count(0.0, 0.25)  # every iteration takes exactly 0.25 s of training time
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    result = node.fit_pendulum(node.FitConfig(iterations=10, max_seconds=1.0))
+    assert result.status == "time-cap" and len(result.history) == 4
+    assert "1 s" in result.message
+
+
 def test_bad_settings_raise_config_errors_that_name_the_field(points):
     cases = [
         (lambda: node.FitConfig(iterations=0), "iterations:"),

@@ -1,0 +1,234 @@
+"""A small Neural ODE to train: the damped pendulum's dynamics learned from observed trajectories (Chen et al., 2018).
+
+`pendulum_problem` observes the true dynamics (`DampedPendulum`, spiralling
+phase portraits); `fit_pendulum` fits a `ConcatSquashField` to them with the
+same training loop as the CNFs (`cnf_core.training.Trainer`), its loss part
+`TrajectoryMatching`; `trajectory_comparison` draws truth and model side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..field import ConcatSquashField, FieldConfig
+from ..flow import Field, trajectories
+from ..solvers import SOLVERS, SolverConfig, SolveStats, in_float64, integrate, number
+from ..training import Trainer, initial_field
+from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, Dynamics, check_blocks
+
+__all__ = [
+    "DampedPendulum",
+    "TrajectoryProblem",
+    "pendulum_problem",
+    "FitConfig",
+    "FitResult",
+    "TrajectoryMatching",
+    "fit_pendulum",
+    "trajectory_comparison",
+]
+
+MAX_FIT_ITERATIONS = 5_000
+
+
+class DampedPendulum(nn.Module):
+    """The true dynamics to learn: a damped pendulum, angle θ and angular velocity ω, sped up by `speed`.
+
+    dθ/dt = s ω,  dω/dt = s (−sin θ − c ω): phase portraits spiral into the
+    rest point (0, 0). Parameter-free; follows its input's dtype.
+    """
+
+    def __init__(self, speed: float = 6.0, damping: float = 0.3) -> None:
+        super().__init__()
+        self.speed, self.damping = float(speed), float(damping)
+
+    def forward(self, t: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
+        angle, velocity = z[..., 0], z[..., 1]
+        return self.speed * torch.stack([velocity, -torch.sin(angle) - self.damping * velocity], dim=-1)
+
+
+@dataclass
+class TrajectoryProblem:
+    """Observed trajectories of the true dynamics: starts (n, 2), times (T,), observed states (T, n, 2)."""
+
+    starts: torch.Tensor
+    times: torch.Tensor
+    observed: torch.Tensor
+    truth: nn.Module
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The observed end states z(t1): the targets of the end-point loss."""
+        return self.observed[-1]
+
+    def to(self, dtype: torch.dtype, device: torch.device | str | None = None) -> "TrajectoryProblem":
+        move = lambda x: x.to(dtype=dtype, device=device)  # noqa: E731
+        return TrajectoryProblem(move(self.starts), move(self.times), move(self.observed), self.truth)
+
+
+def pendulum_problem(n: int = 8, observations: int = 25, seed: int = 0, truth: nn.Module | None = None) -> TrajectoryProblem:
+    """`n` trajectories of the damped pendulum from seeded starts, observed at `observations` times over [0, 1] (float64)."""
+    n = number("n", n, integer=True)
+    if not 1 <= n <= MAX_POINTS:
+        raise ConfigError(f"n: must be between 1 and {MAX_POINTS:,}, got {n!r}")
+    observations = number("observations", observations, integer=True)
+    if not 2 <= observations <= 200:
+        raise ConfigError(f"observations: must be between 2 and 200, got {observations!r}")
+    truth = DampedPendulum() if truth is None else truth
+    generator = torch.Generator().manual_seed(int(seed))
+    starts = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * torch.tensor([2.4, 2.0], dtype=torch.float64)
+    times = torch.linspace(*TIME_SPAN, observations, dtype=torch.float64)
+    with torch.no_grad():
+        observed, _ = integrate(Dynamics(truth), starts, times, REFERENCE_SOLVER.replace(adjoint=False))
+    return TrajectoryProblem(starts, times, observed, truth)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Training a small Neural ODE on pendulum trajectories; validated on construction (`ConfigError`).
+
+    The loss is the mean squared distance between the model's trajectories
+    and the observed ones at every observation time; gradients by backprop
+    through `method` or by the adjoint method.
+    """
+
+    iterations: int = 200
+    hidden: tuple[int, ...] = (32, 32)
+    lr: float = 2e-2
+    adjoint: bool = False
+    method: str = "rk4"
+    tolerance: float = 1e-3
+    steps: int = 16  # one rk4 step per observation interval: the adjoint's backward grid is then the forward one
+    trajectories: int = 8
+    observations: int = 17
+    seed: int = 0
+    max_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        iterations = number("iterations", self.iterations, integer=True)
+        if not 1 <= iterations <= MAX_FIT_ITERATIONS:
+            raise ConfigError(f"iterations: must be between 1 and {MAX_FIT_ITERATIONS:,}, got {self.iterations!r}")
+        set_("iterations", iterations)
+        FieldConfig(hidden=self.hidden)  # validates the widths
+        set_("hidden", tuple(int(h) for h in self.hidden))
+        lr = number("lr", self.lr)
+        if not 0 < lr <= 1:
+            raise ConfigError(f"lr: learning rate must be in (0, 1], got {self.lr!r}")
+        set_("lr", lr)
+        if not isinstance(self.adjoint, bool):
+            raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
+        if self.method not in SOLVERS or self.method == "scipy_solver":
+            raise ConfigError(f"method: expected a torchdiffeq method with gradients, got {self.method!r}")
+        tolerance = number("tolerance", self.tolerance)
+        if not 0 < tolerance < 1:
+            raise ConfigError(f"tolerance: must be between 0 and 1 (exclusive), got {self.tolerance!r}")
+        set_("tolerance", tolerance)
+        set_("steps", check_blocks("steps", self.steps))
+        trajectories_ = number("trajectories", self.trajectories, integer=True)
+        if not 1 <= trajectories_ <= 256:
+            raise ConfigError(f"trajectories: must be between 1 and 256, got {self.trajectories!r}")
+        set_("trajectories", trajectories_)
+        observations = number("observations", self.observations, integer=True)
+        if not 2 <= observations <= 200:
+            raise ConfigError(f"observations: must be between 2 and 200, got {self.observations!r}")
+        set_("observations", observations)
+        seed = number("seed", self.seed, integer=True)
+        if seed < 0:
+            raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
+        set_("seed", seed)
+        seconds = number("max_seconds", self.max_seconds)
+        if not 0 < seconds <= 3600:
+            raise ConfigError(f"max_seconds: must be in (0, 3600], got {self.max_seconds!r}")
+        set_("max_seconds", seconds)
+
+    # what the training loop reads besides the fields above (`training.LoopSettings`)
+    weight_decay = 0.0
+    lr_schedule = "constant"
+    device = "cpu"
+
+    @property
+    def seconds(self) -> float:
+        """The loop's time budget: `max_seconds` (reaching it first ends the fit as "time-cap")."""
+        return self.max_seconds
+
+    def solver(self) -> SolverConfig:
+        """The solver of every training solve (NFE-capped so a bad step stops with a status)."""
+        if SOLVERS[self.method].adaptive:
+            return SolverConfig(self.method, rtol=self.tolerance, atol=self.tolerance, adjoint=self.adjoint, max_nfe=5_000, max_seconds=30.0)
+        return SolverConfig.fixed(self.method, self.steps, adjoint=self.adjoint, max_nfe=5_000, max_seconds=30.0)
+
+    def initial_field(self) -> ConcatSquashField:
+        """The seeded untrained field (float32); the caller's global RNG is left alone."""
+        return initial_field(FieldConfig(hidden=self.hidden), self.seed)
+
+    def problem(self) -> TrajectoryProblem:
+        return pendulum_problem(self.trajectories, self.observations, seed=self.seed)
+
+
+@dataclass
+class FitResult:
+    """A trained (or partly trained) field, its per-iteration history, and how the run ended."""
+
+    config: FitConfig
+    field: ConcatSquashField
+    problem: TrajectoryProblem
+    history: list[dict]  # iteration, loss, nfe_forward, nfe_backward, seconds
+    status: str = "finished"  # finished | stopped | failed | time-cap
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrajectoryMatching:
+    """Loss part: mean squared distance between the fitted ODE's states and observed ones, at every observation time.
+
+    The batch is the observed trajectories (T, n, d) at `times`; the model is
+    solved from their first states with `solver` (backprop or adjoint).
+    """
+
+    times: torch.Tensor
+    solver: SolverConfig
+
+    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
+        stats = SolveStats()
+        predicted, _ = integrate(Dynamics(field), batch[0], self.times, self.solver, stats=stats)
+        return ((predicted - batch) ** 2).sum(-1).mean(), stats
+
+
+def fit_pendulum(
+    config: FitConfig = FitConfig(),
+    progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
+    """Fit a Neural ODE to pendulum trajectories with the training loop (float32, CPU); keeps the last good weights on failure.
+
+    `progress` gets each iteration's history record.
+    """
+    problem = config.problem()
+    data = problem.to(torch.float32)
+    trainer = Trainer(config, config.initial_field(), loss=TrajectoryMatching(data.times, config.solver()), batches=lambda seed: data.observed)
+    report = None if progress is None else (lambda _: progress(trainer.history[-1]))
+    trainer.run(iterations=config.iterations, seconds=config.max_seconds, progress=report, should_stop=should_stop)
+    status, message = trainer.status, trainer.message
+    if status == "finished" and trainer.iteration < config.iterations:
+        status, message = "time-cap", f"stopped after {trainer.iteration} iterations: the time budget of {config.max_seconds:g} s ran out"
+    return FitResult(config, trainer.field, problem, trainer.history, status, message)
+
+
+def trajectory_comparison(
+    field: Field, problem: TrajectoryProblem, points_in_time: int = 81, solver: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-6, max_nfe=20_000)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(times, true paths, model paths) from the problem's starts, densely in time (T, n, 2), float64."""
+    points_in_time = number("points_in_time", points_in_time, integer=True)
+    if not 2 <= points_in_time <= 1_000:
+        raise ConfigError(f"points_in_time: must be between 2 and 1000, got {points_in_time!r}")
+    times = torch.linspace(*TIME_SPAN, points_in_time, dtype=torch.float64)
+    starts = problem.starts.detach().to(torch.float64)
+    with torch.no_grad():
+        truth, _ = trajectories(problem.truth, starts, times, solver)
+        model, _ = trajectories(in_float64(field), starts, times, solver)
+    return times, truth, model
