@@ -53,8 +53,9 @@ MAX_SECONDS = 6 * 3600
 TEST_SEED_OFFSET = 1_000_003  # test samples never share a seed with training batches
 # Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
 # plus at the end: the precision & recall page measures the model along its training.
-__all__ += ["Loss", "MaximumLikelihood", "FlowMatching", "LoopSettings", "seeded_rng", "initial_field"]  # the loop's parts
 SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
+
+__all__ += ["Loss", "MaximumLikelihood", "FlowMatching", "LoopSettings", "seeded_rng", "initial_field"]  # the loop's parts
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -281,7 +282,8 @@ class Trainer:
     `Trainer(config)` trains a CNF as a `TrainConfig` says (its loss part and
     batches come from the config). Any other fit hands in its own `field`,
     `loss` (a `Loss`) and `batches` (batch seed → batch) and a config with the
-    loop's settings (`LoopSettings`).
+    loop's settings (`LoopSettings`); `model` and `describe` are a CNF's, so
+    they need a `TrainConfig`.
     """
 
     def __init__(
