@@ -3,7 +3,6 @@
 
 import pytest
 import torch
-from app_tools import no_errors, open_app
 from torch import nn
 
 from cnf_core import solver_lab as lab
@@ -197,38 +196,3 @@ def test_bad_settings_are_refused_with_the_field_named(test_points):
         lab.work_precision(LinearTimeField(), test_points, exact, step_counts=tuple(range(1, 60)))
     with pytest.raises(ConfigError, match="^train_with:"):
         lab.train_eval_matrix("8gaussians", ["heun · 1000 steps"])
-
-
-# ---------------------------------------------------------------- the page
-
-
-def test_page_compares_solvers_shows_divergence_and_cross_evaluates():
-    at = open_app("pages/solver_lab.py")
-    no_errors(at)
-    assert at.title[0].value == "Solver lab"
-    assert at.selectbox(key="lab_method_0").value == "euler" and at.selectbox(key="lab_method_1").value == "dopri5"
-    table = at.dataframe[0].value
-    assert list(table["configuration"]) == ["euler (h=0.1, 10 steps)", "dopri5 (rtol=1e-05, atol=1e-05)"]
-    assert list(table["status"]) == ["ok", "ok"]
-    assert len(at.get("plotly_chart")) >= 10  # reference, 2 × (density, error, paths), steps, work–precision
-    assert any("Fitted convergence order" in m.value for m in at.markdown)
-
-    # train-with versus evaluate-with, on demand
-    at.multiselect(key="lab_matrix_presets").set_value(["euler · 1 step"])
-    at.slider(key="lab_matrix_iterations").set_value(20)
-    at.run()
-    charts = len(at.get("plotly_chart"))
-    at.button(key="lab_matrix_run").click().run()
-    no_errors(at)
-    assert len(at.get("plotly_chart")) == charts + 1
-    assert any("under its own solver" in m.value for m in at.markdown)
-
-    # the stiff spiral: Euler diverges, and the page says so
-    at.radio(key="lab_field").set_value("Stiff spiral (test field)").run()
-    no_errors(at)
-    assert any(w.value.startswith("**diverged**") for w in at.warning)
-    assert at.dataframe[0].value["status"][0] == "diverged"
-
-    at.number_input(key="lab_max_nfe").set_value(30).run()  # too few evaluations for dopri5 on the spiral
-    no_errors(at)
-    assert at.dataframe[0].value["status"][1] == "nfe-cap"
