@@ -1,4 +1,4 @@
-"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue, the page, eval --json."""
+"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue, eval --json."""
 
 import json
 import math

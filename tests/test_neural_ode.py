@@ -1,4 +1,4 @@
-"""Neural ODE page: ResNet = Euler, 1/L convergence, adjoint = backprop, memory, time reversal, training, the page."""
+"""Neural ODE: ResNet = Euler, 1/L convergence, adjoint = backprop, memory, time reversal, training."""
 
 import math
 
@@ -198,6 +198,7 @@ def test_a_failed_round_trip_is_a_status_not_an_exception(points):
 # ---------------------------------------------------------------- training and validation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adjoint, iterations", [(False, 40), (True, 12)])
 def test_fitting_the_pendulum_lowers_the_loss(adjoint, iterations):
     result = node.fit_pendulum(node.FitConfig(iterations=iterations, adjoint=adjoint))

@@ -1,7 +1,8 @@
-"""Maximum likelihood vs flow matching: path statistics and the comparison page."""
+"""Maximum likelihood vs flow matching: path statistics and the comparison of both objectives."""
 
 import math
 
+import pytest
 import torch
 
 from cnf_core.field import ConcatSquashField, FieldConfig
@@ -38,6 +39,7 @@ def test_curved_paths_are_less_straight():
     assert 0 < stats.straightness < 0.99
 
 
+@pytest.mark.slow
 def test_compare_objectives_trains_both_and_measures_them():
     runs = compare_objectives("8gaussians", seconds=1.0, check_every=0.5, test_n=300)
     assert set(runs) == {"mle", "fm"}

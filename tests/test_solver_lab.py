@@ -1,4 +1,4 @@
-"""Solver lab: convergence orders, NFE accounting, tolerances, failures as statuses, the page."""
+"""Solver lab: convergence orders, NFE accounting, tolerances, failures as statuses."""
 
 
 import pytest
@@ -94,6 +94,7 @@ def test_reported_nfe_equals_the_number_of_field_evaluations(test_points):
     assert {p.status for p in diagram.points} == {"ok", "nfe-cap"}  # adaptive_heun at 1e-9 needs more than 300
 
 
+@pytest.mark.slow
 def test_tightening_the_tolerance_reduces_the_error_monotonically(test_points):
     tolerances = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
     result = lab.work_precision(
@@ -154,6 +155,7 @@ def test_spiral_divergence_is_exact():
     torch.testing.assert_close(divergence, reference_divergence.detach())
 
 
+@pytest.mark.slow
 def test_diverging_and_capped_solves_return_a_status():
     field = lab.SpiralField(omega=30.0)
     points = lab.lab_test_points(field, None, n=64)
@@ -175,6 +177,7 @@ def test_diverging_and_capped_solves_return_a_status():
     assert {p.status for p in diagram.series("euler")} == {"diverged"}
 
 
+@pytest.mark.slow
 def test_euler_trained_flow_exploits_its_discretisation():
     cross = lab.train_eval_matrix("8gaussians", ["euler · 1 step", "rk4 · 4 steps"], iterations=150, n_test=500, grid_resolution=40)
     assert cross.eval_labels == ["euler · 1 step", "rk4 · 4 steps", lab.EVALUATION_REFERENCE[0]]

@@ -1,5 +1,6 @@
 """The Neural ODE & adjoint page under Streamlit's AppTest."""
 
+import pytest
 from app_tools import open_app
 
 
@@ -7,6 +8,7 @@ def metric(at, label_start: str) -> str:
     return next(m.value for m in at.metric if m.label.startswith(label_start))
 
 
+@pytest.mark.slow
 def test_page_renders_and_responds():
     at = open_app("pages/neural_ode.py")
     assert not at.exception and not at.error

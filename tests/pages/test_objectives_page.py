@@ -1,8 +1,10 @@
 """The MLE vs flow matching page under Streamlit's AppTest."""
 
+import pytest
 from app_tools import open_app
 
 
+@pytest.mark.slow
 def test_page_renders_and_compares():
     at = open_app("pages/objectives.py")
     assert not at.exception and not at.error

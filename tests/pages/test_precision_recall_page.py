@@ -1,5 +1,6 @@
 """The Precision & recall page under Streamlit's AppTest."""
 
+import pytest
 from app_tools import open_app, open_page
 
 
@@ -7,6 +8,7 @@ def metric_values(at):
     return {metric.label: metric.value for metric in at.metric}
 
 
+@pytest.mark.slow
 def test_page_renders_and_reacts_to_its_widgets():
     at = open_app("pages/precision_recall.py")
     assert not at.exception, [e.value for e in at.exception]

@@ -1,8 +1,10 @@
 """The Solver lab page under Streamlit's AppTest."""
 
+import pytest
 from app_tools import no_errors, open_app, open_page
 
 
+@pytest.mark.slow
 def test_page_compares_solvers_shows_divergence_and_cross_evaluates():
     at = open_app("pages/solver_lab.py")
     no_errors(at)
