@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 
 import streamlit as st
 import torch
@@ -14,7 +12,6 @@ from cnf_core.density import (
     MAX_FRAMES,
     MAX_RESOLUTION,
     FramesConfig,
-    density_frames,
     parse_points,
     particle_paths,
     pushed_samples,
@@ -22,8 +19,10 @@ from cnf_core.density import (
 )
 from cnf_core.errors import CNFLabError
 from cnf_core.figures.density import density_animation_figure, frame_stats_figure
-from cnf_core.solvers import SOLVERS, SolverConfig
-from ui import state, url, views
+from cnf_core.solvers import SOLVERS
+from ui import state, url, views, widgets
+from ui.cache import cached
+from ui.frames import frames_for
 from ui.url import Param
 
 state.require_app()
@@ -34,13 +33,16 @@ TIME_CAP_S = 120.0  # the whole animation; a solve over it stops with a "time-ca
 NFE_CAP = 20_000  # per frame solve
 WORKERS = min(2, os.cpu_count() or 1)  # frames are independent: solve two at a time on two cores
 SEEDS, PICKED = "Random seeds (from the base)", "Points I pick (at t = 1)"
+SOLVER = widgets.SolverPicker(
+    "density", tolerance=DEFAULT_TOLERANCE, steps=20, tolerances=TOLERANCES, one_tolerance=True,
+    method_help=SOLVERS["dopri5"].description, steps_label="Steps from t back to 0",
+    steps_help="Each frame takes this many steps over its own span [0, t].",
+)
 SHARED = {  # the settings a copied address carries (see ui/url.py)
     "density_frames": Param(int, low=2, high=MAX_FRAMES),
     "density_resolution": Param(int, choices=range(16, MAX_RESOLUTION + 1, 4)),
     "density_view": Param(float, choices=[w / 2 for w in range(2, 21)]),
-    "density_method": Param(str, choices=list(SOLVERS)),
-    "density_tolerance": Param(float, choices=TOLERANCES),
-    "density_steps": Param(int, low=1, high=1000),
+    **SOLVER.params(),
     "density_scale": Param(str, choices=["linear", "log"]),
     "density_show_samples": Param(bool),
     "density_sample_count": Param(int, choices=range(50, 2001, 50)),
@@ -56,72 +58,22 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
 publish_settings = url.shared("density", SHARED)
 
 
-# ---------------------------------------------------------------- cached engine calls
+# ---------------------------------------------------------------- cached engine calls (the frames: ui.frames)
 
 
-class _FrameStore:
-    """A small process-wide LRU of computed animations (shared by sessions, like st.cache_data).
-
-    Held by st.cache_resource instead of computing inside st.cache_data so that
-    the computation can drive a progress bar outside the cache.
-    """
-
-    def __init__(self, size: int = 12) -> None:
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-            return self.items.get(key)
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
+@cached(max_entries=32, show_spinner="Pushing samples through the flow…")
+def samples_for(field, config: FramesConfig, n: int):
+    return pushed_samples(field, config.times(), n, seed=0, solver=config.solver)
 
 
-@st.cache_resource
-def _frame_store() -> _FrameStore:
-    return _FrameStore()
+@cached(max_entries=32, show_spinner="Following particles…")
+def paths_for(field, config: FramesConfig, points, anchor: float):
+    return particle_paths(field, points, config.times(), config.solver, anchor=anchor)
 
 
-def frames_for(key: str, entry, config: FramesConfig):
-    """The animation's frames, from the store or solved now behind a progress bar."""
-    store, store_key = _frame_store(), (key, repr(config))
-    frames = store.get(store_key)
-    if frames is None:
-        points = config.frames * config.resolution**2
-        bar = st.progress(0.0, text=f"Solving {config.frames} frames × {config.resolution}² points back to the base…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"Solved {done} of {total} frames ({points / 1e6:.2f} M points in all)…")
-
-        try:
-            frames = density_frames(
-                entry.model.field, config.times(), config.grid(), config.solver, config.trace, workers=WORKERS, progress=progress
-            )
-        finally:
-            bar.empty()
-        store.put(store_key, frames)
-    return frames
-
-
-@st.cache_data(max_entries=32, show_spinner="Pushing samples through the flow…")
-def samples_for(key: str, config_key: str, n: int, _field, _config: FramesConfig):
-    return pushed_samples(_field, _config.times(), n, seed=0, solver=_config.solver)
-
-
-@st.cache_data(max_entries=32, show_spinner="Following particles…")
-def paths_for(key: str, config_key: str, points_key: str, anchor: float, _field, _config: FramesConfig, _points):
-    return particle_paths(_field, _points, _config.times(), _config.solver, anchor=anchor)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def arrows_for(key: str, config_key: str, per_side: int, _field, _config: FramesConfig):
-    return velocity_frames(_field, _config.times(), _config.half_width, per_side)
+@cached(max_entries=32, show_spinner=False)
+def arrows_for(field, config: FramesConfig, per_side: int):
+    return velocity_frames(field, config.times(), config.half_width, per_side)
 
 
 # ---------------------------------------------------------------- page
@@ -136,10 +88,7 @@ st.latex(
     r"\operatorname{tr}\frac{\partial f}{\partial \mathbf{z}}(\mathbf{z}(s), s)\,ds, \qquad \mathbf{z}(t) = \mathbf{x}"
 )
 
-entry = state.active()
-if entry is None:
-    st.info("No model is active: train one on the Train page or pick one in the sidebar.")
-    st.stop()
+entry = widgets.active_model()
 
 settings, view = st.columns([1, 3], gap="large")
 
@@ -148,14 +97,7 @@ with settings:
     resolution = st.slider("Grid resolution", 16, MAX_RESOLUTION, DEFAULT_RESOLUTION, step=4, key="density_resolution", help="Points per side; the work grows with its square.")
     half_width = st.slider("View half-width", 1.0, 10.0, 4.0, step=0.5, key="density_view", help="The grid covers [-w, w]². The data of the built-in sets lies within w = 4.")
     with st.expander("Solver", expanded=False):
-        methods = list(SOLVERS)
-        method = st.selectbox("Method", methods, index=methods.index("dopri5"), key="density_method", help=SOLVERS["dopri5"].description)
-        if SOLVERS[method].adaptive:
-            tolerance = st.select_slider("rtol = atol", TOLERANCES, value=DEFAULT_TOLERANCE, format_func=lambda v: f"{v:.0e}", key="density_tolerance")
-            solver_values = dict(method=method, rtol=tolerance, atol=tolerance)
-        else:
-            steps = st.number_input("Steps from t back to 0", 1, 1000, 20, key="density_steps", help="Each frame takes this many steps over its own span [0, t].")
-            solver_values = dict(method=method, step_size=1.0 / steps)
+        solver = SOLVER.show(max_nfe=NFE_CAP, max_seconds=TIME_CAP_S)
     log_scale = st.radio("Colour scale", ["linear", "log"], horizontal=True, key="density_scale") == "log"
     st.markdown("**Overlays**")
     show_samples = st.checkbox("Samples pushed to t", value=True, key="density_show_samples")
@@ -173,26 +115,20 @@ with settings:
     frame_ms = st.slider("Playback (ms per frame)", 30, 600, 120, step=10, key="density_speed")
     other = views.comparison_model("density")
 
-try:
-    config = FramesConfig(
-        frames=frame_count,
-        resolution=resolution,
-        half_width=half_width,
-        solver=SolverConfig(**solver_values, max_nfe=NFE_CAP, max_seconds=TIME_CAP_S),
-    )
-except CNFLabError as exc:
-    with view:
-        st.error(f"Setting refused: {exc}")
+if solver is None:
     st.stop()
-
-config_key = repr(config)
+try:
+    config = FramesConfig(frames=frame_count, resolution=resolution, half_width=half_width, solver=solver)
+except CNFLabError as exc:
+    widgets.refused(exc, view)
+    st.stop()
 
 
 def show_model(entry, slot: str) -> None:
     """The animation of one model, its mass/NFE/time figures and its downloads (`slot` keeps widget keys apart)."""
-    key, field = views.model_key(entry), entry.model.field
+    field = entry.model.field
     try:
-        frames = frames_for(key, entry, config)
+        frames = frames_for(field, config, WORKERS)
     except CNFLabError as exc:
         status = getattr(exc, "status", None)
         st.error(f"{entry.name}: the frames could not be computed{f' ({status})' if status else ''}: {exc}. Try fewer frames, a coarser grid or looser tolerances.")
@@ -201,7 +137,7 @@ def show_model(entry, slot: str) -> None:
     overlays, problems = {}, []
     try:
         if show_samples:
-            overlays["samples"] = samples_for(key, config_key, sample_count, field, config)
+            overlays["samples"] = samples_for(field, config, sample_count)
         if show_paths:
             if path_mode == SEEDS:
                 points = torch.randn(seed_count, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
@@ -209,9 +145,9 @@ def show_model(entry, slot: str) -> None:
             else:
                 points, anchor = parse_points(picked_text), 1.0
             if len(points):
-                overlays["paths"] = paths_for(key, config_key, repr(points.tolist()), anchor, field, config, points)
+                overlays["paths"] = paths_for(field, config, points, anchor)
         if show_arrows:
-            overlays["arrows"] = arrows_for(key, config_key, arrows_per_side, field, config)
+            overlays["arrows"] = arrows_for(field, config, arrows_per_side)
     except CNFLabError as exc:
         problems.append(str(exc))
     for problem in problems:
@@ -229,7 +165,7 @@ def show_model(entry, slot: str) -> None:
     columns[3].metric("Compute time", f"{frames.seconds:.1f} s", help=f"{config.solver.describe()}, {WORKERS} frame(s) at a time. Cached: the slider and overlays never recompute.")
     st.plotly_chart(frame_stats_figure(frames), key=f"density_frame_stats{slot}")
 
-    stem = entry.name.split(" (")[0].replace(" ", "_")
+    stem = entry.file_stem
     gif_samples = overlays.get("samples")
     download_gif, download_html = st.columns(2)
     download_gif.download_button(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state, views
+from ui import state, views, widgets
 
 state.require_app()
 
@@ -19,10 +19,8 @@ st.latex(
     r"\operatorname{tr}\Big(\frac{\partial f(\mathbf{z}(t), t;\theta)}{\partial \mathbf{z}(t)}\Big)\,dt"
 )
 
-entry = state.active()
-if entry is None:
-    st.info("No model is active yet: train one on the Train page.")
-else:
+entry = widgets.active_model(stop=False)
+if entry is not None:
     views.model_overview(entry)
 
 pretrained = [entry for entry in state.models().values() if entry.source == "pretrained"]

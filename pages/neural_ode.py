@@ -1,7 +1,5 @@
 """Neural ODE & the adjoint method: a residual block is an Euler step, and the adjoint is backprop run backwards in time."""
 
-import uuid
-
 import streamlit as st
 import torch
 
@@ -20,8 +18,10 @@ from cnf_core.figures.neural_ode import (
     reversal_figure,
 )
 from cnf_core.solvers import SolverConfig
-from ui import state, url, views
+from ui import state, url, widgets
+from ui.cache import cached
 from ui.url import Param
+from ui.widgets import tolerance_label
 
 state.require_app()
 
@@ -50,46 +50,42 @@ publish_settings = url.shared("node", SHARED)
 WARM_START_ITERATIONS = 60  # cheap (a few seconds once per server), and the spirals already show
 
 
-def tolerance_label(value: float) -> str:
-    return f"{value:.0e}"
-
-
 # ---------------------------------------------------------------- cached engine calls
 
 
-@st.cache_data(max_entries=32, show_spinner="Residual networks of every depth against the ODE…")
-def resnet_comparison(key: str, per_side: int, drawn: tuple, _field):
+@cached(max_entries=32, show_spinner="Residual networks of every depth against the ODE…")
+def resnet_comparison(field, per_side: int, drawn: tuple):
     starts = node.start_grid(2.5, per_side)
-    comparison = node.resnet_vs_ode(_field, starts, depths=DEPTHS, drawn=drawn)
-    equality = {depth: node.euler_equality(_field, starts, depth) for depth in drawn}
+    comparison = node.resnet_vs_ode(field, starts, depths=DEPTHS, drawn=drawn)
+    equality = {depth: node.euler_equality(field, starts, depth) for depth in drawn}
     return comparison, equality
 
 
-@st.cache_data(max_entries=32, show_spinner="Gradients by backprop and by the adjoint method…")
-def gradients(key: str, tolerance: float, _field, _problem):
+@cached(max_entries=32, show_spinner="Gradients by backprop and by the adjoint method…")
+def gradients(field, problem, tolerance: float):
     solver = SolverConfig("dopri5", rtol=tolerance, atol=tolerance, max_nfe=20_000, max_seconds=60.0)
-    check = node.gradient_check(_field, _problem.starts, _problem.targets, solver)
-    path = node.adjoint_path(_field, _problem.starts, _problem.targets, solver)
+    check = node.gradient_check(field, problem.starts, problem.targets, solver)
+    path = node.adjoint_path(field, problem.starts, problem.targets, solver)
     return check, path
 
 
-@st.cache_data(max_entries=16, show_spinner="Forward and backward passes at every number of steps…")
-def memory(key: str, batch: int, most_steps: int, device: str, _field):
+@cached(max_entries=16, show_spinner="Forward and backward passes at every number of steps…")
+def memory(field, batch: int, most_steps: int, device: str):
     problem = node.pendulum_problem(batch, observations=2, seed=1)
     steps = tuple(s for s in STEP_COUNTS if s <= most_steps)
-    return node.memory_sweep(_field, problem.starts, problem.targets, steps=steps, device=device)
+    return node.memory_sweep(field, problem.starts, problem.targets, steps=steps, device=device)
 
 
-@st.cache_data(max_entries=32, show_spinner="Solving forward and back again…")
-def reversal(key: str, per_side: int, euler_steps: int, tolerance: float, _field):
+@cached(max_entries=32, show_spinner="Solving forward and back again…")
+def reversal(field, per_side: int, euler_steps: int, tolerance: float):
     starts = node.start_grid(2.0, per_side)
-    sweep = node.time_reversal(_field, starts)
+    sweep = node.time_reversal(field, starts)
     shown = []
     for label, config in (
         (f"euler · {euler_steps} steps", SolverConfig.fixed("euler", euler_steps)),
         (f"dopri5 · tol {tolerance:.0e}", SolverConfig("dopri5", rtol=tolerance, atol=tolerance, max_nfe=20_000)),
     ):
-        _, back, _, _ = node.round_trip(_field, starts, config)
+        _, back, _, _ = node.round_trip(field, starts, config)
         miss = float((back - starts).norm(dim=-1).mean())
         shown.append((f"{label} (mean miss {miss:.1e})", back))
     return starts, sweep, shown
@@ -101,9 +97,9 @@ def warm_start(iterations: int):
     return node.fit_pendulum(node.FitConfig(iterations=iterations, seed=FIT_SEED))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def pendulum_paths(key: str, _field, _problem):
-    return node.trajectory_comparison(_field, _problem)
+@cached(max_entries=16, show_spinner=False)
+def pendulum_paths(field, problem):
+    return node.trajectory_comparison(field, problem)
 
 
 # ---------------------------------------------------------------- header
@@ -123,11 +119,10 @@ st.latex(
     r"z_{k+1} = z_k + h\,f(z_k, t_k),\quad h = \tfrac{1}{L},\ t_k = k h"
     r"\qquad\xrightarrow{\;L\to\infty\;}\qquad \frac{dz}{dt} = f(z(t), t),\quad z(t_1) = \mathrm{ODESolve}(z(t_0), f, t_0, t_1)"
 )
-entry = state.active()
 controls = st.columns([3, 2, 2, 3])
 field_choice = controls[0].radio("Vector field f", [ACTIVE, RANDOM], horizontal=True, key="node_field")
-if field_choice == ACTIVE and entry is None:
-    st.info("No model is active, so a small random field is used. Train or pick a model in the sidebar.")
+entry = widgets.active_model(instead="a small random field is used") if field_choice == ACTIVE else None
+if entry is None:
     field_choice = RANDOM
 if field_choice == RANDOM:
     seed = controls[1].number_input("Seed", 0, 10_000, 0, key="node_seed")
@@ -137,14 +132,14 @@ if field_choice == RANDOM:
     except CNFLabError as exc:
         st.error(str(exc))
         st.stop()
-    field_key, field_name = f"random:{int(seed)}:{strength}", f"a random 2×32 concatsquash field (seed {int(seed)}, ×{strength:g})"
+    field_name = f"a random 2×32 concatsquash field (seed {int(seed)}, ×{strength:g})"
 else:
-    field, field_key, field_name = entry.model.field, views.model_key(entry), f"the field of {entry.name}"
+    field, field_name = entry.model.field, f"the field of {entry.name}"
     controls[1].caption(f"f = the vector field of **{entry.name}**: it carries the Gaussian base at t = 0 to the data at t = 1.")
 per_side = controls[3].slider("Grid of inputs (per side)", 3, 15, 9, key="node_per_side")
 drawn = st.multiselect("Depths to draw", DEPTHS, default=[1, 4, 16], max_selections=4, key="node_drawn")
 try:
-    comparison, equality = resnet_comparison(field_key, per_side, tuple(sorted(drawn)), field)
+    comparison, equality = resnet_comparison(field, per_side, tuple(sorted(drawn)))
 except CNFLabError as exc:
     st.error(f"Could not compare the networks with the ODE: {exc}")
 else:
@@ -195,18 +190,14 @@ if pressed:
         )
         bar.empty()
         st.session_state.node_fit = fit = result
-        st.session_state.node_fit_key = f"fit:{uuid.uuid4().hex}"  # a fresh cache key per trained model
 warm = fit is None
 if warm:
     fit = warm_start(WARM_START_ITERATIONS)
-    fit_key = f"warm:{WARM_START_ITERATIONS}:{FIT_SEED}"
-else:
-    fit_key = st.session_state.node_fit_key
 model_field, problem = fit.field, fit.problem
 if fit.status != "finished":
     st.warning(f"Training {fit.status}: {fit.message}. The last good weights are kept.")
 try:
-    times, truth, predicted = pendulum_paths(fit_key, model_field, problem)
+    times, truth, predicted = pendulum_paths(model_field, problem)
 except CNFLabError as exc:
     st.error(f"Could not draw the model's trajectories: {exc}")
 else:
@@ -247,7 +238,7 @@ with equations:
         "of ‖z(t₁) − y‖², y the true pendulum's state at t₁; θ are the network's weights."
     )
 try:
-    check, path = gradients(fit_key, tolerance, model_field, problem)
+    check, path = gradients(model_field, problem, tolerance)
 except CNFLabError as exc:
     numbers.error(f"Could not compute the gradients: {exc}")
 else:
@@ -294,7 +285,7 @@ memory_controls = st.columns(2)
 batch = memory_controls[0].select_slider("Points in the batch", BATCHES, value=128, key="node_batch")
 most_steps = memory_controls[1].select_slider("Most rk4 steps", STEP_COUNTS[2:], value=128, key="node_most_steps")
 try:
-    sweep = memory(fit_key, batch, most_steps, device, model_field)
+    sweep = memory(model_field, batch, most_steps, device)
 except CNFLabError as exc:
     st.error(f"Could not measure memory: {exc}")
 else:
@@ -335,7 +326,7 @@ reversal_controls = st.columns(2)
 euler_steps = reversal_controls[0].select_slider("Euler steps each way", STEP_COUNTS, value=8, key="node_euler_steps")
 reversal_tolerance = reversal_controls[1].select_slider("dopri5 tolerance", TOLERANCES[:7], value=1e-5, format_func=tolerance_label, key="node_reversal_tolerance")
 try:
-    starts, sweep_back, shown = reversal(field_key, 7, euler_steps, reversal_tolerance, field)
+    starts, sweep_back, shown = reversal(field, 7, euler_steps, reversal_tolerance)
 except CNFLabError as exc:
     st.error(f"Could not solve the round trip: {exc}")
 else:

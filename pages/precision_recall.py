@@ -20,6 +20,7 @@ from cnf_core.metrics import (
 )
 from cnf_core.solvers import SolverConfig
 from ui import state, url, views
+from ui.cache import cached
 from ui.url import Param
 
 state.require_app()
@@ -49,16 +50,16 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
 publish_settings = url.shared("pr", SHARED)
 
 
-@st.cache_data(show_spinner="Pushing base samples through the flow…", max_entries=32)
-def model_points(key: str, _entry, n: int, seed: int, taus: tuple[float, ...]):
+@cached(show_spinner="Pushing base samples through the flow…", max_entries=32)
+def model_points(field, n: int, seed: int, taus: tuple[float, ...]):
     """Positions of n samples per base scale τ (one batched dopri5 solve), and its NFE."""
-    points, stats = truncated_samples(_entry.model.field, n, seed, taus, SAMPLING_SOLVER)
+    points, stats = truncated_samples(field, n, seed, taus, SAMPLING_SOLVER)
     return points, stats.nfe_forward
 
 
-@st.cache_data(show_spinner="Sampling every training snapshot…", max_entries=16)
-def training_metrics(key: str, _entry, dataset: str, n: int, k: int, seed: int):
-    return metrics_over_training(_entry.model, datasets.sample(dataset, n, seed=seed), n, k, seed, SAMPLING_SOLVER)
+@cached(show_spinner="Sampling every training snapshot…", max_entries=16)
+def training_metrics(model, dataset: str, n: int, k: int, seed: int):
+    return metrics_over_training(model, datasets.sample(dataset, n, seed=seed), n, k, seed, SAMPLING_SOLVER)
 
 
 def manifold_pair(comparison, real, fake, prefix: str, key: str, k: int | None = None) -> None:
@@ -90,7 +91,7 @@ def show_comparison(other, entry, comparison, frechet, fake, n: int, k: int, see
         st.info(f"{other.name} was trained on uploaded data its checkpoint does not carry: there is no real set to compare it with.")
         return
     try:
-        other_points, _ = model_points(views.model_key(other), other, n, seed, (tau,))
+        other_points, _ = model_points(other.model.field, n, seed, (tau,))
         other_real = datasets.sample(other.dataset, n, seed=seed)
         other_comparison = compare_manifolds(other_real, other_points[0], k)
         other_frechet = frechet_distance(other_real, other_points[0])
@@ -166,7 +167,7 @@ try:
                 "so there is no real set to compare with. Pick an example above, or a model of a built-in dataset."
             )
         else:
-            points, nfe = model_points(views.model_key(entry), entry, n, seed, (float(tau),))
+            points, nfe = model_points(entry.model.field, n, seed, (float(tau),))
             real, fake = datasets.sample(dataset, n, seed=seed), points[0]
             st.caption(f"Generated: {n} samples of **{entry.name}** from N(0, {tau:g}²I), one dopri5 solve ({nfe} evaluations); real: {n} fresh points of {dataset}.")
     else:
@@ -233,7 +234,7 @@ if real is not None:
         with truncation_column:
             if uses_model:
                 try:
-                    sweep_points, _ = model_points(views.model_key(entry), entry, n, seed, SWEEP_TAUS)
+                    sweep_points, _ = model_points(entry.model.field, n, seed, SWEEP_TAUS)
                     sweep = [precision_recall(real, points, k) for points in sweep_points]
                     st.plotly_chart(
                         truncation_figure(
@@ -271,7 +272,7 @@ if entry is not None:
             st.caption("Trained on uploaded data the checkpoint does not carry: no real set to measure the snapshots against.")
         else:
             try:
-                rows = training_metrics(views.model_key(entry), entry, entry.dataset, n, k, seed)
+                rows = training_metrics(entry.model, entry.dataset, n, k, seed)
                 st.plotly_chart(metrics_over_training_figure(rows), key="pr_over_training")
                 st.caption(
                     f"Training keeps the weights at iterations 25, 50, 100, … and at the end; each snapshot here draws "

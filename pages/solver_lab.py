@@ -1,5 +1,7 @@
 """Solver lab: Euler against adaptive solvers, live, on the active model."""
 
+import dataclasses
+
 import streamlit as st
 
 from cnf_core import datasets
@@ -16,8 +18,10 @@ from cnf_core.figures.solvers import (
     work_precision_figure,
 )
 from cnf_core.solvers import ADAPTIVE, FIXED_GRID, SOLVERS, SolverConfig
-from ui import state, url, views
+from ui import state, url, views, widgets
+from ui.cache import cached
 from ui.url import Param
+from ui.widgets import tolerance_label
 
 state.require_app()
 
@@ -28,6 +32,7 @@ TOLERANCES = [10.0**-k for k in range(1, 11)]
 POWERS_OF_TWO = [2**k for k in range(0, 11)]
 DEFAULT_CONFIGS = [("euler", 10, 1e-5), ("dopri5", 10, 1e-5), ("rk4", 8, 1e-5), ("bosh3", 10, 1e-4)]
 MODEL, SPIRAL = "Active model", "Stiff spiral (test field)"
+SOLVER = widgets.SolverPicker("lab", tolerances=TOLERANCES, step_counts=STEP_CHOICES, describe=True)
 SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_field": Param(str, choices=[MODEL, SPIRAL]),
     "lab_omega": Param(int, choices=range(5, 401, 5)),
@@ -36,41 +41,34 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_land": Param(bool),
     "lab_count": Param(int, choices=[2, 3, 4]),
     "lab_compare": views.comparison_param(),
-    **{f"lab_method_{i}": Param(str, choices=list(SOLVERS)) for i in range(4)},
-    **{f"lab_rtol_{i}": Param(float, choices=TOLERANCES) for i in range(4)},
-    **{f"lab_atol_{i}": Param(float, choices=TOLERANCES) for i in range(4)},
-    **{f"lab_steps_{i}": Param(int, choices=STEP_CHOICES) for i in range(4)},
+    **{key: param for i in range(4) for key, param in SOLVER.params(f"_{i}").items()},
 }
 publish_settings = url.shared("lab", SHARED)
-
-
-def tolerance_label(value: float) -> str:
-    return f"{value:.0e}"
 
 
 # ---------------------------------------------------------------- cached engine calls
 
 
-@st.cache_data(max_entries=16, show_spinner="Reference solve (dopri8, landing on t = 1)…")
-def reference(key: str, _field, dataset, paths: int):
-    test_points = lab.lab_test_points(_field, dataset, TEST_POINTS)
-    return lab.reference_solution(_field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths)
+@cached(max_entries=16, show_spinner="Reference solve (dopri8, landing on t = 1)…")
+def reference(field, dataset, paths: int):
+    test_points = lab.lab_test_points(field, dataset, TEST_POINTS)
+    return lab.reference_solution(field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def configuration(key: str, config: dict, land: bool, label: str, _field, _reference):
-    return lab.evaluate_configuration(_field, SolverConfig.from_dict(config), _reference, label, land=land)
+@cached(max_entries=64, show_spinner=False)
+def configuration(field, config: SolverConfig, reference, land: bool):
+    return lab.evaluate_configuration(field, config, reference, config.describe(), land=land)
 
 
-@st.cache_data(max_entries=16, show_spinner="Work–precision: one solve per method and setting…")
-def diagram(key: str, fixed: tuple, steps: tuple, adaptive: tuple, tolerances: tuple, caps: tuple, land: bool, _field, _reference):
+@cached(max_entries=16, show_spinner="Work–precision: one solve per method and setting…")
+def diagram(field, reference, fixed: tuple, steps: tuple, adaptive: tuple, tolerances: tuple, caps: dict, land: bool):
     return lab.work_precision(
-        _field, _reference.test_points, _reference.test_log_p, fixed_methods=fixed, step_counts=steps,
-        adaptive_methods=adaptive, tolerances=tolerances, max_nfe=caps[0], max_seconds=caps[1], land=land,
+        field, reference.test_points, reference.test_log_p, fixed_methods=fixed, step_counts=steps,
+        adaptive_methods=adaptive, tolerances=tolerances, land=land, **caps,
     )
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@cached(max_entries=8, show_spinner=False)
 def matrix(dataset: str, presets: tuple, iterations: int):
     return lab.train_eval_matrix(dataset, presets, iterations=iterations)
 
@@ -90,18 +88,17 @@ st.latex(
     r"\qquad \text{order } p:\ \text{error} \approx C\,h^{p} \propto \mathrm{NFE}^{-p}"
 )
 
-entry = state.active()
 top = st.columns([2, 2, 3])
 field_choice = top[0].radio("Vector field", [MODEL, SPIRAL], horizontal=True, key="lab_field", help="The stiff spiral spins fast (Jacobian eigenvalues ≈ ±iω): explicit solvers need h·ω inside their stability region.")
-if field_choice == MODEL and entry is None:
-    st.info("No model is active: showing the stiff spiral. Train or pick a model in the sidebar.")
+entry = widgets.active_model(instead="showing the stiff spiral") if field_choice == MODEL else None
+if entry is None:
     field_choice = SPIRAL
 if field_choice == SPIRAL:
     omega = top[1].slider("Spin ω", 5, 400, 30, step=5, key="lab_omega", help="Angular speed of the spiral; Euler is unstable on a pure rotation for every step size.")
-    field, field_key, dataset = lab.SpiralField(omega), f"spiral:{omega}", None
+    field, dataset = lab.SpiralField(omega), None
     field_name = f"stiff spiral (ω = {omega})"
 else:
-    field, field_key, dataset = entry.model.field, views.model_key(entry), entry.dataset
+    field, dataset = entry.model.field, entry.dataset
     field_name = entry.name
     top[1].caption(f"Field: **{entry.name}**" + (f" · test points: held-out {dataset}" if dataset in datasets.names() else " · test points: its own samples"))
 with top[2].expander("Caps and options", expanded=False):
@@ -116,7 +113,7 @@ caps = dict(max_nfe=int(max_nfe), max_seconds=float(max_seconds))
 other = views.comparison_model("lab", top[2]) if field_choice == MODEL else None
 
 try:
-    ref = reference(field_key, field, dataset, 6 if field_choice == SPIRAL else 12)  # a spiral's turns crowd the view
+    ref = reference(field, dataset, 6 if field_choice == SPIRAL else 12)  # a spiral's turns crowd the view
 except CNFLabError as exc:
     st.error(f"The reference solve failed, so nothing can be compared: {exc}")
     st.stop()
@@ -136,22 +133,12 @@ for index in range(count):
     method0, steps0, tolerance0 = DEFAULT_CONFIGS[index]
     color = CONFIG_COLORS[index % len(CONFIG_COLORS)]
     with columns[index + 1]:
-        methods = list(SOLVERS)
-        method = st.selectbox(f"Solver {index + 1}", methods, index=methods.index(method0), key=f"lab_method_{index}")
-        st.caption(SOLVERS[method].description)
-        try:
-            if SOLVERS[method].adaptive:
-                rtol = st.select_slider("rtol", TOLERANCES, value=tolerance0, format_func=tolerance_label, key=f"lab_rtol_{index}")
-                atol = st.select_slider("atol", TOLERANCES, value=tolerance0, format_func=tolerance_label, key=f"lab_atol_{index}")
-                config = SolverConfig(method, rtol=rtol, atol=atol, **caps)
-            else:
-                steps = st.select_slider("Steps over [0, 1]", STEP_CHOICES, value=steps0, key=f"lab_steps_{index}")
-                config = SolverConfig.fixed(method, steps, **caps)
-        except CNFLabError as exc:
-            st.error(f"Setting refused: {exc}")
+        picker = dataclasses.replace(SOLVER, method=method0, steps=steps0, tolerance=tolerance0, method_label=f"Solver {index + 1}")
+        config = picker.show(f"_{index}", **caps)
+        if config is None:
             continue
         with st.spinner(f"Solving with {config.describe()}…"):
-            result = configuration(field_key, config.to_dict(), land, config.describe(), field, ref)
+            result = configuration(field, config, ref, land)
         results.append(result)
         configs.append((index, config))
         if result.ok:
@@ -175,8 +162,7 @@ if results:
     if other is not None:
         st.markdown(f"**Side by side with {other.name}**: the same solvers on the second model, against its own reference.")
         try:
-            other_key = views.model_key(other)
-            other_ref = reference(other_key, other.model.field, other.dataset, 12)
+            other_ref = reference(other.model.field, other.dataset, 12)
         except CNFLabError as exc:
             st.error(f"The reference solve of {other.name} failed: {exc}")
         else:
@@ -184,7 +170,7 @@ if results:
             other_columns[0].plotly_chart(density_figure(other_ref.log_density, other_ref.grid, title="p₁ (reference)"), key="lab_compare_ref")
             for column, (index, config) in zip(other_columns[1:], configs):
                 with st.spinner(f"{other.name}: solving with {config.describe()}…"):
-                    other_result = configuration(other_key, config.to_dict(), land, config.describe(), other.model.field, other_ref)
+                    other_result = configuration(other.model.field, config, other_ref, land)
                 rows.append({"model": other.name, **other_result.summary()})
                 if other_result.log_density is not None:
                     column.plotly_chart(density_figure(other_result.log_density, other_ref.grid, title=f"p₁ · {config.describe()}"), key=f"lab_compare_density_{index}")
@@ -220,7 +206,7 @@ tolerance_range = controls[3].select_slider("Tolerances", TOLERANCES, value=(1e-
 step_counts = tuple(n for n in POWERS_OF_TWO if steps_range[0] <= n <= steps_range[1])
 tolerances = tuple(t for t in TOLERANCES if min(tolerance_range) <= t <= max(tolerance_range))
 try:
-    precision = diagram(field_key, tuple(fixed), step_counts, tuple(adaptive), tolerances, (caps["max_nfe"], caps["max_seconds"]), land, field, ref)
+    precision = diagram(field, ref, tuple(fixed), step_counts, tuple(adaptive), tolerances, caps, land)
 except CNFLabError as exc:
     st.error(f"Work–precision refused: {exc}")
 else:

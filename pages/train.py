@@ -7,9 +7,8 @@ from cnf_core.divergence import TRACE_ESTIMATORS
 from cnf_core.errors import CNFLabError
 from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
-from cnf_core.solvers import SOLVERS, SolverConfig
 from cnf_core.training import TrainConfig, pick_device
-from ui import state, url
+from ui import state, url, widgets
 from ui.url import Param
 
 state.require_app()
@@ -18,6 +17,11 @@ UPLOAD_CSV, UPLOAD_IMAGE = "Upload a CSV…", "Upload an image…"
 DEFAULTS = TrainConfig()
 WIDTHS = [16, 32, 64, 128, 256]
 OBJECTIVE_LABELS = ["Maximum likelihood", "Flow matching"]
+SOLVER = widgets.SolverPicker(
+    "train", method=DEFAULTS.solver.method, tolerance=1e-3, steps=round(1 / DEFAULTS.solver.step_size),
+    method_help="Fixed-grid methods take a number of steps; adaptive ones take tolerances. "
+    "Reported NLLs always use dopri5 at 1e-5, so a coarse solver cannot flatter itself.",
+)
 SHARED = {  # the settings a copied address carries (see ui/url.py)
     "train_dataset": Param(str, choices=datasets.names()),
     "train_objective": Param(str, choices=OBJECTIVE_LABELS),
@@ -31,10 +35,7 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "train_iterations": Param(int, low=1, high=100_000),
     "train_seconds": Param(int, low=1, high=3600),
     "train_seed": Param(int, low=0, high=2**31 - 1),
-    "train_method": Param(str, choices=list(SOLVERS)),
-    "train_rtol": Param(float, low=1e-8, high=0.5),
-    "train_atol": Param(float, low=1e-8, high=0.5),
-    "train_steps": Param(int, low=1, high=1000),
+    **SOLVER.params(),
     "train_adjoint": Param(bool),
     "train_trace": Param(str, choices=list(TRACE_ESTIMATORS)),
 }
@@ -104,32 +105,17 @@ with settings:
             kinetic_weight = st.number_input("Kinetic energy weight", 0.0, 100.0, DEFAULTS.kinetic_weight, step=0.01, format="%.3f", help="Adds λ∫|f|² dt to the loss: straighter, slower paths that solvers integrate with fewer steps (Finlay et al., 2020). On by default: without it the flow learns to exploit the coarse training solver and its true NLL drifts up in long runs; 0 gives plain maximum likelihood.")
             jacobian_weight = st.number_input("Jacobian norm weight", 0.0, 100.0, DEFAULTS.jacobian_weight, step=0.01, format="%.3f", help="Adds λ∫‖∂f/∂z‖²_F dt: smoother dynamics, fewer function evaluations.")
     with st.expander("Solver used in training" + (" (maximum likelihood only)" if objective == "fm" else ""), expanded=False):
-        methods = list(SOLVERS)
-        method = st.selectbox(
-            "Method",
-            methods,
-            index=methods.index(DEFAULTS.solver.method),
-            key="train_method",
-            help="Fixed-grid methods take a number of steps; adaptive ones take tolerances. "
-            "Reported NLLs always use dopri5 at 1e-5, so a coarse solver cannot flatter itself.",
-        )
-        if SOLVERS[method].adaptive:
-            rtol = st.number_input("rtol", 1e-8, 0.5, 1e-3, format="%.0e", key="train_rtol")
-            atol = st.number_input("atol", 1e-8, 0.5, 1e-3, format="%.0e", key="train_atol")
-            solver_values = dict(method=method, rtol=rtol, atol=atol)
-        else:
-            steps = st.number_input("Steps over [0, 1]", 1, 1000, round(1 / DEFAULTS.solver.step_size), key="train_steps")
-            solver_values = dict(method=method, step_size=1.0 / steps)
+        solver = SOLVER.show()
         adjoint = st.checkbox("Adjoint gradients", key="train_adjoint", help="Backpropagate by solving the adjoint ODE backwards (constant memory) instead of through the solver's steps.")
         trace = st.selectbox("Trace of ∂f/∂z", list(TRACE_ESTIMATORS), key="train_trace", help="exact: analytic in 2-D; hutchinson: εᵀ(∂f/∂z)ε, unbiased, one vector-Jacobian product.")
 
-    config = error = None
-    if dataset is not None:
+    config = None
+    if dataset is not None and solver is not None:
         try:
             config = TrainConfig(
                 dataset=dataset,
                 field=FieldConfig(hidden=(int(width),) * int(depth), activation=activation),
-                solver=SolverConfig(**solver_values, adjoint=adjoint),
+                solver=solver.replace(adjoint=adjoint),
                 trace=trace,
                 objective=objective,
                 coupling=coupling,
@@ -143,8 +129,7 @@ with settings:
                 seed=seed,
             )
         except CNFLabError as exc:
-            error = str(exc)
-            st.error(f"Setting refused: {exc}")
+            widgets.refused(exc)
     budget = {"iterations": config.iterations, "seconds": config.seconds} if config else None
 
     job = st.session_state.get("job")

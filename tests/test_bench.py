@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from cnf_core.bench import _naive_frames, bench_trace
@@ -15,6 +16,7 @@ from cnf_core.solvers import SolverConfig
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quick_bench_prints_every_figure_as_json():
     result = subprocess.run(
         [sys.executable, "-m", "cnf_core", "bench", "--json", "--quick"],

@@ -17,6 +17,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "cnf_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.slow
 def test_help_lists_the_subcommands():
     result = run_cli("--help")
     assert result.returncode == 0
@@ -24,6 +25,7 @@ def test_help_lists_the_subcommands():
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_train_then_eval_json(tmp_path):
     out = tmp_path / "m.pt"
     assert main(["train", "--dataset", "8gaussians", "--iters", "40", "--hidden", "16,16", "--eval-n", "300", "--out", str(out), "--quiet"]) == 0

@@ -1,7 +1,6 @@
 """Density frames p_t: closed forms, unit mass, agreement with pushed samples, the animation and its exports."""
 
 import io
-import json
 import math
 from pathlib import Path
 
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from app_tools import open_app
 
 from cnf_core import load_model
 from cnf_core.density import (
@@ -279,33 +277,3 @@ def test_html_export_is_standalone_and_holds_every_frame():
     assert "Plotly.newPlot" in page and 'src="http' not in page and len(page) > 1_000_000  # plotly.js inlined
     for k in range(3):
         assert f'"name":"{k}"' in page
-
-
-# ---------------------------------------------------------------- the page
-
-
-def test_density_page_renders_and_reuses_its_frames():
-    at = open_app("pages/density.py")
-    assert not at.exception
-    assert not at.error, [e.value for e in at.error]
-    charts = at.get("plotly_chart")
-    assert len(charts) == 2
-    spec = json.loads(charts[0].proto.spec)
-    assert len(spec["frames"]) == at.slider(key="density_frames").value
-    assert spec["layout"]["sliders"] and spec["layout"]["updatemenus"]
-    metrics = {m.label: m.value for m in at.metric}
-    assert set(metrics) >= {"Mass in view (lowest frame)", "NFE (all frames)", "Compute time"}
-    assert {b.key for b in at.main.get("download_button")} == {"density_gif", "density_html"}
-    # switching overlays and the colour scale reuses the cached frames (same compute time shown)
-    at.radio(key="density_scale").set_value("log")
-    at.checkbox(key="density_show_arrows").check()
-    at.run()
-    assert not at.exception and not at.error
-    assert {m.label: m.value for m in at.metric}["Compute time"] == metrics["Compute time"]
-    # a bad picked point is reported, not a crash
-    at.radio(key="density_path_mode").set_value("Points I pick (at t = 1)")
-    at.run()
-    at.text_input(key="density_points").set_value("1, x")
-    at.run()
-    assert not at.exception
-    assert any("points:" in e.value for e in at.error)

@@ -1,4 +1,4 @@
-"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue, the page, eval --json."""
+"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue, eval --json."""
 
 import json
 import math
@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from app_tools import open_app
 
 from cnf_core import datasets, load_model
 from cnf_core.cli import evaluate, main
@@ -270,33 +269,6 @@ def test_evaluate_reports_every_metric(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["entropy"] is None and printed["inception_score"] is None and printed["mode_coverage"] is None
     assert 0 <= printed["precision"] <= 1 and printed["frechet"] >= 0
-
-
-def metric_values(at):
-    return {metric.label: metric.value for metric in at.metric}
-
-
-def test_page_renders_and_reacts_to_its_widgets():
-    at = open_app("pages/precision_recall.py")
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    assert at.title[0].value == "Precision & recall"
-    values = metric_values(at)
-    assert set(values) >= {"Precision", "Recall", "Density", "Coverage", "Fréchet distance", "IS analogue"}
-    assert len(at.get("plotly_chart")) == 6  # two manifolds, k sweep, truncation, loss history, metrics over snapshots
-    at.selectbox(key="pr_scenario").set_value("Example: mode collapse (3 of 8 modes)").run()
-    values = metric_values(at)
-    assert float(values["Precision"]) > 0.85 and float(values["Recall"]) < 0.5
-    assert values["IS analogue"].startswith("3.0")
-    at.slider(key="pr_k").set_value(1).run()
-    at.slider(key="pr_n").set_value(200).run()
-    assert not at.exception and not at.error
-    at.selectbox(key="pr_scenario").set_value("Example: blurry (σ × 2.5)").run()
-    blurry = metric_values(at)
-    assert float(blurry["Precision"]) < float(blurry["Recall"])
-    at.selectbox(key="pr_scenario").set_value("Active model vs its data").run()
-    at.slider(key="pr_tau").set_value(0.5).run()
-    assert not at.exception and not at.error
 
 
 def test_metrics_over_training_measure_each_snapshot():

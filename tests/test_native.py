@@ -135,6 +135,7 @@ print(native.status())
     "environment, expected",
     [({"CNF_LAB_NATIVE": "0"}, "off (CNF_LAB_NATIVE=0)"), ({"CC": "/bin/false"}, "unavailable (")],
 )
+@pytest.mark.slow
 def test_without_the_kernel_everything_still_works(environment, expected, tmp_path):
     """Switched off, or no working compiler (fresh temp folder: nothing cached): the scripted pass, same answers."""
     env = {**os.environ, **environment, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
@@ -156,6 +157,7 @@ def frames_both_ways(field, times, grid, solver, monkeypatch):
     return compiled, stepped_in_python
 
 
+@pytest.mark.slow
 def test_compiled_frames_match_a_tight_float64_solve_at_torchdiffeqs_cost(kernel, monkeypatch):
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
     grid, times = density.make_grid(4.5, 40), [0.0, 0.05, 0.5, 1.0]

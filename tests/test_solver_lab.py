@@ -1,9 +1,8 @@
-"""Solver lab: convergence orders, NFE accounting, tolerances, failures as statuses, the page."""
+"""Solver lab: convergence orders, NFE accounting, tolerances, failures as statuses."""
 
 
 import pytest
 import torch
-from app_tools import no_errors, open_app
 from torch import nn
 
 from cnf_core import solver_lab as lab
@@ -95,6 +94,7 @@ def test_reported_nfe_equals_the_number_of_field_evaluations(test_points):
     assert {p.status for p in diagram.points} == {"ok", "nfe-cap"}  # adaptive_heun at 1e-9 needs more than 300
 
 
+@pytest.mark.slow
 def test_tightening_the_tolerance_reduces_the_error_monotonically(test_points):
     tolerances = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
     result = lab.work_precision(
@@ -155,6 +155,7 @@ def test_spiral_divergence_is_exact():
     torch.testing.assert_close(divergence, reference_divergence.detach())
 
 
+@pytest.mark.slow
 def test_diverging_and_capped_solves_return_a_status():
     field = lab.SpiralField(omega=30.0)
     points = lab.lab_test_points(field, None, n=64)
@@ -176,6 +177,7 @@ def test_diverging_and_capped_solves_return_a_status():
     assert {p.status for p in diagram.series("euler")} == {"diverged"}
 
 
+@pytest.mark.slow
 def test_euler_trained_flow_exploits_its_discretisation():
     cross = lab.train_eval_matrix("8gaussians", ["euler · 1 step", "rk4 · 4 steps"], iterations=150, n_test=500, grid_resolution=40)
     assert cross.eval_labels == ["euler · 1 step", "rk4 · 4 steps", lab.EVALUATION_REFERENCE[0]]
@@ -197,38 +199,3 @@ def test_bad_settings_are_refused_with_the_field_named(test_points):
         lab.work_precision(LinearTimeField(), test_points, exact, step_counts=tuple(range(1, 60)))
     with pytest.raises(ConfigError, match="^train_with:"):
         lab.train_eval_matrix("8gaussians", ["heun · 1000 steps"])
-
-
-# ---------------------------------------------------------------- the page
-
-
-def test_page_compares_solvers_shows_divergence_and_cross_evaluates():
-    at = open_app("pages/solver_lab.py")
-    no_errors(at)
-    assert at.title[0].value == "Solver lab"
-    assert at.selectbox(key="lab_method_0").value == "euler" and at.selectbox(key="lab_method_1").value == "dopri5"
-    table = at.dataframe[0].value
-    assert list(table["configuration"]) == ["euler (h=0.1, 10 steps)", "dopri5 (rtol=1e-05, atol=1e-05)"]
-    assert list(table["status"]) == ["ok", "ok"]
-    assert len(at.get("plotly_chart")) >= 10  # reference, 2 × (density, error, paths), steps, work–precision
-    assert any("Fitted convergence order" in m.value for m in at.markdown)
-
-    # train-with versus evaluate-with, on demand
-    at.multiselect(key="lab_matrix_presets").set_value(["euler · 1 step"])
-    at.slider(key="lab_matrix_iterations").set_value(20)
-    at.run()
-    charts = len(at.get("plotly_chart"))
-    at.button(key="lab_matrix_run").click().run()
-    no_errors(at)
-    assert len(at.get("plotly_chart")) == charts + 1
-    assert any("under its own solver" in m.value for m in at.markdown)
-
-    # the stiff spiral: Euler diverges, and the page says so
-    at.radio(key="lab_field").set_value("Stiff spiral (test field)").run()
-    no_errors(at)
-    assert any(w.value.startswith("**diverged**") for w in at.warning)
-    assert at.dataframe[0].value["status"][0] == "diverged"
-
-    at.number_input(key="lab_max_nfe").set_value(30).run()  # too few evaluations for dopri5 on the spiral
-    no_errors(at)
-    assert at.dataframe[0].value["status"][1] == "nfe-cap"

@@ -13,6 +13,7 @@ from cnf_core.training import TrainConfig, Trainer, pick_device, test_nll
 TINY = dict(field=FieldConfig(hidden=(16, 16)), batch_size=64)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_test_nll():
     trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=60, **TINY))
     before, _ = test_nll(trainer.model(), "8gaussians", n=500)
@@ -24,6 +25,7 @@ def test_training_lowers_the_test_nll():
     assert len(trainer.history) == 60 and all(h["nfe_forward"] == 16 for h in trainer.history)  # rk4, 4 steps
 
 
+@pytest.mark.slow
 def test_training_keeps_weight_snapshots_at_doubling_iterations():
     trainer = Trainer(TrainConfig(dataset="8gaussians", iterations=60, **TINY))
     before = {name: tensor.clone() for name, tensor in trainer.field.state_dict().items()}
@@ -228,6 +230,7 @@ def test_adjoint_and_hutchinson_training_run():
     assert all(math.isfinite(h["loss"]) for h in trainer.history)
 
 
+@pytest.mark.slow
 def test_flow_matching_reaches_the_entropy_without_solving_odes():
     from cnf_core import datasets
 
@@ -251,6 +254,7 @@ def test_optimal_pairing_minimises_total_squared_distance():
     assert sorted(order.tolist()) == list(range(6))
 
 
+@pytest.mark.slow
 def test_rnode_regularisers_lower_the_nfe_at_equal_iterations():
     from cnf_core.training import evaluation_solver
 

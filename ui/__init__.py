@@ -1,1 +1,1 @@
-"""Streamlit glue shared by the pages: session state and the sidebar (cnf_core stays UI-free)."""
+"""Streamlit glue shared by the pages (cnf_core stays UI-free): session state, the sidebar, shared widgets, shared views, caching keyed on a model's content, the density frame store, shareable addresses."""

@@ -50,7 +50,7 @@ def render() -> None:
                     st.download_button(
                         "Download checkpoint",
                         data=checkpoint,
-                        file_name=f"{entry.name.split(' (')[0].replace(' ', '_')}.pt",
+                        file_name=f"{entry.file_stem}.pt",
                         mime="application/octet-stream",
                         width="stretch",
                     )

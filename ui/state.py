@@ -45,6 +45,11 @@ class ModelEntry:
     def test_nll(self) -> float | None:
         return self.model.info.get("test_nll")
 
+    @property
+    def file_stem(self) -> str:
+        """The name without its "(source)" suffix, fit for a file name."""
+        return self.name.split(" (")[0].replace(" ", "_")
+
     def label(self) -> str:
         nll = self.test_nll
         return self.name if nll is None else f"{self.name} · NLL {nll:.3f}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import streamlit as st
 import torch
 
@@ -11,40 +9,29 @@ from cnf_core import datasets
 from cnf_core.density import density_frames, make_grid
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure, scatter_figure
+from cnf_core.flow import CNF
 from cnf_core.solvers import SolverConfig
 
+from .cache import cached
 from .state import ModelEntry
 from .url import Param
 
 OVERVIEW_SOLVER = SolverConfig(rtol=1e-4, atol=1e-4, max_nfe=5000, max_seconds=30)
 
 
-def model_key(entry: ModelEntry) -> str:
-    """A fingerprint of the model's weights, to key caches (names can be reused)."""
-    key = getattr(entry.model, "_cache_key", None)
-    if key is None:
-        digest = hashlib.sha1()
-        for name, tensor in entry.model.field.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().numpy().tobytes())
-        key = digest.hexdigest()
-        entry.model._cache_key = key
-    return key
-
-
-@st.cache_data(show_spinner="Solving the log-density ODE on a grid…", max_entries=64)
-def _overview(key: str, _entry: ModelEntry, resolution: int):
+@cached(show_spinner="Solving the log-density ODE on a grid…", max_entries=64)
+def _overview(model: CNF, resolution: int):
     grid = make_grid(datasets.VIEW, resolution)
     with torch.no_grad():
-        frames = density_frames(_entry.model.field, [1.0], grid, OVERVIEW_SOLVER)
-        samples, _ = _entry.model.sample(1500, seed=0)
+        frames = density_frames(model.field, [1.0], grid, OVERVIEW_SOLVER)
+        samples, _ = model.sample(1500, seed=0)
     return frames.log_density[0], samples, frames.stats.nfe_forward, frames.seconds
 
 
 def model_overview(entry: ModelEntry, resolution: int = 80) -> None:
     """Density p_1 of the active model next to its samples and the data."""
     try:
-        log_density, samples, nfe, seconds = _overview(model_key(entry), entry, resolution)
+        log_density, samples, nfe, seconds = _overview(entry.model, resolution)
     except CNFLabError as exc:
         st.error(f"Could not evaluate {entry.name}: {exc}")
         return
@@ -64,11 +51,11 @@ def model_overview(entry: ModelEntry, resolution: int = 80) -> None:
     st.caption(caption)
 
 
-@st.cache_data(show_spinner="Drawing the pretrained gallery…", max_entries=64)
-def _gallery_density(key: str, _entry: ModelEntry, resolution: int):
+@cached(show_spinner="Drawing the pretrained gallery…", max_entries=64)
+def _gallery_density(field, resolution: int):
     grid = make_grid(datasets.VIEW, resolution)
     with torch.no_grad():
-        return density_frames(_entry.model.field, [1.0], grid, OVERVIEW_SOLVER).log_density[0]
+        return density_frames(field, [1.0], grid, OVERVIEW_SOLVER).log_density[0]
 
 
 def pretrained_gallery(entries: list[ModelEntry], columns: int = 5, resolution: int = 56) -> str | None:
@@ -78,7 +65,7 @@ def pretrained_gallery(entries: list[ModelEntry], columns: int = 5, resolution: 
     for start in range(0, len(entries), columns):
         for column, entry in zip(st.columns(columns), entries[start : start + columns]):
             try:
-                log_density = _gallery_density(model_key(entry), entry, resolution)
+                log_density = _gallery_density(entry.model.field, resolution)
             except CNFLabError as exc:
                 column.caption(f"{entry.name}: {exc}")
                 continue

@@ -69,6 +69,7 @@ DATA_UPLOADS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice, name, content, reason", DATA_UPLOADS, ids=[row[1] for row in DATA_UPLOADS])
 def test_a_bad_data_file_is_refused_and_the_page_stays_usable(choice, name, content, reason):
     at = open_app("pages/train.py")
@@ -116,6 +117,7 @@ EDGE_TEXT = ["nan", "inf", "-inf", "-1", "0", "1e52", "abc", ""]
 PAGES = {"train": "pages/train.py", "density": "pages/density.py", "lab": "pages/solver_lab.py", "pr": "pages/precision_recall.py", "node": "pages/neural_ode.py", "objectives": "pages/objectives.py"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PAGES))
 def test_every_shared_setting_at_its_edges_leaves_the_page_working(name):
     from ui import url

@@ -2,7 +2,7 @@
 
 from streamlit.testing.v1 import AppTest
 
-APP = "../app.py"  # relative to this folder, as AppTest resolves it
+APP = "../../app.py"  # relative to this folder, as AppTest resolves it
 
 
 def open_app(page: str | None = None, params: dict | None = None, timeout: float = 300) -> AppTest:
@@ -20,3 +20,10 @@ def open_app(page: str | None = None, params: dict | None = None, timeout: float
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def open_page(page: str, params: dict) -> AppTest:
+    """`open_app` at `page` from an address, checked to have rendered without errors."""
+    at = open_app(page, params)
+    no_errors(at)
+    return at

@@ -1,0 +1,90 @@
+"""The Train page under Streamlit's AppTest: a live run, per-session state, refusals, a shared address."""
+
+import time
+
+from app_tools import no_errors, open_app
+
+
+def wait_for_training(at, timeout=120):
+    job = at.session_state["job"]
+    deadline = time.time() + timeout
+    while job.running and time.time() < deadline:
+        time.sleep(0.2)
+    assert not job.running
+    at.run()
+    return job
+
+
+def start_tiny_run(at, iterations=3):
+    next(n for n in at.number_input if n.label == "Iterations").set_value(iterations)
+    at.slider[0].set_value(1)  # one hidden layer
+    next(b for b in at.button if b.label == "Start").click()
+    at.run()
+
+
+def test_train_page_trains_a_model_that_becomes_active():
+    at = open_app("pages/train.py")
+    no_errors(at)
+    assert [b.label for b in at.button][:3] == ["Start", "Stop", "Resume"]
+    start_tiny_run(at)
+    job = wait_for_training(at)
+    at.run()
+    no_errors(at)
+    assert job.trainer.status == "finished" and job.trainer.iteration == 3
+    trained = [name for name in at.session_state["models"] if "(trained)" in name]
+    assert trained == ["8gaussians (trained)"]
+    assert at.session_state["active_model"] == "8gaussians (trained)"
+    assert any("test NLL" in s.value for s in at.success)
+    # a second run without RNODE's regularisers: both runs listed with what they cost
+    for label in ("Kinetic energy weight", "Jacobian norm weight"):
+        next(n for n in at.number_input if n.label == label).set_value(0.0)
+    start_tiny_run(at)
+    wait_for_training(at)
+    at.run()
+    no_errors(at)
+    runs = at.dataframe[0].value
+    assert list(runs["model"]) == ["8gaussians (trained)", "8gaussians (trained) #2"]
+    assert list(runs["kinetic"]) == [0.05, 0.0] and list(runs["Jacobian"]) == [0.05, 0.0]
+    assert (runs["NFE per dopri5 solve"] > 0).all() and (runs["test NLL"] > 0).all()
+
+
+def test_two_sessions_keep_separate_state():
+    first, second = open_app("pages/train.py"), open_app("pages/train.py")
+    start_tiny_run(first, iterations=2)
+    wait_for_training(first)
+    first.run()
+    assert any("(trained)" in name for name in first.session_state["models"])
+    second.run()
+    assert not any("(trained)" in name for name in second.session_state["models"])
+    assert second.session_state["active_model"] == "8gaussians (pretrained)"
+    assert second.session_state["job"] is None
+
+
+def test_bad_settings_are_refused_with_a_message_and_nothing_starts():
+    at = open_app("pages/train.py")
+    at.selectbox(key="train_dataset").set_value("Upload a CSV…")
+    at.run()
+    at.file_uploader[0].set_value(("bad.csv", b"x,y\n1,abc\n", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert any("bad.csv" in e.value for e in at.error)
+    start = next(b for b in at.button if b.label == "Start")
+    assert start.disabled
+    assert at.session_state["active_model"] == "8gaussians (pretrained)"
+
+
+def test_a_shared_address_restores_the_settings_and_model():
+    at = open_app(params={"model": "moons (pretrained)", "train_width": "32", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
+    assert at.session_state["active_model"] == "moons (pretrained)"
+    at.switch_page("pages/train.py")
+    at.run()
+    no_errors(at)
+    assert at.select_slider(key="train_width").value == 32
+    assert abs(at.number_input(key="train_lr").value - 0.003) < 1e-12
+    assert at.selectbox(key="train_method").value == "euler"
+    assert at.number_input(key="train_steps").value == 7
+    assert at.slider(key="train_depth").value == 3  # 99 is out of range: ignored, default kept
+    # and the page writes its settings back into the address
+    at.number_input(key="train_seed").set_value(42)
+    at.run()
+    assert at.query_params["train_seed"] == ["42"] or at.query_params["train_seed"] == "42"
