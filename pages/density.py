@@ -12,7 +12,6 @@ import torch
 from cnf_core import export
 from cnf_core.density import (
     MAX_FRAMES,
-    MAX_RESOLUTION,
     FramesConfig,
     density_frames,
     parse_points,
@@ -22,6 +21,7 @@ from cnf_core.density import (
 )
 from cnf_core.errors import CNFLabError
 from cnf_core.figures.density import density_animation_figure, frame_stats_figure
+from cnf_core.grid import MAX_RESOLUTION
 from cnf_core.solvers import SOLVERS, SolverConfig
 from ui import state, url, views
 from ui.url import Param

@@ -14,11 +14,9 @@ from app_tools import open_app
 from cnf_core import load_model
 from cnf_core.density import (
     MAX_FRAMES,
-    MAX_RESOLUTION,
     DensityFrames,
     FramesConfig,
     density_frames,
-    make_grid,
     parse_points,
     particle_paths,
     pushed_samples,
@@ -30,6 +28,7 @@ from cnf_core.export import animation_gif, animation_html, density_rgb, viridis_
 from cnf_core.field import ACTIVATIONS, ConcatSquashField, FieldConfig
 from cnf_core.figures.density import density_animation_figure, display_values, frame_stats_figure
 from cnf_core.flow import standard_normal_log_prob
+from cnf_core.grid import MAX_RESOLUTION, make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from app_tools import no_errors, open_app
 from torch import nn
 
 from cnf_core import solver_lab as lab
-from cnf_core.density import make_grid
+from cnf_core.grid import make_grid
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError
 from cnf_core.flow import standard_normal_log_prob

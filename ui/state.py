@@ -244,7 +244,8 @@ def _dataset_name(dataset) -> str:
 
 def make_snapshot(trainer: Trainer, n: int = 600, resolution: int = 48) -> Snapshot | None:
     """Samples and a coarse density of the model being trained (a CPU copy)."""
-    from cnf_core.density import density_frames, make_grid
+    from cnf_core.density import density_frames
+    from cnf_core.grid import make_grid
     from cnf_core.solvers import SolverConfig
 
     model = trainer.model()

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..density import Grid
+from ..grid import Grid
 from ..solver_lab import ConfigurationResult, Reference, SolverPath, TrainEvalMatrix, WorkPrecision
 from ..solvers import SOLVERS
 from .training import COLORS, _numpy, _square

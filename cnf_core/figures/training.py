@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ..density import Grid
+from ..grid import Grid
 
 __all__ = ["COLORS", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
 
