@@ -9,7 +9,7 @@ from collections import OrderedDict
 import streamlit as st
 import torch
 
-from cnf_core import export
+from cnf_core.figures import export
 from cnf_core.density import (
     MAX_FRAMES,
     FramesConfig,
