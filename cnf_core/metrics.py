@@ -19,8 +19,8 @@ Distances are compared as squared distances computed by one formula,
 (a₁ - b₁)² + (a₂ - b₂)² in float64, for radii and memberships alike, so
 the "≤" on a ball's boundary is decided exactly whenever the coordinates and
 their squared differences are exactly representable. KD-trees (scipy) find
-the candidate pairs, so 5000 against 5000 points takes milliseconds and
-memory grows linearly with n.
+the candidate pairs, so the work grows like n log n and memory linearly
+with n, not as an n × n distance matrix.
 """
 
 from __future__ import annotations
