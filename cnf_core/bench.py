@@ -36,9 +36,10 @@ from typing import Callable
 import torch
 
 from . import datasets, native
-from .density import density_frames, make_grid
+from .density import density_frames
 from .field import EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass, _tanh_parameters
 from .flow import log_density
+from .grid import make_grid
 from .solvers import SolverConfig
 from .training import TrainConfig, Trainer, time_to_nll
 

@@ -21,11 +21,10 @@ from .errors import CNFLabError
 from .field import ACTIVATIONS, FieldConfig
 from .solvers import SOLVERS, SolverConfig
 from .divergence import TRACE_ESTIMATORS
-from .metrics import likelihood_gap, sample_metrics, truncated_samples
-from .training import TEST_SEED_OFFSET, evaluation_solver
-from .training import OBJECTIVES, TrainConfig, Trainer, test_nll
+from .evaluation import evaluate, record_evaluation
+from .training import OBJECTIVES, TrainConfig, Trainer
 
-__all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
+__all__ = ["main", "build_parser", "train_model", "pretrain"]
 
 PRETRAIN_ITERATIONS = 2000
 # The shipped models are smaller (3×32) and trained with RNODE's regularisers: within 0.06 nats
@@ -137,14 +136,7 @@ def train_model(config: TrainConfig, eval_n: int = 5000, log=None) -> "CNF":  # 
     trainer = Trainer(config).run(progress=progress)
     if trainer.status == "failed" and log is not None:
         log(trainer.message)
-    model = trainer.model()
-    if eval_n:
-        nll, _ = test_nll(model, config.dataset, n=eval_n)
-        model.info["test_nll"] = nll
-        model.info["test_n"] = eval_n
-    model.info["dataset"] = config.dataset if isinstance(config.dataset, str) else config.dataset.name
-    model.info["entropy"] = datasets.entropy(config.dataset)
-    return model
+    return record_evaluation(trainer.model(), config.dataset, n=eval_n)
 
 
 def pretrain(
@@ -183,39 +175,6 @@ def pretrain(
         if log:
             log(f"wrote {path}  test NLL {model.info.get('test_nll', float('nan')):.4f}")
     return written
-
-
-def evaluate(model, dataset: str, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None, k: int = 3) -> dict:
-    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE, and the sample metrics.
-
-    n model samples (base noise from `seed`) are compared with the same n
-    fresh test points the NLL is measured on: k-NN precision, recall,
-    density, coverage, the Fréchet distance, and where the data has known
-    modes the IS analogue and mode coverage (null otherwise).
-    """
-    started = time.perf_counter()
-    solver = solver or evaluation_solver()
-    nll, nfe = test_nll(model, dataset, n=n, seed=seed, solver=solver)
-    test_points = datasets.sample(dataset, n, seed=seed + TEST_SEED_OFFSET)
-    samples, sample_stats = truncated_samples(model.field, n, seed=seed, taus=(1.0,), solver=solver)
-    sample_figures = sample_metrics(test_points, samples[0], dataset=dataset, k=min(k, n - 1)) if n > 1 else {}
-    return {
-        "dataset": dataset,
-        "n": n,
-        **likelihood_gap(nll, dataset),
-        "nfe": nfe,
-        "precision": sample_figures.get("precision"),
-        "recall": sample_figures.get("recall"),
-        "density": sample_figures.get("density"),
-        "coverage": sample_figures.get("coverage"),
-        "k": sample_figures.get("k"),
-        "frechet": sample_figures.get("frechet"),
-        "inception_score": sample_figures.get("inception_score"),
-        "mode_coverage": sample_figures.get("mode_coverage"),
-        "in_mode_share": sample_figures.get("in_mode_share"),
-        "sample_nfe": sample_stats.nfe_forward,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
 
 
 def _json_safe(value):

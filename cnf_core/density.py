@@ -73,14 +73,12 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
 from .field import ConcatSquashField
 from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
+from .grid import Grid, make_grid
 from .solvers import SolverConfig, SolveStats, number, failure_message, integrate
 
 __all__ = [
     "MAX_FRAMES",
-    "MAX_RESOLUTION",
     "STRATEGIES",
-    "Grid",
-    "make_grid",
     "FramesConfig",
     "DensityFrames",
     "density_frames",
@@ -91,9 +89,6 @@ __all__ = [
 ]
 
 MAX_FRAMES = 60
-MAX_RESOLUTION = 200
-MIN_RESOLUTION = 2
-MAX_HALF_WIDTH = 20.0
 MAX_PICKED_POINTS = 50
 STRATEGIES = ("per-frame", "batched")
 # First step of an adaptive frame solve, in units of model time. The solver's
@@ -102,42 +97,6 @@ STRATEGIES = ("per-frame", "batched")
 # control where too long) cut 30 frames from 1018 to 845 NFE on 8gaussians
 # and from 1246 to 1067 on checkerboard (0.05 and 0.2 did worse on one of them).
 FIRST_STEP_TIME = 0.1
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A square grid over [-half_width, half_width]², `resolution` points a side."""
-
-    half_width: float
-    resolution: int
-
-    def __post_init__(self) -> None:
-        half_width = number("half_width", self.half_width)
-        if not 0 < half_width <= MAX_HALF_WIDTH:
-            raise ConfigError(f"half_width: the view must be in (0, {MAX_HALF_WIDTH:g}], got {self.half_width!r}")
-        resolution = number("resolution", self.resolution, integer=True)
-        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-            raise ConfigError(f"resolution: must be {MIN_RESOLUTION}..{MAX_RESOLUTION} points a side, got {self.resolution!r}")
-        object.__setattr__(self, "half_width", half_width)
-        object.__setattr__(self, "resolution", resolution)
-
-    @property
-    def axis(self) -> torch.Tensor:
-        return torch.linspace(-self.half_width, self.half_width, self.resolution, dtype=torch.float64)
-
-    @property
-    def cell_area(self) -> float:
-        step = 2 * self.half_width / (self.resolution - 1)
-        return step * step
-
-    def points(self) -> torch.Tensor:
-        """(resolution², 2) points, row-major with y the slow index (as a heatmap wants)."""
-        yy, xx = torch.meshgrid(self.axis, self.axis, indexing="ij")
-        return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
-
-
-def make_grid(half_width: float = 4.0, resolution: int = 100) -> Grid:
-    return Grid(half_width, resolution)
 
 
 @dataclass(frozen=True)

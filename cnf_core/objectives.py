@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .evaluation import evaluation_solver, record_evaluation, test_nll
 from .flow import CNF, log_density_with_stats
 from .solvers import SolverConfig
-from .training import OBJECTIVES, TrainConfig, evaluation_solver, test_nll, time_to_nll
+from .training import OBJECTIVES, TrainConfig, time_to_nll
 
 __all__ = ["PathStatistics", "path_statistics", "ObjectiveRun", "compare_objectives", "seconds_to_reach", "nll_work_precision"]
 
@@ -77,7 +78,7 @@ def compare_objectives(
         config = base.replace(objective=objective)
         # a target below any reachable NLL: train the whole budget, recording the curve
         result = time_to_nll(config, target=-math.inf, cap=seconds, check_every=check_every, test_n=test_n)
-        model = result["model"]
+        model = record_evaluation(result["model"], dataset, n=test_n, nll=result["final_nll"])
         runs[objective] = ObjectiveRun(
             objective=objective,
             checks=result["checks"],

@@ -40,17 +40,17 @@ from torch.optim.lr_scheduler import LambdaLR
 from . import datasets
 from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
+from .evaluation import evaluation_solver, test_nll
 from .field import ConcatSquashField, FieldConfig
 from .flow import CNF, log_density_with_stats
 from .solvers import SolverConfig, SolveStats, number
 
-__all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "evaluation_solver", "test_nll", "time_to_nll"]
+__all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "time_to_nll"]
 
 OBJECTIVES = ("mle", "fm")
 MAX_BATCH = 20_000
 MAX_ITERATIONS = 1_000_000
 MAX_SECONDS = 6 * 3600
-TEST_SEED_OFFSET = 1_000_003  # test samples never share a seed with training batches
 # Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
 # plus at the end: the precision & recall page measures the model along its training.
 SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
@@ -69,11 +69,6 @@ def pick_device(name: str = "auto") -> torch.device:
             raise ConfigError("device: CUDA was asked for but no GPU is available; use 'cpu' or 'auto'")
         return torch.device(name)
     raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {name!r}")
-
-
-def evaluation_solver() -> SolverConfig:
-    """The tight solver every reported NLL uses, whatever the model was trained with."""
-    return SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5)
 
 
 @dataclass(frozen=True)
@@ -447,18 +442,6 @@ def _cosine(fraction: float) -> float:
     """Cosine decay from 1 to 0.01 as `fraction` of the budget goes from 0 to 1."""
     fraction = min(max(fraction, 0.0), 1.0)
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction))
-
-
-def test_nll(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None) -> tuple[float, int]:
-    """Mean negative log-likelihood (nats) of fresh test samples, and the NFE it took."""
-    x = datasets.sample(dataset, n, seed=seed + TEST_SEED_OFFSET)
-    with torch.no_grad():
-        log_p, _, stats = log_density_with_stats(model.field, x, 1.0, solver or evaluation_solver(), "exact")
-    nll = -log_p.mean().item()
-    return (nll if math.isfinite(nll) else float("inf")), stats.nfe_forward
-
-
-test_nll.__test__ = False  # a metric, not a pytest test
 
 
 def time_to_nll(config: TrainConfig, target: float, cap: float, check_every: float = 1.0, test_n: int = 2000) -> dict:

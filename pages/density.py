@@ -7,10 +7,9 @@ import os
 import streamlit as st
 import torch
 
-from cnf_core import export
+from cnf_core.figures import export
 from cnf_core.density import (
     MAX_FRAMES,
-    MAX_RESOLUTION,
     FramesConfig,
     parse_points,
     particle_paths,
@@ -19,6 +18,7 @@ from cnf_core.density import (
 )
 from cnf_core.errors import CNFLabError
 from cnf_core.figures.density import density_animation_figure, frame_stats_figure
+from cnf_core.grid import MAX_RESOLUTION
 from cnf_core.solvers import SOLVERS
 from ui import state, url, views, widgets
 from ui.cache import cached

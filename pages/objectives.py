@@ -8,7 +8,7 @@ from cnf_core.errors import CNFLabError
 from cnf_core.figures.objectives import OBJECTIVE_NAMES, nll_over_time_figure, paths_figure, work_precision_figure
 from cnf_core.flow import trajectories
 from cnf_core.objectives import compare_objectives, nll_work_precision, seconds_to_reach
-from cnf_core.training import evaluation_solver
+from cnf_core.evaluation import evaluation_solver
 from ui import state, url
 from ui.url import Param
 
@@ -82,6 +82,5 @@ st.caption(
 for name, run in runs.items():
     entry_name = f"{dataset} ({OBJECTIVE_NAMES[name]}, {seconds} s)"
     if entry_name not in state.models():
-        run.model.info.update(dataset=dataset, test_nll=run.final_nll, entropy=entropy)
         state.add_model(state.ModelEntry(entry_name, run.model, "trained"), make_active=False)
 publish_settings()

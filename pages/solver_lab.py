@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnf_core import datasets
 from cnf_core import solver_lab as lab
-from cnf_core.density import make_grid
+from cnf_core.grid import make_grid
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure
 from cnf_core.figures.solvers import (

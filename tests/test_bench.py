@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cnf_core.bench import _naive_frames, bench_trace
-from cnf_core.density import density_frames, make_grid
+from cnf_core.density import density_frames
 from cnf_core.field import ConcatSquashField
+from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig
 
 ROOT = Path(__file__).resolve().parent.parent

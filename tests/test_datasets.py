@@ -170,6 +170,21 @@ def test_csv_with_header_without_header_and_separators(tmp_path) -> None:
     assert datasets.from_csv(csv_bytes(SQUARE_ROWS), name="mine").name == "mine"
 
 
+def test_csv_quoted_numbers_and_header() -> None:
+    # spreadsheets quote cells: a separator inside quotes splits nothing
+    quoted = '"x, in m","y, in m"\n' + "".join(f'"{x}","{y}"\n' for x, y in SQUARE_ROWS)
+    check_fitted_square(datasets.from_csv(quoted.encode()))
+    # decimal commas inside quotes, with a comma or a semicolon as the separator
+    for separator in (",", ";"):
+        rows = "".join(f'"{x:.1f}"{separator}"{y:.1f}"\n'.replace(".", ",") for x, y in SQUARE_ROWS)
+        check_fitted_square(datasets.from_csv(f'"x"{separator}"y"\n{rows}'.encode()))
+    assert datasets.from_csv(b'"0,5","1"\n' + b"".join(b"%d,%d\n" % (i, i % 3) for i in range(12))).name == "csv"
+    with pytest.raises(DataError, match="line 3, column 2 has text 'abc'"):
+        datasets.from_csv(b'"x","y"\n"1","2"\n"3","abc"\n')
+    with pytest.raises(DataError, match="line 2 has 3 columns"):
+        datasets.from_csv(b'"x","y"\n"1","2","3"\n')
+
+
 GOOD_ROWS = "".join(f"{i},{i * i}\n" for i in range(20))
 
 
@@ -199,7 +214,7 @@ def test_bad_csv_is_refused_with_a_telling_message(content: bytes, keyword: str)
 
 
 def test_csv_row_limit_stops_reading_early(monkeypatch) -> None:
-    monkeypatch.setattr(datasets, "MAX_CSV_ROWS", 100)
+    monkeypatch.setattr(datasets.uploads, "MAX_CSV_ROWS", 100)  # the limit the reader reads
     with pytest.raises(DataError, match="more than 100 rows"):
         datasets.from_csv(("".join(f"{i},{i % 7}\n" for i in range(101))).encode())
     assert datasets.from_csv(("".join(f"{i},{i % 7}\n" for i in range(100))).encode()).name == "csv"

@@ -1,22 +1,18 @@
-"""Density frames p_t: closed forms, unit mass, agreement with pushed samples, the animation and its exports."""
+"""Density frames p_t: closed forms, unit mass, agreement with pushed samples, the animation (its exports: test_export.py)."""
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cnf_core import load_model
 from cnf_core.density import (
     MAX_FRAMES,
-    MAX_RESOLUTION,
     DensityFrames,
     FramesConfig,
     density_frames,
-    make_grid,
     parse_points,
     particle_paths,
     pushed_samples,
@@ -24,10 +20,10 @@ from cnf_core.density import (
 )
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError, SolveError
-from cnf_core.export import animation_gif, animation_html, density_rgb, viridis_table
 from cnf_core.field import ACTIVATIONS, ConcatSquashField, FieldConfig
 from cnf_core.figures.density import density_animation_figure, display_values, frame_stats_figure
 from cnf_core.flow import standard_normal_log_prob
+from cnf_core.grid import MAX_RESOLUTION, make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,23 +253,3 @@ def test_figure_payload_stays_small_at_the_benchmark_size():
     assert size < 3e6, size
 
 
-def test_gif_has_one_frame_per_time_in_viridis():
-    frames = _small_frames(count=4, resolution=16)
-    data = animation_gif(frames, size=120)
-    image = Image.open(io.BytesIO(data))
-    assert image.format == "GIF" and image.n_frames == 4 and image.size == (120, 120)
-    table = viridis_table()
-    assert tuple(table[0]) == (68, 1, 84) and tuple(table[-1]) == (253, 231, 37)  # viridis' ends
-    rgb = density_rgb(frames)
-    assert rgb.shape == (4, 16, 16, 3) and rgb.dtype == np.uint8
-    # the peak of p_0 (the middle) is the brightest colour, the corners the darkest
-    assert rgb[0, 8, 8].sum() > rgb[0, 0, 0].sum()
-
-
-def test_html_export_is_standalone_and_holds_every_frame():
-    frames = _small_frames(count=3, resolution=12)
-    page = animation_html(density_animation_figure(frames)).decode("utf-8")
-    assert page.lower().startswith("<!doctype html>") and "<title>CNF Lab · density evolution</title>" in page
-    assert "Plotly.newPlot" in page and 'src="http' not in page and len(page) > 1_000_000  # plotly.js inlined
-    for k in range(3):
-        assert f'"name":"{k}"' in page

@@ -1,6 +1,5 @@
-"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue, eval --json."""
+"""Sample metrics: k-NN precision/recall, density/coverage, Fréchet distance, IS analogue."""
 
-import json
 import math
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 import torch
 
 from cnf_core import datasets, load_model
-from cnf_core.cli import evaluate, main
 from cnf_core.errors import ConfigError
 from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, metrics_over_training_figure, truncation_figure, union_of_balls_mask
 from cnf_core.flow import CNF
@@ -32,7 +30,6 @@ from cnf_core.metrics import (
 from cnf_core.solvers import SolverConfig
 
 EIGHT = MODES["8gaussians"]
-PRETRAINED = "assets/models/8gaussians.pt"
 
 
 def brute_force(real, fake, k):
@@ -252,23 +249,6 @@ def test_union_of_balls_raster_and_figures():
     assert "precision" in inside_trace.name
     assert len(metrics_over_k_figure({"k": [1, 2], "precision": [1, 1], "recall": [0.5, 0.6], "density": [1, 1], "coverage": [0.2, 0.3]}, 2).data) == 4
     assert len(truncation_figure([0.5, 1.0], [0.9, 0.7], [0.4, 0.8], current=(1.0, 0.7, 0.8)).data) == 2
-
-
-# ---------------------------------------------------------------- eval --json and the page
-
-
-def test_evaluate_reports_every_metric(capsys):
-    figures = evaluate(load_model(PRETRAINED), "8gaussians", n=300, seed=0)
-    for key in ("nll", "entropy", "kl_gap", "precision", "recall", "density", "coverage", "frechet", "nfe", "inception_score", "mode_coverage"):
-        assert figures[key] is not None, key
-    for key in ("precision", "recall", "coverage", "mode_coverage"):
-        assert 0 <= figures[key] <= 1
-    assert 1 <= figures["inception_score"] <= 8 and figures["frechet"] >= 0
-    assert figures["kl_gap"] == pytest.approx(figures["nll"] - figures["entropy"])
-    assert main(["eval", PRETRAINED, "--dataset", "moons", "--n", "200", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["entropy"] is None and printed["inception_score"] is None and printed["mode_coverage"] is None
-    assert 0 <= printed["precision"] <= 1 and printed["frechet"] >= 0
 
 
 def test_metrics_over_training_measure_each_snapshot():

@@ -15,6 +15,7 @@ from cnf_core import density, native
 from cnf_core.checkpoints import load_model
 from cnf_core.errors import SolveError
 from cnf_core.field import ConcatSquashField, FieldConfig
+from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +161,7 @@ def frames_both_ways(field, times, grid, solver, monkeypatch):
 @pytest.mark.slow
 def test_compiled_frames_match_a_tight_float64_solve_at_torchdiffeqs_cost(kernel, monkeypatch):
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
-    grid, times = density.make_grid(4.5, 40), [0.0, 0.05, 0.5, 1.0]
+    grid, times = make_grid(4.5, 40), [0.0, 0.05, 0.5, 1.0]
     solver = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5)
     compiled, stepped_in_python = frames_both_ways(field, times, grid, solver, monkeypatch)
     exact = density.density_frames(load_model(ROOT / "assets" / "models" / "8gaussians.pt").field.double(), times, grid, SolverConfig(rtol=1e-10, atol=1e-10))
@@ -178,7 +179,7 @@ def test_compiled_frames_of_a_translation_match_the_closed_form(kernel):
         for p in field.parameters():
             p.zero_()
         field.layers[-1].time_bias.weight.copy_(torch.tensor([[1.5], [-0.5]]))
-    grid, times = density.make_grid(4.0, 30), [0.3, 1.0]
+    grid, times = make_grid(4.0, 30), [0.3, 1.0]
     frames = density.density_frames(field, times, grid, SolverConfig(rtol=1e-5, atol=1e-5))
     points = grid.points().double()
     for k, t in enumerate(times):
@@ -189,7 +190,7 @@ def test_compiled_frames_of_a_translation_match_the_closed_form(kernel):
 
 def test_compiled_frames_stop_at_the_caps_with_the_solvers_status(kernel):
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
-    grid = density.make_grid(4.0, 20)
+    grid = make_grid(4.0, 20)
     with pytest.raises(SolveError) as raised:
         density.density_frames(field, [1.0], grid, SolverConfig(rtol=1e-5, atol=1e-5, max_nfe=20))
     assert raised.value.status == "nfe-cap" and "20 function evaluations" in str(raised.value)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cnf_core import solver_lab as lab
-from cnf_core.density import make_grid
+from cnf_core.grid import make_grid
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError
 from cnf_core.flow import standard_normal_log_prob

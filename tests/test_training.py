@@ -8,7 +8,8 @@ import torch
 from cnf_core.errors import ConfigError
 from cnf_core.field import FieldConfig
 from cnf_core.solvers import SolverConfig
-from cnf_core.training import TrainConfig, Trainer, pick_device, test_nll
+from cnf_core.evaluation import test_nll
+from cnf_core.training import TrainConfig, Trainer, pick_device
 
 TINY = dict(field=FieldConfig(hidden=(16, 16)), batch_size=64)
 
@@ -256,7 +257,7 @@ def test_optimal_pairing_minimises_total_squared_distance():
 
 @pytest.mark.slow
 def test_rnode_regularisers_lower_the_nfe_at_equal_iterations():
-    from cnf_core.training import evaluation_solver
+    from cnf_core.evaluation import evaluation_solver
 
     def trained_nfe(**weights):
         config = TrainConfig(dataset="8gaussians", iterations=250, field=FieldConfig(hidden=(32, 32)), batch_size=128, **weights)

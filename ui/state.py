@@ -22,7 +22,8 @@ from cnf_core import datasets, load_model
 from cnf_core.checkpoints import checkpoint_bytes
 from cnf_core.errors import CNFLabError
 from cnf_core.flow import CNF
-from cnf_core.training import TrainConfig, Trainer, test_nll
+from cnf_core.evaluation import record_evaluation
+from cnf_core.training import TrainConfig, Trainer
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
 LOG = logging.getLogger("cnf_lab")
@@ -215,8 +216,7 @@ class TrainingJob:
                 return
             self.snapshot = make_snapshot(self.trainer)
             model = self.trainer.model()
-            nll, nfe = test_nll(model, self.trainer.config.dataset, n=2000)
-            model.info.update(test_nll=nll, test_n=2000, eval_nfe=nfe, dataset=_dataset_name(self.trainer.config.dataset), entropy=datasets.entropy(self.trainer.config.dataset))
+            record_evaluation(model, self.trainer.config.dataset, n=2000)
             if self.trainer.status == "failed":
                 self.error = self.trainer.message
             if self.trainer.iteration > 0:
@@ -243,13 +243,10 @@ def _session_alive(session_id: str | None) -> bool:
     return Runtime.instance().is_active_session(session_id)
 
 
-def _dataset_name(dataset) -> str:
-    return dataset if isinstance(dataset, str) else dataset.name
-
-
 def make_snapshot(trainer: Trainer, n: int = 600, resolution: int = 48) -> Snapshot | None:
     """Samples and a coarse density of the model being trained (a CPU copy)."""
-    from cnf_core.density import density_frames, make_grid
+    from cnf_core.density import density_frames
+    from cnf_core.grid import make_grid
     from cnf_core.solvers import SolverConfig
 
     model = trainer.model()

@@ -6,10 +6,11 @@ import streamlit as st
 import torch
 
 from cnf_core import datasets
-from cnf_core.density import density_frames, make_grid
+from cnf_core.density import density_frames
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure, scatter_figure
 from cnf_core.flow import CNF
+from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig
 
 from .cache import cached

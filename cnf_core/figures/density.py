@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..density import DensityFrames
-from .training import COLORS, DENSITY_SCALE, _numpy, _square
+from .training import COLORS, DENSITY_SCALE, to_numpy, _square
 
 __all__ = ["LOG_FLOOR", "display_values", "density_animation_figure", "frame_stats_figure"]
 
@@ -32,7 +32,7 @@ def display_values(frames: DensityFrames, log_scale: bool = False, floor: float 
     Linear: p, from 0 to a high quantile of p over all frames. Log: log p
     clipped below at `floor`, from the floor (or the smallest value) to the largest.
     """
-    log_p = _numpy(frames.log_density)
+    log_p = to_numpy(frames.log_density)
     if log_scale:
         values = np.maximum(log_p, floor)
         low, high = float(values.min()), float(values.max())
@@ -90,16 +90,16 @@ def density_animation_figure(
     times = list(frames.times)
     count = len(times)
     values, low, high = display_values(frames, log_scale, floor)
-    axis = _numpy(frames.grid.axis).astype(np.float32)
+    axis = to_numpy(frames.grid.axis).astype(np.float32)
     label = "log p" if log_scale else "p"
     half_width = frames.grid.half_width
     start = min(max(int(start), 0), count - 1)
 
     # overlays travel as float32: half the payload, far below screen resolution
-    samples = None if samples is None else _numpy(samples).astype(np.float32)
-    paths = None if paths is None else _numpy(paths).astype(np.float32)
+    samples = None if samples is None else to_numpy(samples).astype(np.float32)
+    paths = None if paths is None else to_numpy(paths).astype(np.float32)
     if arrows is not None:
-        arrow_points, arrow_velocities = (_numpy(a) for a in arrows)
+        arrow_points, arrow_velocities = (to_numpy(a) for a in arrows)
         spacing = 2 * half_width / max(int(round(np.sqrt(len(arrow_points)))) - 1, 1)
         speed = np.linalg.norm(arrow_velocities, axis=-1)
         typical = float(np.quantile(speed, 0.95)) if speed.size else 0.0

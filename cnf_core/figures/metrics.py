@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..density import make_grid
+from ..grid import make_grid
 from ..metrics import KNNManifold, as_points
 from .training import COLORS
 

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from ..neural_ode import AdjointPath, MemorySweep, ResNetVsODE, TimeReversal
 from ..solvers import SOLVERS
-from .training import COLORS, _numpy, _square
+from .training import COLORS, to_numpy, _square
 
 __all__ = [
     "DEPTH_COLORS",
@@ -63,10 +63,10 @@ def resnet_trajectories_figure(comparison: ResNetVsODE, depths: Sequence[int], t
         rows=1, cols=panels, horizontal_spacing=0.03,
         subplot_titles=[f"L = {d} block{'s' if d > 1 else ''} (h = 1/{d})" for d in depths] or [""],
     )
-    ode = _numpy(comparison.ode_paths)
-    starts = _numpy(comparison.starts)
+    ode = to_numpy(comparison.ode_paths)
+    starts = to_numpy(comparison.starts)
     ends = ode[-1]
-    arrays = [ode] + [_numpy(comparison.resnet_paths[d]) for d in depths]
+    arrays = [ode] + [to_numpy(comparison.resnet_paths[d]) for d in depths]
     half_width = _reach(*arrays)
     for column, depth in enumerate(depths or [None], start=1):
         first = column == 1
@@ -76,7 +76,7 @@ def resnet_trajectories_figure(comparison: ResNetVsODE, depths: Sequence[int], t
             row=1, col=column,
         )
         if depth is not None:
-            resnet = _numpy(comparison.resnet_paths[depth])
+            resnet = to_numpy(comparison.resnet_paths[depth])
             color = DEPTH_COLORS[(column - 1) % len(DEPTH_COLORS)]
             xs, ys = _joined(resnet)
             fig.add_trace(
@@ -138,9 +138,9 @@ def adjoint_state_figure(path: AdjointPath, targets, title: str = "The adjoint s
     Arrows are drawn at every other recorded time, scaled so the longest is
     a fixed share of the view; crosses are the targets y.
     """
-    states = _numpy(path.states)  # (T, n, d), t from t1 back to t0
-    adjoints = _numpy(path.adjoints)
-    goal = _numpy(targets)
+    states = to_numpy(path.states)  # (T, n, d), t from t1 back to t0
+    adjoints = to_numpy(path.adjoints)
+    goal = to_numpy(targets)
     half_width = _reach(states, goal)
     fig = go.Figure()
     xs, ys = _joined(states)
@@ -167,8 +167,8 @@ def adjoint_state_figure(path: AdjointPath, targets, title: str = "The adjoint s
 
 def adjoint_norm_figure(path: AdjointPath, title: str = "‖a_z(t)‖, solved from t₁ back to t₀") -> go.Figure:
     """The size of each point's adjoint state against t: it starts at ‖∂L/∂z(t₁)‖ and is carried back by the dynamics."""
-    times = _numpy(path.times)
-    norms = np.linalg.norm(_numpy(path.adjoints), axis=-1)  # (T, n)
+    times = to_numpy(path.times)
+    norms = np.linalg.norm(to_numpy(path.adjoints), axis=-1)  # (T, n)
     fig = go.Figure()
     for point in range(norms.shape[1]):
         fig.add_trace(go.Scatter(x=times, y=norms[:, point], mode="lines", line=dict(width=1.5), name=f"point {point + 1}", showlegend=False))
@@ -217,13 +217,13 @@ def memory_figure(sweep: MemorySweep, title: str = "Memory kept for the backward
 
 def reversal_figure(starts, reconstructions: Sequence[tuple[str, object]], title: str = "Round trip z(t₀) → z(t₁) → z(t₀)′") -> go.Figure:
     """The start points and, per solver, where solving forward and back again lands, with the miss drawn as a segment."""
-    origin = _numpy(starts)
-    arrays = [origin] + [_numpy(points) for _, points in reconstructions]
+    origin = to_numpy(starts)
+    arrays = [origin] + [to_numpy(points) for _, points in reconstructions]
     half_width = _reach(*arrays)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=origin[:, 0], y=origin[:, 1], mode="markers", name="z(t₀)", marker=dict(color="black", size=6)))
     for index, (label, points) in enumerate(reconstructions):
-        back = _numpy(points)
+        back = to_numpy(points)
         color = DEPTH_COLORS[index % len(DEPTH_COLORS)]
         xs, ys = [], []
         for (x0, y0), (x1, y1) in zip(origin, back):
@@ -260,7 +260,7 @@ def reversal_error_figure(reversal: TimeReversal, title: str = "Round-trip error
 
 def fit_figure(times, truth, model, observed=None, title: str = "Pendulum trajectories: truth (dashed) and the Neural ODE (solid)") -> go.Figure:
     """True trajectories (dashed), the model's from the same starts (solid), and the observations it is fitted to."""
-    truth_np, model_np = _numpy(truth), _numpy(model)
+    truth_np, model_np = to_numpy(truth), to_numpy(model)
     half_width = _reach(truth_np, model_np, cap=10.0)
     fig = go.Figure()
     xs, ys = _joined(truth_np)
@@ -268,7 +268,7 @@ def fit_figure(times, truth, model, observed=None, title: str = "Pendulum trajec
     xs, ys = _joined(model_np)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="Neural ODE", line=dict(color=COLORS["model"], width=2), hoverinfo="skip"))
     if observed is not None:
-        seen = _numpy(observed).reshape(-1, 2)
+        seen = to_numpy(observed).reshape(-1, 2)
         fig.add_trace(go.Scatter(x=seen[:, 0], y=seen[:, 1], mode="markers", name="observations", marker=dict(color=COLORS["data"], size=4)))
     starts = truth_np[0]
     fig.add_trace(go.Scatter(x=starts[:, 0], y=starts[:, 1], mode="markers", name="z(t₀)", marker=dict(color="black", size=7)))

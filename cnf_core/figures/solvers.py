@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ..density import Grid
+from ..grid import Grid
 from ..solver_lab import ConfigurationResult, Reference, SolverPath, TrainEvalMatrix, WorkPrecision
 from ..solvers import SOLVERS
-from .training import COLORS, _numpy, _square
+from .training import COLORS, to_numpy, _square
 
 __all__ = [
     "CONFIG_COLORS",
@@ -37,10 +37,10 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
 
 def density_error_figure(error, grid: Grid, title: str = "p₁ − p₁(reference)") -> go.Figure:
     """Heatmap of a density difference on `grid`, on a diverging scale centred at zero."""
-    values = _numpy(error)
+    values = to_numpy(error)
     bound = float(np.nanmax(np.abs(values))) if values.size else 0.0
     bound = bound if bound > 0 else 1.0
-    axis = _numpy(grid.axis)
+    axis = to_numpy(grid.axis)
     fig = go.Figure(
         go.Heatmap(
             x=axis, y=axis, z=values, colorscale="RdBu_r", zmin=-bound, zmax=bound, zmid=0.0,
@@ -61,19 +61,19 @@ def path_figure(path: SolverPath | None, reference: Reference, title: str = "", 
     at most three times the standard one.
     """
     fig = go.Figure()
-    ref = _numpy(reference.paths)  # (D, m, 2)
+    ref = to_numpy(reference.paths)  # (D, m, 2)
     xs, ys = _joined(ref)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="reference", line=dict(color="#b0b0b0", width=2), hoverinfo="skip"))
-    starts = _numpy(reference.base_points)
+    starts = to_numpy(reference.base_points)
     fig.add_trace(go.Scatter(x=starts[:, 0], y=starts[:, 1], mode="markers", name="start z(0)", marker=dict(color="black", size=6)))
     if path is not None:
-        states = _numpy(path.states)
+        states = to_numpy(path.states)
         finite = np.isfinite(states)
         reach = float(np.abs(states[finite]).max()) if finite.any() else 0.0
         states = np.where(finite, states, np.nan)
         xs, ys = _joined(states)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="solver", line=dict(color=color, width=1.5, shape="linear")))
-        steps = states[_numpy(path.is_step).astype(bool)]
+        steps = states[to_numpy(path.is_step).astype(bool)]
         fig.add_trace(
             go.Scatter(x=steps[..., 0].reshape(-1), y=steps[..., 1].reshape(-1), mode="markers", name="solver steps", marker=dict(color=color, size=4))
         )

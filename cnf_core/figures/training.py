@@ -11,15 +11,16 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from ..density import Grid
+from ..grid import Grid
 
-__all__ = ["COLORS", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
+__all__ = ["COLORS", "DENSITY_SCALE", "to_numpy", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
 
 COLORS = {"data": "#1f4e79", "model": "#d1495b", "floor": "#2a9d8f", "accent": "#edae49"}
 DENSITY_SCALE = "Viridis"
 
 
-def _numpy(values) -> np.ndarray:
+def to_numpy(values) -> np.ndarray:
+    """A float64 array of a tensor (detached, on the CPU) or of anything array-like: what the figures plot."""
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=float)
@@ -34,7 +35,7 @@ def _square(fig: go.Figure, half_width: float) -> go.Figure:
 
 def scatter_figure(points, title: str = "", half_width: float = 4.0, color: str = COLORS["data"], name: str = "samples") -> go.Figure:
     """A square scatter of 2-D points (data preview, model samples)."""
-    xy = _numpy(points)
+    xy = to_numpy(points)
     fig = go.Figure(
         go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name, marker=dict(size=3, color=color, opacity=0.6))
     )
@@ -97,9 +98,9 @@ def density_figure(
     floor: float = -12.0,
 ) -> go.Figure:
     """Heatmap of p (or log p, clipped below at `floor`) on `grid`, with optional samples on top."""
-    values = _numpy(log_density)
+    values = to_numpy(log_density)
     z = np.maximum(values, floor) if log_scale else np.exp(values)
-    axis = _numpy(grid.axis)
+    axis = to_numpy(grid.axis)
     fig = go.Figure(
         go.Heatmap(
             x=axis,
@@ -111,7 +112,7 @@ def density_figure(
         )
     )
     if samples is not None:
-        xy = _numpy(samples)
+        xy = to_numpy(samples)
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="samples", marker=dict(size=3, color="white", opacity=0.7)))
     fig.update_layout(title=title, showlegend=False)
     return _square(fig, grid.half_width)

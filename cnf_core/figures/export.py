@@ -1,8 +1,9 @@
 """Downloads of the density animation: an animated GIF and a standalone HTML page.
 
 Both are pure functions returning bytes. The GIF is rendered here with numpy
-and Pillow (no plotting library): each frame's density goes through a
-viridis colour table with the same colour range as the on-screen figure.
+and Pillow: each frame's density goes through a table sampled from the
+on-screen figure's colour scale (Plotly's Viridis), with the same colour
+range as the figure.
 The HTML file is the Plotly figure itself with plotly.js inlined, so it plays
 offline, slider and all.
 """
@@ -17,20 +18,17 @@ import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
-from .density import DensityFrames
-from .figures.density import LOG_FLOOR, display_values
-from .figures.training import _numpy
+from ..density import DensityFrames
+from .density import LOG_FLOOR, display_values
+from .training import DENSITY_SCALE, to_numpy
 
 __all__ = ["viridis_table", "density_rgb", "animation_gif", "animation_html"]
 
 
 def viridis_table(size: int = 256) -> np.ndarray:
-    """(size, 3) uint8 colours from Plotly's Viridis stops, linearly interpolated."""
-    stops = np.array([plotly.colors.hex_to_rgb(colour) for colour in plotly.colors.sequential.Viridis], dtype=float)
-    positions = np.linspace(0.0, 1.0, len(stops))
-    wanted = np.linspace(0.0, 1.0, size)
-    table = np.stack([np.interp(wanted, positions, stops[:, channel]) for channel in range(3)], axis=1)
-    return np.round(table).astype(np.uint8)
+    """(size, 3) uint8 colours of the figures' scale (Viridis) at `size` evenly spaced levels, sampled by Plotly."""
+    colours = plotly.colors.sample_colorscale(DENSITY_SCALE, np.linspace(0.0, 1.0, size).tolist(), colortype="tuple")
+    return np.round(np.asarray(colours) * 255).astype(np.uint8)
 
 
 def density_rgb(frames: DensityFrames, log_scale: bool = False, floor: float = LOG_FLOOR) -> np.ndarray:
@@ -64,7 +62,7 @@ def animation_gif(
     """
     images = density_rgb(frames, log_scale, floor)
     half_width = frames.grid.half_width
-    samples = None if samples is None else _numpy(samples)
+    samples = None if samples is None else to_numpy(samples)
     rendered = []
     for k, t in enumerate(frames.times):
         image = Image.fromarray(np.ascontiguousarray(images[k])).resize((size, size), Image.Resampling.BILINEAR)

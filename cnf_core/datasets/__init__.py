@@ -1,0 +1,81 @@
+"""2-D datasets for CNF Lab: the built-in toy registry (`toy`) and user uploads (`uploads`).
+
+Everything lives in the standard view [-VIEW, VIEW]² (VIEW = 4). The
+functions here are the one front for both kinds: `sample`, `log_prob` and
+`entropy` take a registry name or a `Dataset` instance (an upload, which is
+never put in the global registry). Every bad input raises `DataError` with a
+message meant for a person.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .dataset import VIEW, DataError, Dataset
+from .toy import DATASETS, EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD, get, names
+from .uploads import (
+    CSV_JITTER,
+    MAX_CSV_ROWS,
+    MAX_IMAGE_PIXELS,
+    MIN_CSV_ROWS,
+    USER_DATA_EXTENT,
+    from_csv,
+    from_image,
+)
+
+__all__ = [
+    "VIEW",
+    "USER_DATA_EXTENT",
+    "CSV_JITTER",
+    "MAX_SAMPLES",
+    "MIN_CSV_ROWS",
+    "MAX_CSV_ROWS",
+    "MAX_IMAGE_PIXELS",
+    "EIGHT_GAUSSIANS_CENTRES",
+    "EIGHT_GAUSSIANS_STD",
+    "DataError",
+    "Dataset",
+    "DATASETS",
+    "names",
+    "get",
+    "sample",
+    "log_prob",
+    "entropy",
+    "from_csv",
+    "from_image",
+]
+
+MAX_SAMPLES = 1_000_000
+
+
+def _resolve(dataset: str | Dataset) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else get(dataset)
+
+
+def sample(dataset: str | Dataset, n: int, seed: int = 0) -> torch.Tensor:
+    """`n` points (float32, shape (n, 2)) of a dataset; the same seed gives the same tensor."""
+    chosen = _resolve(dataset)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
+        raise DataError(f"number of samples must be a whole number from 1 to {MAX_SAMPLES:,}, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise DataError(f"seed must be a whole number, got {seed!r}")
+    # A private generator: sampling never reads or moves torch's global RNG state.
+    generator = torch.Generator().manual_seed(int(seed) % 2**64)
+    return chosen.sampler(int(n), generator).to(torch.float32).contiguous()
+
+
+def log_prob(dataset: str | Dataset, x: torch.Tensor) -> torch.Tensor | None:
+    """Exact log-density (n,) at points x (n, 2), in x's dtype; None where there is no closed form."""
+    chosen = _resolve(dataset)
+    if chosen.log_prob_fn is None:
+        return None
+    x = torch.as_tensor(x)
+    if x.ndim != 2 or x.shape[1] != 2 or not x.is_floating_point():
+        raise DataError(f"points must be a float tensor of shape (n, 2), got {tuple(x.shape)} {x.dtype}")
+    return chosen.log_prob_fn(x)
+
+
+def entropy(dataset: str | Dataset) -> float | None:
+    """True differential entropy in nats (the best achievable NLL); None where unknown."""
+    return _resolve(dataset).entropy
