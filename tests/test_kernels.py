@@ -1,6 +1,6 @@
-"""The compiled tanh kernel: same f and trace as the float64 autograd-checked pass, used where it applies, safe where it cannot be built."""
+"""The compiled tanh kernel behind `cnf_core.kernels`: same f, trace and dopri5 steps as the float64 torch pass and
+torchdiffeq, used only where it applies, and everything still right where it cannot be built."""
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnf_core import density, native
+from cnf_core import density, divergence, kernels
+from cnf_core.kernels import build
 from cnf_core.checkpoints import load_model
 from cnf_core.errors import SolveError
 from cnf_core.field import ConcatSquashField, FieldConfig
-from cnf_core.solvers import SolverConfig
+from cnf_core.solvers import SolverConfig, integrate, landing
+from cnf_core.flow import LogDensityDynamics
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_COMPILER = shutil.which(os.environ.get("CC", "cc")) is not None
 
 
 def reference(field, t, z):
-    """f and tr ∂f/∂z in float64 with gradients on: the general folded pass, checked against autograd elsewhere."""
+    """f and tr ∂f/∂z in float64: the one torch pass, checked against autograd in test_divergence."""
     exact = ConcatSquashField(field.config).double()
     exact.load_state_dict(field.state_dict())
     velocity, divergence = exact.velocity_and_divergence(torch.tensor(t, dtype=torch.float64), z.double())
@@ -41,9 +43,14 @@ def random_field(hidden, seed=0, scale=2.0):
 @pytest.fixture(scope="module")
 def kernel():
     if not HAS_COMPILER:
-        pytest.skip("no C compiler here: every caller uses the scripted pass (tested in test_divergence)")
-    assert native.library() is not None, native.status()
-    assert native.status() == "compiled C kernel"
+        pytest.skip("no C compiler here: every caller uses the torch pass (tested in test_divergence)")
+    assert kernels.library() is not None, kernels.status()
+    assert kernels.status().startswith("compiled C kernel")
+    return kernels.library()
+
+
+def compiled(layers, t, z):
+    return kernels.call(kernels.library(), layers, t, z)
 
 
 @pytest.mark.parametrize("hidden", [(8,), (32, 32, 32), (5, 7, 9, 11), (64, 64, 64)])
@@ -53,30 +60,77 @@ def test_kernel_matches_the_float64_pass(kernel, hidden, n):
     field = random_field(hidden)
     z = 2.5 * torch.randn(n, 2)
     for t in (0.0, 0.41, 1.0):
-        velocity, divergence = native.tanh_velocity_and_divergence(field.layers, t, z)
+        velocity, divergence = compiled(field.layers, t, z)
         expected_velocity, expected_divergence = reference(field, t, z)
         scale = 1 + float(expected_divergence.abs().max())
         assert torch.allclose(velocity.double(), expected_velocity, atol=2e-5 * scale)
         assert torch.allclose(divergence.double(), expected_divergence, atol=2e-5 * scale)
 
 
-def test_field_routes_gradient_free_float32_evaluations_to_the_kernel(kernel, monkeypatch):
+def test_the_door_routes_only_gradient_free_float32_evaluations_to_the_kernel(kernel, monkeypatch):
     calls = []
-    original = native.tanh_velocity_and_divergence
-    monkeypatch.setattr(native, "tanh_velocity_and_divergence", lambda *args: calls.append(1) or original(*args))
+    original = kernels.call
+    monkeypatch.setattr(kernels, "call", lambda *args: calls.append(1) or original(*args))
     field = random_field((16, 16))
     z = torch.randn(50, 2)
+    t = torch.tensor(0.5)
     with torch.no_grad():
-        field.velocity_and_divergence(torch.tensor(0.5), z)
-        field.double().velocity_and_divergence(torch.tensor(0.5, dtype=torch.float64), z.double())  # float64: scripted
-    field.float().velocity_and_divergence(torch.tensor(0.5), z)  # gradients on: autograd-able pass
+        divergence.exact(field, t, z)
+        divergence.exact(field, torch.full((50, 1), 0.5), z)  # a time per point: torch
+    divergence.exact(field, t, z)  # gradients on: the autograd-able torch pass
+    with torch.no_grad():
+        divergence.exact(field.double(), t.double(), z.double())  # float64: torch
     assert len(calls) == 1
+
+
+def test_a_float64_layer_behind_a_float32_one_is_not_read_as_float32(kernel):
+    """Every layer's dtype is checked, not only the first's: the kernel would read the float64 bytes as floats.
+    Torch refuses such a mixed network loudly, which is right: no silent wrong numbers."""
+    field = random_field((12, 9, 7), seed=4)
+    field.layers[1].double()
+    z = torch.randn(20, 2)
+    assert not kernels.applies(field, 0.6, z)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="dtype|Double|Float"):
+        divergence.exact(field, torch.tensor(0.6), z)
+
+
+def test_a_non_contiguous_layer_goes_to_torch_with_right_numbers(kernel, monkeypatch):
+    """Every layer's layout is checked: the second layer's W stored column-major (same values) takes the torch pass."""
+    calls = []
+    original = kernels.call
+    monkeypatch.setattr(kernels, "call", lambda *args: calls.append(1) or original(*args))
+    field = random_field((12, 9, 7), seed=4)
+    z = 2 * torch.randn(200, 2)
+    expected_velocity, expected_divergence = reference(field, 0.6, z)
+    weight = field.layers[1].linear.weight
+    field.layers[1].linear.weight = torch.nn.Parameter(weight.detach().T.contiguous().T)
+    assert not field.layers[1].linear.weight.is_contiguous() and not kernels.applies(field, 0.6, z)
+    with torch.no_grad():
+        velocity, divergence_ = divergence.exact(field, torch.tensor(0.6), z)
+    assert calls == []
+    assert torch.allclose(velocity.double(), expected_velocity, atol=1e-5)
+    assert torch.allclose(divergence_.double(), expected_divergence, atol=1e-4)
+
+
+def test_a_write_through_data_is_seen(kernel):
+    """`.data` writes do not bump `Tensor._version`: the kernel must see them anyway."""
+    field = random_field((16, 16), seed=5)
+    z = torch.randn(64, 2)
+    with torch.no_grad():
+        before = divergence.exact(field, torch.tensor(0.4), z)
+        field.layers[1].linear.weight.data.mul_(-0.5)
+        field.layers[0].gate.bias.data.add_(1.0)
+        after = divergence.exact(field, torch.tensor(0.4), z)
+    expected_velocity, expected_divergence = reference(field, 0.4, z)
+    assert not torch.allclose(before[0], after[0])
+    assert torch.allclose(after[0].double(), expected_velocity, atol=1e-5)
+    assert torch.allclose(after[1].double(), expected_divergence, atol=1e-4)
 
 
 def test_pretrained_model_agrees_and_saturated_inputs_stay_finite(kernel):
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
     z = torch.cat([4 * torch.randn(3000, 2), torch.tensor([[1e4, -1e4], [-3e3, 50.0], [0.0, 1e6]])])
-    velocity, divergence = native.tanh_velocity_and_divergence(field.layers, 0.7, z)
+    velocity, divergence = compiled(field.layers, 0.7, z)
     expected_velocity, expected_divergence = reference(field, 0.7, z)
     assert torch.isfinite(velocity).all() and torch.isfinite(divergence).all()
     assert float((velocity.double() - expected_velocity).abs().max()) < 1e-5
@@ -86,11 +140,11 @@ def test_pretrained_model_agrees_and_saturated_inputs_stay_finite(kernel):
 def test_parameters_are_repacked_after_an_optimiser_step(kernel):
     field = random_field((16, 16))
     z = torch.randn(40, 2)
-    before, _ = native.tanh_velocity_and_divergence(field.layers, 0.5, z)
+    before, _ = compiled(field.layers, 0.5, z)
     optimiser = torch.optim.SGD(field.parameters(), lr=0.1)
     field(torch.tensor(0.5), z).pow(2).sum().backward()
     optimiser.step()
-    after, after_divergence = native.tanh_velocity_and_divergence(field.layers, 0.5, z)
+    after, after_divergence = compiled(field.layers, 0.5, z)
     expected_velocity, expected_divergence = reference(field, 0.5, z)
     assert not torch.allclose(before, after)
     assert torch.allclose(after.double(), expected_velocity, atol=1e-5)
@@ -100,12 +154,12 @@ def test_parameters_are_repacked_after_an_optimiser_step(kernel):
 def test_two_threads_at_once_get_their_own_answers(kernel):
     fields = [random_field((32, 32, 32), seed=s) for s in (1, 2)]
     z = torch.randn(5000, 2)
-    alone = [native.tanh_velocity_and_divergence(f.layers, 0.3, z) for f in fields]
+    alone = [compiled(f.layers, 0.3, z) for f in fields]
     together = [None, None]
 
     def work(k):
         for _ in range(20):
-            together[k] = native.tanh_velocity_and_divergence(fields[k].layers, 0.3, z)
+            together[k] = compiled(fields[k].layers, 0.3, z)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
     for thread in threads:
@@ -118,7 +172,7 @@ def test_two_threads_at_once_get_their_own_answers(kernel):
 
 CHILD = """
 import torch
-from cnf_core import native
+from cnf_core import kernels
 from cnf_core.field import ConcatSquashField, FieldConfig
 torch.manual_seed(0)
 field = ConcatSquashField(FieldConfig(hidden=(16, 16)))
@@ -127,7 +181,7 @@ with torch.no_grad():
     v, d = field.velocity_and_divergence(torch.tensor(0.5), z)
 v2, d2 = field.velocity_and_divergence(torch.tensor(0.5), z)
 assert torch.allclose(v, v2, atol=1e-6) and torch.allclose(d, d2, atol=1e-5)
-print(native.status())
+print(kernels.status())
 """
 
 
@@ -136,12 +190,12 @@ print(native.status())
     [({"CNF_LAB_NATIVE": "0"}, "off (CNF_LAB_NATIVE=0)"), ({"CC": "/bin/false"}, "unavailable (")],
 )
 def test_without_the_kernel_everything_still_works(environment, expected, tmp_path):
-    """Switched off, or no working compiler (fresh temp folder: nothing cached): the scripted pass, same answers."""
-    env = {**os.environ, **environment, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    """Switched off, or no working compiler (fresh cache: nothing built yet): the torch pass, same answers."""
+    env = {**os.environ, **environment, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(expected)
-    assert result.stdout.strip().endswith("scripted torch pass")
+    assert result.stdout.strip().endswith("fell back to the torch pass")
 
 
 # ---------------------------------------------------------------- whole frames solved in C
@@ -151,7 +205,7 @@ def frames_both_ways(field, times, grid, solver, monkeypatch):
     """Density frames solved by the kernel's dopri5, and by torchdiffeq's dopri5 (kernel evaluations only)."""
     compiled = density.density_frames(field, times, grid, solver)
     with monkeypatch.context() as patch:
-        patch.setattr(density, "_native_frame_applies", lambda *args: False)
+        patch.setattr(kernels, "solve_frame", lambda *args, **kwargs: None)
         stepped_in_python = density.density_frames(field, times, grid, solver)
     return compiled, stepped_in_python
 
@@ -160,13 +214,13 @@ def test_compiled_frames_match_a_tight_float64_solve_at_torchdiffeqs_cost(kernel
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
     grid, times = density.make_grid(4.5, 40), [0.0, 0.05, 0.5, 1.0]
     solver = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5)
-    compiled, stepped_in_python = frames_both_ways(field, times, grid, solver, monkeypatch)
+    in_c, stepped_in_python = frames_both_ways(field, times, grid, solver, monkeypatch)
     exact = density.density_frames(load_model(ROOT / "assets" / "models" / "8gaussians.pt").field.double(), times, grid, SolverConfig(rtol=1e-10, atol=1e-10))
-    for frames in (compiled, stepped_in_python):
+    for frames in (in_c, stepped_in_python):
         assert float((frames.density - exact.density).abs().max()) < 1e-4
     # the same method and error control: the step counts agree (the kernel ends exactly at t = 0, torchdiffeq interpolates)
     for k in (2, 3):
-        assert abs(compiled.nfe_per_frame[k] - stepped_in_python.nfe_per_frame[k]) <= 0.15 * stepped_in_python.nfe_per_frame[k] + 6
+        assert abs(in_c.nfe_per_frame[k] - stepped_in_python.nfe_per_frame[k]) <= 0.15 * stepped_in_python.nfe_per_frame[k] + 6
 
 
 def test_compiled_frames_of_a_translation_match_the_closed_form(kernel):
@@ -192,22 +246,22 @@ def test_compiled_frames_stop_at_the_caps_with_the_solvers_status(kernel):
         density.density_frames(field, [1.0], grid, SolverConfig(rtol=1e-5, atol=1e-5, max_nfe=20))
     assert raised.value.status == "nfe-cap" and "20 function evaluations" in str(raised.value)
     x = grid.points().float()
-    _, _, counts = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, 1e-9)
+    _, _, counts = kernels.frame(kernel, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, 1e-9)
     assert counts["status"] == "time-cap"
     x[3] = float("nan")
-    _, _, counts = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, None)
+    _, _, counts = kernels.frame(kernel, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 100_000, None)
     assert counts["status"] == "diverged" and counts["nfe"] <= 7
 
 
 def test_a_large_call_shared_among_threads_gives_the_same_numbers(kernel):
     field = random_field((32, 32, 32), seed=3)
-    z = 3 * torch.randn(3 * native.SPLIT_POINTS + 5, 2)  # slices that do not end on a block of 16
+    z = 3 * torch.randn(3 * kernels.SPLIT_POINTS + 5, 2)  # slices that do not end on a block of 16
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        whole = native.tanh_velocity_and_divergence(field.layers, 0.6, z)
+        whole = compiled(field.layers, 0.6, z)
         torch.set_num_threads(3)
-        shared = native.tanh_velocity_and_divergence(field.layers, 0.6, z)
+        shared = compiled(field.layers, 0.6, z)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(whole[0], shared[0]) and torch.equal(whole[1], shared[1])
@@ -226,18 +280,15 @@ def test_narrower_vector_builds_agree_with_this_machines_build(kernel, march, fe
     """The AVX2 (8 lanes) and SSE (4 lanes, no FMA) variants of the kernel, as other machines build it."""
     if not _cpu_has(*features):
         pytest.skip(f"this CPU cannot run a {march} build")
-    flags = tuple(f"-march={march}" if flag == "-march=native" else flag for flag in native.FLAGS)
-    other = native._load(flags)
-    native._check(other)
+    flags = tuple(f"-march={march}" if flag == "-march=native" else flag for flag in build.FLAGS)
+    other = build.load(flags).library
+    kernels.check(other)
     field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
     z = 4 * torch.randn(1001, 2)
     for t in (0.2, 1.0):
-        mine, theirs = native._call(native.library(), field.layers, t, z), native._call(other, field.layers, t, z)
+        mine, theirs = kernels.call(kernel, field.layers, t, z), kernels.call(other, field.layers, t, z)
         assert torch.allclose(mine[0], theirs[0], atol=1e-5) and torch.allclose(mine[1], theirs[1], atol=1e-4)
     x = z[:300]
-    counts = (ctypes.c_long * 3)()
-    widths, packed = native._parameters(field.layers)
-    out_z, delta = torch.empty(300, 2), torch.empty(300)
-    status = other.dopri5_frame_2d(300, len(field.layers), widths.data_ptr(), packed.data_ptr(), 1.0, 0.1, 1e-5, 1e-5, 10_000, 0.0, x.data_ptr(), out_z.data_ptr(), delta.data_ptr(), counts)
-    mine_z, mine_delta, _ = native.dopri5_frame(field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
-    assert status == 0 and torch.allclose(out_z, mine_z, atol=1e-4) and torch.allclose(delta, mine_delta, atol=1e-3)
+    theirs_z, theirs_delta, counts = kernels.frame(other, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
+    mine_z, mine_delta, _ = kernels.frame(kernel, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
+    assert counts["status"] == "ok" and torch.allclose(theirs_z, mine_z, atol=1e-4) and torch.allclose(theirs_delta, mine_delta, atol=1e-3)
