@@ -17,10 +17,12 @@ The cache key hashes the source, the flags, `cc --version` and the CPU (what
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
 import platform
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -158,4 +160,5 @@ def load(flags: tuple[str, ...] = FLAGS) -> Loaded:
     except UnsafeFolder as unsafe:
         reason = str(unsafe)
     fresh = Path(tempfile.mkdtemp(prefix="cnf-lab-kernel-"))  # 0700, new: no one else can have planted anything
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)  # a build for this process only
     return Loaded(_build_and_open(flags, fresh), cached_path(flags, fresh), f"rebuilt in {fresh} (unsafe cache: {reason})")
