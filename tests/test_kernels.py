@@ -292,3 +292,103 @@ def test_narrower_vector_builds_agree_with_this_machines_build(kernel, march, fe
     theirs_z, theirs_delta, counts = kernels.frame(other, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
     mine_z, mine_delta, _ = kernels.frame(kernel, field.layers, 1.0, x, 1e-5, 1e-5, 0.1, 10_000, None)
     assert counts["status"] == "ok" and torch.allclose(theirs_z, mine_z, atol=1e-4) and torch.allclose(theirs_delta, mine_delta, atol=1e-3)
+
+
+# ---------------------------------------------------------------- the exp2-based sigmoid over the whole input range
+
+EPS32 = 2.0**-24
+
+
+def random_extreme_network(generator, hidden):
+    """Each layer's parameters at their own scale, from tiny (1e-3) to saturating (30), gates included."""
+    field = ConcatSquashField(FieldConfig(hidden=hidden))
+    with torch.no_grad():
+        for layer in field.layers:
+            for p in layer.parameters():
+                scale = 10 ** float(torch.empty(()).uniform_(-3, 1.5, generator=generator))
+                p.copy_(scale * torch.randn(p.shape, generator=generator))
+    return field
+
+
+def extreme_points(generator, n=400):
+    """Ordinary points, points at every magnitude from 1e-3 to 1e6 in random directions, the axes at ±1e6, zero."""
+    ordinary = 3 * torch.randn(n // 2, 2, generator=generator)
+    directions = torch.nn.functional.normalize(torch.randn(n // 2, 2, generator=generator), dim=1)
+    magnitudes = 10 ** torch.empty(n // 2, 1).uniform_(-3, 6, generator=generator)
+    corners = torch.tensor([[1e6, 0.0], [-1e6, 0.0], [0.0, 1e6], [0.0, -1e6], [1e6, -1e6], [0.0, 0.0]])
+    return torch.cat([ordinary, directions * magnitudes, corners])
+
+
+def float32_error_bound(field, t, z):
+    """A first-order bound, per point, on what float32 rounding can do to f and the trace.
+
+    Higham's γ_n = n·u (u = 2⁻²⁴) for each dot product of n terms, applied to the
+    float64 values of the pass and carried through the layers with the local
+    slope of tanh (and its curvature for the tangents): large where terms cancel
+    (|z| = 1e6 against a pre-activation near 0), small where the sigmoid saturates.
+    Four more roundings per unit cover the fold, the exp2 fit and σ's division.
+    """
+    net = ConcatSquashField(field.config).double()
+    net.load_state_dict(field.state_dict())
+    h = z.double()
+    err_h = torch.zeros_like(h)
+    tangent = torch.eye(2, dtype=torch.float64).reshape(2, 1, 2).expand(2, h.shape[0], 2)  # ∂z/∂z_j
+    err_tangent = torch.zeros_like(tangent)
+    with torch.no_grad():
+        for i, layer in enumerate(net.layers):
+            gate, shift = layer.gate_and_shift(torch.tensor(t, dtype=torch.float64))
+            weight = layer.linear.weight * gate.reshape(-1, 1)
+            bias = layer.linear.bias * gate.reshape(-1) + shift.reshape(-1)
+            size = weight.abs()
+            gamma = (weight.shape[1] + 4) * EPS32
+            pre = h @ weight.T + bias
+            err_pre = err_h @ size.T + gamma * (h.abs() @ size.T + bias.abs() + (size.sum(1) if i > 0 else 0))
+            moved = tangent @ weight.T
+            err_moved = err_tangent @ size.T + gamma * (tangent.abs() @ size.T)
+            if i == len(net.layers) - 1:
+                return err_pre, err_moved[0, :, 0] + err_moved[1, :, 1]
+            h = torch.tanh(pre)
+            slope = 1 - h * h
+            err_h = slope * err_pre + 4 * EPS32
+            tangent = slope * moved
+            err_tangent = slope * err_moved + 2 * (h * slope).abs() * err_pre * moved.abs() + 4 * EPS32 * tangent.abs()
+
+
+BUILDS = {"this machine's": None, "AVX2 (8 lanes)": ("x86-64-v3", ("avx2", "fma")), "SSE (4 lanes, clamped exp2)": ("x86-64-v2", ("sse4_2",))}
+
+
+@pytest.fixture(scope="module")
+def builds(kernel):
+    libraries = {}
+    for name, variant in BUILDS.items():
+        if variant is None:
+            libraries[name] = kernel
+        elif _cpu_has(*variant[1]):
+            flags = tuple(f"-march={variant[0]}" if flag == "-march=native" else flag for flag in build.FLAGS)
+            libraries[name] = build.load(flags).library
+    return libraries
+
+
+@pytest.mark.parametrize("build_name", list(BUILDS))
+@pytest.mark.parametrize("seed", range(10))
+def test_kernel_matches_the_float64_pass_over_the_whole_input_range(builds, build_name, seed):
+    """Random depths and widths, weights from tiny to saturating, |z| up to 1e6: f and the trace stay finite and
+    within what float32 rounding can do (`float32_error_bound`, per point) of the float64 torch pass."""
+    if build_name not in builds:
+        pytest.skip(f"this CPU cannot run the {build_name} build")
+    generator = torch.Generator().manual_seed(seed)
+    depth = 1 + seed % 4
+    hidden = tuple(int(w) for w in torch.randint(1, 70, (depth,), generator=generator))
+    field = random_extreme_network(generator, hidden)
+    z = extreme_points(generator)
+    for t in (0.0, float(torch.rand((), generator=generator)), 1.0):
+        got = kernels.call(builds[build_name], field.layers, t, z)
+        want, bounds = reference(field, t, z), float32_error_bound(field, t, z)
+        for name, value, expected, bound in zip(("f", "trace"), got, want, bounds):
+            assert torch.isfinite(value).all(), f"{name} not finite ({hidden}, t = {t})"
+            error = (value.double() - expected).abs()
+            allowed = bound + 1e-6 * (1 + expected.abs())
+            worst = int(torch.argmax((error / allowed).reshape(-1)))
+            assert bool((error <= allowed).all()), (
+                f"{name}: error {error.reshape(-1)[worst]:.3g} > {allowed.reshape(-1)[worst]:.3g} at z = {z[worst // (2 if name == 'f' else 1)].tolist()} ({hidden}, t = {t})"
+            )
