@@ -16,7 +16,7 @@ from cnf_core.kernels import build
 from cnf_core.checkpoints import load_model
 from cnf_core.errors import SolveError
 from cnf_core.field import ConcatSquashField, FieldConfig
-from cnf_core.solvers import SolverConfig, integrate, landing
+from cnf_core.solvers import SolverConfig, SolveStats, integrate, landing
 from cnf_core.flow import LogDensityDynamics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,6 +221,46 @@ def test_compiled_frames_match_a_tight_float64_solve_at_torchdiffeqs_cost(kernel
     # the same method and error control: the step counts agree (the kernel ends exactly at t = 0, torchdiffeq interpolates)
     for k in (2, 3):
         assert abs(in_c.nfe_per_frame[k] - stepped_in_python.nfe_per_frame[k]) <= 0.15 * stepped_in_python.nfe_per_frame[k] + 6
+
+
+def torchdiffeq_attempts(stats):
+    """torchdiffeq's attempted steps in the order it took them: (s, h, accepted).
+
+    Time only moves on an accepted step, so the attempts sort by start time, and
+    at one start time the rejected ones (each shorter than the last) come first."""
+    attempts = [(s, h, True) for s, h in stats.accepted_steps] + [(s, h, False) for s, h in stats.rejected_steps]
+    return sorted(attempts, key=lambda step: (step[0], step[2], -step[1]))
+
+
+@pytest.mark.parametrize("t", [0.05, 0.4, 1.0])
+@pytest.mark.parametrize("tolerance", [1e-5, 1e-7])
+def test_the_c_controller_takes_torchdiffeqs_steps(kernel, t, tolerance):
+    """C's dopri5 and torchdiffeq's, on the same frame with the same first step: the same attempted steps
+    (start, size, accepted or rejected), the same NFE and the same answer. C ends its last step exactly on
+    s = 1; torchdiffeq is told to do the same (`landing(solver, 1.0)`) instead of stepping past and interpolating."""
+    field = load_model(ROOT / "assets" / "models" / "8gaussians.pt").field
+    x = density.make_grid(4.5, 20).points().float()
+    solver = SolverConfig(method="dopri5", rtol=tolerance, atol=tolerance)
+    first_step = min(1.0, density.FIRST_STEP_TIME / t)
+    with torch.no_grad():
+        z, delta, counts = kernels.solve_frame(field, x, t, solver, "exact", first_step, record=10_000)
+        stats = SolveStats()
+        dynamics = LogDensityDynamics(field, "exact", x, start=t, speed=-t)
+        state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
+        states, _ = integrate(dynamics, state0, torch.tensor([0.0, 1.0]), landing(solver, 1.0), stats=stats, record_steps=True, first_step=first_step)
+    theirs = torchdiffeq_attempts(stats)
+    assert counts["status"] == "ok" and len(counts["steps"]) == counts["accepted"] + counts["rejected"]
+    assert [accepted for _, _, accepted in counts["steps"]] == [accepted for _, _, accepted in theirs]
+    # Each error estimate is a float32 sum of nearly cancelling stage terms, so the two error ratios differ in
+    # their 4th digit and the step sizes (ratio^-1/5) in their 4th or 5th: each step size agrees to 0.2 % (a change
+    # of safety factor or exponent moves it by percents), the starts to 1e-3 of the clock. The last step is cut to
+    # end on s = 1 in both, so its size is what is left of the clock.
+    for (s, h, _), (their_s, their_h, _) in zip(counts["steps"][:-1], theirs[:-1]):
+        assert s == pytest.approx(their_s, abs=1e-3) and h == pytest.approx(their_h, rel=2e-3)
+    assert counts["steps"][-1][0] == pytest.approx(theirs[-1][0], abs=1e-3)
+    assert counts["nfe"] == stats.nfe_forward == 1 + 6 * len(theirs)
+    assert counts["steps"][-1][0] + counts["steps"][-1][1] == pytest.approx(1.0, abs=1e-12)
+    assert torch.allclose(z, states[-1][:, :2], atol=1e-5) and torch.allclose(delta, states[-1][:, 2], atol=1e-5)
 
 
 def test_compiled_frames_of_a_translation_match_the_closed_form(kernel):
