@@ -9,19 +9,21 @@
    rtol = atol = 1e-5, batch 100, adjoint gradients, Adam lr 1e-3);
 2. density frames: 30 frames of a 100×100 grid of a pretrained model at
    rtol = atol = 1e-5, ours (`density_frames`: each frame one dopri5 solve
-   in the compiled kernel where it builds, else torchdiffeq with the scripted
-   exact trace; a sensible first step; two frames at a time) vs naive (one backward solve
+   in the compiled kernel where it builds, else torchdiffeq with the torch
+   pass's exact trace; a sensible first step; two frames at a time) vs naive (one backward solve
    per frame, per-dimension autograd trace), how far apart they are, and how
    far each is from a tight float64 solve (rtol = atol = 1e-9) of every 6th
    frame: two 1e-5 solves with different steps differ by about their error;
-3. exact trace cost: f and tr ∂f/∂z on 10 000 points (the compiled kernel
-   where it builds, and the scripted torch pass) vs a plain evaluation of f;
+3. exact trace cost: f and tr ∂f/∂z on 10 000 points (through the kernel's
+   door, and by the torch pass alone) vs a plain evaluation of f;
 4. metrics: precision/recall/density/coverage on 5000 vs 5000 points;
 5. scaling of (2) with grid resolution and frame count, and of a training
    step with batch size.
 
-Times are medians over repeats (noted per figure). `quick=True` shrinks every
-size so the whole thing runs in seconds (the test suite uses it).
+Short calls are timed by `torch.utils.benchmark.Timer` (median of its
+blocked runs); solves that take seconds by the median of a few repeats.
+`quick=True` shrinks every size so the whole thing runs in seconds (the test
+suite uses it).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils import benchmark
 
-from . import datasets, native
+from . import datasets, kernels
 from .density import density_frames
-from .field import EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass, _tanh_parameters
+from .divergence import exact as exact_divergence
+from .field import ConcatSquashField, FieldConfig
 from .flow import log_density
 from .grid import make_grid
 from .solvers import SolverConfig
@@ -50,7 +54,15 @@ FRAME_SOLVER = SolverConfig(method="dopri5", rtol=1e-5, atol=1e-5, max_seconds=6
 TARGET_GAP = 0.15  # nats above the data entropy
 
 
+def _timed(work: Callable[[], object], min_run_time: float) -> tuple[float, int]:
+    """Median seconds per call of a short `work` and the number of calls measured (torch.utils.benchmark)."""
+    timer = benchmark.Timer(stmt="work()", globals={"work": work}, num_threads=torch.get_num_threads())
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return measurement.median, len(measurement.raw_times) * measurement.number_per_run
+
+
 def _median_seconds(work: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` runs of a long `work` (whole solves, seconds each)."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -68,36 +80,34 @@ def _bench_model():
     return ConcatSquashField(), "untrained 3×64 field (no pretrained asset found)"
 
 
-def bench_trace(n: int = 10_000, repeats: int = 21) -> dict:
-    """One evaluation of f and its exact divergence vs one plain evaluation of f."""
+def bench_trace(n: int = 10_000, min_run_time: float = 1.0) -> dict:
+    """One evaluation of f with its exact divergence (kernel door, torch pass, autograd loop) vs one plain f."""
     from .divergence import brute_force
 
     torch.manual_seed(0)
     field = ConcatSquashField()
     z = torch.randn(n, 2)
     t = torch.tensor(0.5)
-
-    def scripted():  # the torch pass the kernel replaces, for comparison
-        return _scripted_tanh_pass()(z, t, *_tanh_parameters(field.layers), EVALUATION_CHUNK)
-
     with torch.no_grad():
-        for _ in range(3):  # warm up allocators and kernels
-            field(t, z), field.velocity_and_divergence(t, z), scripted()
-        plain = _median_seconds(lambda: field(t, z), repeats)
-        exact = _median_seconds(lambda: field.velocity_and_divergence(t, z), repeats)
-        scripted_exact = _median_seconds(scripted, repeats)
-    autograd_loop = _median_seconds(lambda: brute_force(field, t, z.clone()), max(3, repeats // 3))
+        plain, runs = _timed(lambda: field(t, z), min_run_time)
+        exact, _ = _timed(lambda: exact_divergence(field, t, z), min_run_time)  # the kernel where it applies
+        torch_exact, _ = _timed(lambda: field.velocity_and_divergence(t, z), min_run_time)
+        door, torch_pass = exact_divergence(field, t, z), field.velocity_and_divergence(t, z)
+    autograd_loop, _ = _timed(lambda: brute_force(field, t, z.clone()), min_run_time)
     return {
         "points": n,
-        "pass": native.status(),
+        "pass": kernels.status(),
         "plain_ms": plain * 1e3,
         "exact_ms": exact * 1e3,
         "exact_over_plain": exact / plain,
-        "scripted_exact_ms": scripted_exact * 1e3,
-        "scripted_exact_over_plain": scripted_exact / plain,
+        "torch_exact_ms": torch_exact * 1e3,
+        "torch_exact_over_plain": torch_exact / plain,
         "autograd_loop_ms": autograd_loop * 1e3,
         "autograd_loop_over_plain": autograd_loop / plain,
-        "repeats": repeats,
+        # the door's answer against the torch pass's, on the same points (float32)
+        "max_abs_velocity_diff": float((door[0] - torch_pass[0]).abs().max()),
+        "max_abs_divergence_diff": float((door[1] - torch_pass[1]).abs().max()),
+        "plain_runs": runs,
     }
 
 
@@ -130,12 +140,15 @@ def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naiv
     field, model_name = _bench_model()
     grid = make_grid(datasets.VIEW, resolution)
     times = torch.linspace(0, 1, frames).tolist()
-    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS, "pass": native.status()}
+    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS, "pass": kernels.status()}
     ours_runs = []
     for _ in range(repeats):
         ours = _frames(field, times, grid)
         ours_runs.append(ours.seconds)
-    result.update(ours_s=statistics.median(ours_runs), ours_nfe=ours.stats.nfe_forward, ours_mass_min=min(ours.mass()), ours_mass_max=max(ours.mass()))
+    result.update(
+        ours_s=statistics.median(ours_runs), ours_runs_s=ours_runs, ours_nfe=ours.stats.nfe_forward, ours_nfe_per_frame=ours.nfe_per_frame,
+        ours_mass_min=min(ours.mass()), ours_mass_max=max(ours.mass()),
+    )
     if naive:
         started = time.perf_counter()
         naive_frames = _naive_frames(field, times, grid, FRAME_SOLVER)
@@ -203,18 +216,20 @@ def _without_model(result: dict) -> dict:
     return {key: value for key, value in result.items() if key != "model"}
 
 
-def bench_metrics(n: int = 5000, repeats: int = 7) -> dict:
+def bench_metrics(n: int = 5000, min_run_time: float = 1.0) -> dict:
     """precision/recall/density/coverage on n vs n points."""
     from .metrics import precision_recall
 
     real = datasets.sample("8gaussians", n, seed=1)
     fake = datasets.sample("8gaussians", n, seed=2)
     precision_recall(real[:100], fake[:100])
-    seconds = _median_seconds(lambda: precision_recall(real, fake, k=3), repeats)
-    return {"points": n, "seconds": seconds, "repeats": repeats, **precision_recall(real, fake, k=3)}
+    seconds, runs = _timed(lambda: precision_recall(real, fake, k=3), min_run_time)
+    return {"points": n, "seconds": seconds, "runs": runs, **precision_recall(real, fake, k=3)}
 
 
-def bench_scaling(resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), batch_sizes=(64, 256, 1024, 4096), repeats: int = 1) -> dict:
+def bench_scaling(
+    resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), batch_sizes=(64, 256, 1024, 4096), repeats: int = 1, step_run_time: float = 0.5
+) -> dict:
     """How the frames grow with grid resolution and frame count, a training step with batch size."""
     field, _ = _bench_model()
     by_resolution = {}
@@ -229,7 +244,7 @@ def bench_scaling(resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), ba
     for batch in batch_sizes:
         trainer = Trainer(TrainConfig(dataset="8gaussians", batch_size=batch, iterations=1))
         trainer.step()  # warm-up
-        by_batch[batch] = _median_seconds(trainer.step, 5)
+        by_batch[batch], _ = _timed(trainer.step, step_run_time)
     return {
         "frames_30_seconds_by_resolution": by_resolution,
         "frames_seconds_by_count": {"resolution": grid.resolution, **by_frames},
@@ -243,11 +258,11 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
     started = time.perf_counter()
     result = {"quick": quick, "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__}
     say("trace cost…")
-    result["trace"] = bench_trace(n=1000 if quick else 10_000, repeats=3 if quick else 21)
+    result["trace"] = bench_trace(n=1000 if quick else 10_000, min_run_time=0.05 if quick else 1.0)
     say("density frames…")
     result["frames"] = bench_frames(frames=3 if quick else 30, resolution=12 if quick else 100, repeats=1 if quick else 3)
     say("metrics…")
-    result["metrics"] = bench_metrics(n=300 if quick else 5000, repeats=1 if quick else 7)
+    result["metrics"] = bench_metrics(n=300 if quick else 5000, min_run_time=0.05 if quick else 1.0)
     say("training time-to-quality (ours, then the FFJORD-style baseline)…")
     if quick:
         result["training"] = bench_training(ours_cap=1.0, baseline_cap=1.0, check_every=0.5, test_n=200, ours_budget=1.0)
@@ -255,7 +270,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
         result["training"] = bench_training()
     say("scaling…")
     if quick:
-        result["scaling"] = bench_scaling(resolutions=(8, 12), frame_counts=(2, 3), batch_sizes=(16, 64))
+        result["scaling"] = bench_scaling(resolutions=(8, 12), frame_counts=(2, 3), batch_sizes=(16, 64), step_run_time=0.05)
     else:
         result["scaling"] = bench_scaling()
     ours, baseline = result["training"]["ours"], result["training"]["baseline"]
@@ -302,7 +317,7 @@ def format_table(result: dict) -> str:
             f"ours max |Δp| {reference['ours_max_abs_density_error']:.1e}, naive {reference['naive_max_abs_density_error']:.1e}"
         )
     trace = result["trace"]
-    lines.append(f"exact f and trace by the scripted torch pass: {trace['scripted_exact_ms']:.2f} ms ({trace['scripted_exact_over_plain']:.2f}× plain f)")
+    lines.append(f"exact f and trace by the torch pass alone: {trace['torch_exact_ms']:.2f} ms ({trace['torch_exact_over_plain']:.2f}× plain f)")
     lines.append(f"gradient-free tanh evaluations used: {result['frames']['pass']}")
     lines.append("")
     lines.append("30 frames by resolution: " + ", ".join(f"{k}²: {v:.2f} s" for k, v in scaling["frames_30_seconds_by_resolution"].items()))

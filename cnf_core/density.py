@@ -25,32 +25,13 @@ Either way the field is evaluated one frame at a time, at that frame's single
 time: for a `ConcatSquashField` the time gates then fold into the weights
 (see `field.py`), which is cheaper than the general per-point-time pass.
 
-Where it builds (`native.py`), a per-frame dopri5 solve of a 2-D tanh
-concatsquash field in float32 on the CPU runs whole in a compiled kernel:
-Dormand–Prince 5(4) with torchdiffeq's error control, each evaluation of f
-and tr ∂f/∂z fused per block of 16 points (8 with AVX2), and no GIL held, so two frame
-threads use both cores. Other fields, methods, dtypes and devices take
-torchdiffeq (with the same kernel for each evaluation where it applies).
-
-Measured on the 2-core CPU, 30 frames of a 100×100 grid, dopri5 at
-rtol = atol = 1e-5, two frames at a time (`workers=2`), shipped 8gaussians
-model (3×32, RNODE-regularised): 845 frame-NFE (≈ 8.5 M evaluations of f and
-tr ∂f/∂z) in ≈ 0.63 s (`python -m cnf_core bench`). What got it there from the
-first version's 21 s: smoother pretrained models (RNODE: 2782 → 1018 NFE), a
-first step of `FIRST_STEP_TIME` instead of the solver's tiny guess (→ 845),
-a scripted, GIL-free tanh pass (`field.py`: 1.9 s), then the compiled
-kernel. The evaluations are the floor: ≈ 0.13 µs of one core per point, of
-which the six 32×32 matrix-vector products (forward and two tangents, two
-hidden layers) are ≈ 0.1 µs at about one 16-wide FMA per cycle. Tried and
-rejected: one batched solve over all frames (146 NFE over 290 000 points:
-every frame takes the hardest frame's steps); dopri8 and bosh3 (more NFE at
-1e-5); stronger RNODE weights (0.2: 815 NFE instead of 845, 0.15 nats worse
-on 8gaussians); sharing one backward
-solve from a t = 1 grid and one forward solve from a t = 0 grid between all
-frames and interpolating onto the grid (7–15 % of the peak density off), or
-chaining each frame from the previous one by a short solve and a cubic spline
-(0.85 % off): those frames would no longer be the log-density ODE's answer.
-float64 is ≈ 3× slower than float32.
+Where it applies, a per-frame dopri5 solve of a 2-D tanh concatsquash field
+in float32 on the CPU runs whole in the compiled kernel behind
+`cnf_core.kernels.solve_frame`: Dormand–Prince 5(4) with torchdiffeq's step
+control, with no Python and no GIL between the steps, so two frame threads
+use both cores. Everything else takes torchdiffeq, whose evaluations go
+through the same door (`divergence.exact`). Figures and the alternatives
+tried are in docs/PERFORMANCE.md.
 
 Besides the frames, the overlays of the density animation: samples pushed to
 each frame's time, particle paths, and the vector field on a coarse grid.
@@ -68,10 +49,9 @@ import torch
 from torch import nn
 
 from . import divergence as divergence_module
-from . import native
+from . import kernels
 from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
-from .field import ConcatSquashField
 from .flow import Field, LogDensityDynamics, _field_tensor_like, standard_normal_log_prob, trajectories
 from .grid import Grid, make_grid
 from .solvers import SolverConfig, SolveStats, number, failure_message, integrate
@@ -91,11 +71,9 @@ __all__ = [
 MAX_FRAMES = 60
 MAX_PICKED_POINTS = 50
 STRATEGIES = ("per-frame", "batched")
-# First step of an adaptive frame solve, in units of model time. The solver's
-# own guess starts tiny and grows at most 10× a step, so even the t = 1/29 frame
-# took 3 steps (20 NFE); starting at 0.1 time units (shrunk by the error
-# control where too long) cut 30 frames from 1018 to 845 NFE on 8gaussians
-# and from 1246 to 1067 on checkerboard (0.05 and 0.2 did worse on one of them).
+# First step of an adaptive frame solve, in units of model time: the solver's own
+# guess starts tiny and grows at most 10× a step, so short frames paid for
+# several steps; the error control still shrinks a first step that is too long.
 FIRST_STEP_TIME = 0.1
 
 
@@ -183,25 +161,14 @@ def _remaining(solver: SolverConfig, started: float) -> SolverConfig:
     return solver.replace(max_seconds=left)
 
 
-def _native_frame_applies(field: Field, x: torch.Tensor, solver: SolverConfig, trace: str) -> bool:
-    """Whether a frame can be solved whole by the compiled kernel: a 2-D tanh concatsquash field, dopri5, exact trace."""
-    return (
-        isinstance(field, ConcatSquashField)
-        and field.config.activation == "tanh"
-        and solver.method == "dopri5"
-        and trace == "exact"
-        and native.applies(field.layers, x)
-    )
-
-
 def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, trace: str) -> tuple[torch.Tensor, SolveStats]:
     """log p_t on the points x of one frame: one solve from t back to 0 (s-clock τ = t (1 - s))."""
     stats = SolveStats()
-    if _native_frame_applies(field, x, solver, trace):
-        started = time.perf_counter()
-        z, delta, counts = native.dopri5_frame(
-            field.layers, t, x, solver.rtol, solver.atol, min(1.0, FIRST_STEP_TIME / t), solver.max_nfe, solver.max_seconds
-        )
+    first_step = min(1.0, FIRST_STEP_TIME / t)
+    started = time.perf_counter()
+    compiled = kernels.solve_frame(field, x, t, solver, trace, first_step)
+    if compiled is not None:
+        z, delta, counts = compiled
         stats.nfe_forward, stats.status, stats.seconds = counts["nfe"], counts["status"], time.perf_counter() - started
         if not stats.ok:
             stats.message = failure_message(stats.status, solver)
@@ -210,7 +177,7 @@ def _solve_frame(field: Field, x: torch.Tensor, t: float, solver: SolverConfig, 
     dynamics = LogDensityDynamics(field, trace, x, start=t, speed=-t)
     state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
     span = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
-    states, _ = integrate(dynamics, state0, span, solver, stats=stats, first_step=min(1.0, FIRST_STEP_TIME / t))
+    states, _ = integrate(dynamics, state0, span, solver, stats=stats, first_step=first_step)
     end = states[-1]
     return standard_normal_log_prob(end[:, :-1]) - end[:, -1], stats
 

@@ -4,8 +4,10 @@ Each estimator is a function ``(field, t, z) -> (velocity, divergence)`` so the
 flow treats them as interchangeable parts (as in FFJORD's odefunc).
 
 - `exact`: the field's own analytic forward-mode pass when it has one
-  (`velocity_and_divergence`, e.g. `ConcatSquashField`), otherwise a
-  forward-mode Jacobian of any callable via `torch.func` (one batched pass).
+  (`velocity_and_divergence`, e.g. `ConcatSquashField`; through the door of
+  `cnf_core.kernels`, which answers in C where the compiled kernel applies),
+  otherwise a forward-mode Jacobian of any callable via `torch.func` (one
+  batched pass).
 - `brute_force`: one autograd backward pass per dimension. The textbook
   reference, used by tests and as the benchmark baseline, never on a hot path.
 - `hutchinson`: tr(A) ≈ εᵀ A ε with Gaussian or Rademacher ε, unbiased, one
@@ -18,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from . import kernels
 from .errors import ConfigError
 from .field import as_time
 
@@ -30,7 +33,7 @@ Divergence = Callable[[Field, torch.Tensor, torch.Tensor], tuple[torch.Tensor, t
 def exact(field: Field, t: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact f(z, t) and tr(∂f/∂z): analytic when the field offers it, else forward-mode AD."""
     if hasattr(field, "velocity_and_divergence"):
-        return field.velocity_and_divergence(t, z)
+        return kernels.velocity_and_divergence(field, t, z)  # the kernel where it applies, else the field's pass
     return _forward_mode(field, t, z)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cnf_core import divergence
-from cnf_core.field import ACTIVATIONS, EVALUATION_CHUNK, ConcatSquashField, FieldConfig, _scripted_tanh_pass
+from cnf_core.field import ACTIVATIONS, EVALUATION_CHUNK, ConcatSquashField, FieldConfig
 
 
 def jacobian_trace(field, t, z):
@@ -81,21 +81,29 @@ def test_full_jacobian_matches_autograd(per_point_time):
     assert torch.allclose(velocity, field(t, z))
 
 
-@pytest.mark.parametrize("hidden", [(8,), (16, 16, 16), (5, 7, 9, 11)])
-@pytest.mark.parametrize("dim", [2, 3])
-def test_gradient_free_tanh_pass_matches_the_autograd_checked_pass(hidden, dim):
-    """Without gradients at one time, tanh fields take the scripted σ-state pass: same f, same trace."""
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("per_point_time", [False, True])
+@pytest.mark.parametrize("hidden, dim", [((8,), 2), ((16, 16, 16), 3), ((5, 7, 9, 11), 2)])
+def test_one_pass_in_chunks_and_without_gradients_matches_autograd(activation, per_point_time, hidden, dim):
+    """The one torch pass: across chunk boundaries (per-point gates sliced with the points) and in its in-place
+    gradient-free form, the same f, trace and Jacobian as with gradients, and as autograd's Jacobian."""
     torch.manual_seed(1)
-    field = ConcatSquashField(FieldConfig(hidden=hidden, activation="tanh", dim=dim)).double()
+    field = ConcatSquashField(FieldConfig(hidden=hidden, activation=activation, dim=dim)).double()
     with torch.no_grad():
         for p in field.parameters():
             p.mul_(3.0)
-    z = torch.randn(2 * EVALUATION_CHUNK + 7, dim, dtype=torch.float64)  # two full chunks and a ragged one
-    t = torch.tensor(0.3, dtype=torch.float64)
-    velocity, div = field.velocity_and_divergence(t, z)  # gradients on: the general folded pass
+    n = 2 * EVALUATION_CHUNK + 7  # two full chunks and a ragged one
+    z = torch.randn(n, dim, dtype=torch.float64)
+    t = torch.rand(n, 1, dtype=torch.float64) if per_point_time else torch.tensor(0.3, dtype=torch.float64)
+    velocity, div = field.velocity_and_divergence(t, z)
+    _, jacobian = field.velocity_and_jacobian(t, z)
     with torch.no_grad():
         fast_velocity, fast_div = field.velocity_and_divergence(t, z)
-    assert torch.allclose(fast_velocity, velocity, atol=1e-12)
-    assert torch.allclose(fast_div, div, atol=1e-10)
-    assert torch.allclose(fast_div[:12], jacobian_trace(field, t, z[:12]), atol=1e-10)
-    assert isinstance(_scripted_tanh_pass(), torch.jit.ScriptFunction)  # runs without the GIL
+        _, fast_jacobian = field.velocity_and_jacobian(t, z)
+    assert torch.allclose(fast_velocity, velocity, atol=1e-12) and torch.allclose(velocity, field(t, z).detach(), atol=1e-12)
+    assert torch.allclose(fast_div, div, atol=1e-10) and torch.allclose(fast_jacobian, jacobian, atol=1e-10)
+    assert torch.allclose(torch.diagonal(jacobian, dim1=-2, dim2=-1).sum(-1), div, atol=1e-10)
+    picked = torch.tensor([0, 5, EVALUATION_CHUNK - 1, EVALUATION_CHUNK, 2 * EVALUATION_CHUNK + 3])  # on both sides of the chunk edges
+    times = t[picked] if per_point_time else t
+    assert torch.allclose(div[picked].detach(), jacobian_trace(field, times, z[picked]), atol=1e-10)
+    assert div.abs().max() > 1e-3

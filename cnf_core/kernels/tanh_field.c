@@ -1,10 +1,11 @@
 /* f(z, t) and tr ∂f/∂z of a 2-D tanh concatsquash network, without autograd.
  *
- * The same mathematics as `_tanh_velocity_and_divergence` in field.py, fused
- * into one pass per block of points so nothing leaves the cache: each
- * layer's gate and shift fold into its weights at the time t, the hidden
+ * The same mathematics as the torch pass `ConcatSquashField.velocity_and_divergence`
+ * (field.py), fused into one pass per block of points so nothing leaves the cache:
+ * each layer's gate and shift fold into its weights at the time t, the hidden
  * state is s = σ(2·pre) (tanh = 2s - 1 absorbed by the next layer's weights),
  * and the two tangents ∂s/∂z_j ride along with s through every matrix product.
+ * Loaded by `cnf_core/kernels` (see build.py) and checked against the torch pass.
  *
  * Points sit in the lanes of a vector (GCC/Clang vector extensions: 16
  * floats with AVX-512, 8 with AVX, 4 otherwise), so a weight is one broadcast
@@ -277,8 +278,9 @@ int tanh_field_2d(long n, int depth, const int *widths, const float *params, flo
  *
  * Dormand–Prince 5(4) with the error control of torchdiffeq's dopri5: error ratio = RMS over every
  * component of err / (atol + rtol·max(|y₀|, |y₁|)), accept when ≤ 1, next step
- * h·min(10, max(0.9·ratio^(-1/5), 0.2 if rejected else 1)), first-same-as-last. One difference:
- * the last step is shortened to end exactly at s = 1 rather than passing it and interpolating.
+ * h·min(10, max(0.9·ratio^(-1/5), 0.2 if rejected else 1)), first-same-as-last. The last step
+ * is shortened to end exactly at s = 1, as torchdiffeq's is with step_t = 1 (`solvers.landing`);
+ * without it torchdiffeq steps past 1 and interpolates.
  */
 
 enum { SOLVED = 0, NFE_CAP = 1, TIME_CAP = 2, DIVERGED = 3, UNDERFLOW = 4, NO_MEMORY = 5 };
@@ -304,11 +306,12 @@ static double seconds_now(void) {
 }
 
 /* Solve one frame: x (n×2) at time t → z (n×2) at time 0 and Δ (n). counts: NFE, accepted, rejected steps.
- * Stops with a status (not SOLVED) at max_nfe evaluations, after max_seconds (≤ 0: no limit), on a
- * non-finite error, or when the step underflows. */
+ * The first `capacity` attempted steps go to `steps` as (s, h, 1 if accepted else 0) triples, so tests
+ * can hold the controller to torchdiffeq's. Stops with a status (not SOLVED) at max_nfe evaluations,
+ * after max_seconds (≤ 0: no limit), on a non-finite error, or when the step underflows. */
 int dopri5_frame_2d(long n, int depth, const int *widths, const float *params, double t, double first_step,
                     double rtol, double atol, long max_nfe, double max_seconds, const float *x, float *z_out,
-                    float *delta_out, long *counts) {
+                    float *delta_out, long *counts, double *steps, long capacity) {
     const long size = 3 * n;
     const double started = seconds_now();
     network net;
@@ -374,6 +377,12 @@ int dopri5_frame_2d(long n, int depth, const int *widths, const float *params, d
             factor = 0.9 * pow(error_ratio, -0.2);
             factor = fmax(factor, error_ratio < 1 ? 1.0 : 0.2);
             factor = fmin(factor, 10);
+        }
+        const long attempt = accepted + rejected;
+        if (attempt < capacity) {
+            steps[3 * attempt] = s;
+            steps[3 * attempt + 1] = h;
+            steps[3 * attempt + 2] = error_ratio <= 1;
         }
         if (error_ratio <= 1) {
             accepted++;
