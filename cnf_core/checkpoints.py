@@ -64,9 +64,14 @@ def save_checkpoint(model: CNF, path: str | os.PathLike) -> None:
     """Write `model` to `path` (atomically: a crash never leaves half a file)."""
     data = checkpoint_bytes(model)
     tmp = f"{os.fspath(path)}.partial"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointError(f"cannot write checkpoint {os.fspath(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
