@@ -30,10 +30,10 @@ BATCH = 200  # inputs per hypothesis run; each batch has its own seed
 
 
 def fuzz_door(name: str, examples: int, seconds: float, first_seed: int) -> tuple[int, collections.Counter, list[str]]:
-    """Run one door until `examples` inputs or `seconds` have passed: (inputs tried, outcomes, failures)."""
+    """Run one door until `examples` inputs or `seconds` have passed: (inputs tried, outcomes, distinct failures)."""
     strategy, check = doors.DOORS[name]
     outcomes: collections.Counter = collections.Counter()
-    failures: list[str] = []
+    failures: dict[tuple, str] = {}
     tried = 0
     started = time.monotonic()
     batch = 0
@@ -53,11 +53,11 @@ def fuzz_door(name: str, examples: int, seconds: float, first_seed: int) -> tupl
         except Exception as error:  # noqa: BLE001 - a failure is the finding this script reports
             notes = "\n".join(getattr(error, "__notes__", []))
             where = traceback.extract_tb(error.__traceback__)[-1]
-            failures.append(
-                f"{type(error).__name__}: {str(error)[:300]}\n    at {where.filename}:{where.lineno}\n    {notes[:800]}"
-            )
+            key = (type(error).__name__, where.filename, where.lineno)
+            if key not in failures:  # each distinct failure once, with the first minimal input found for it
+                failures[key] = f"{type(error).__name__}: {str(error)[:300]}\n    at {where.filename}:{where.lineno}\n    {notes[:800]}"
         batch += 1
-    return tried, outcomes, failures
+    return tried, outcomes, list(failures.values())
 
 
 def main(argv: list[str] | None = None) -> int:
