@@ -136,6 +136,10 @@ def _payload(data: bytes):
             f"truncated or damaged: the file ({len(data):,} bytes) starts like a checkpoint but its end is missing or broken; "
             "copy or download it again"
         ) from None
+    entries = archive.infolist()
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries) or sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_BYTES:
+        # torch.save stores every part uncompressed; a compressed or oversized entry could unpack to gigabytes
+        raise CheckpointError("not a CNF Lab checkpoint: a zip archive with compressed or oversized parts, which PyTorch never writes")
     pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
     if len(pickles) != 1:
         raise CheckpointError(
@@ -257,13 +261,19 @@ _INFO_TYPES = {
     "train_config": dict,
     "pretrained": bool,
 }
+_HISTORY_TYPES = {"iteration": int, "loss": (int, float)}
 
 
 def _check_info(info: dict) -> None:
-    for key, kind in _INFO_TYPES.items():
-        value = info.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
-            raise CheckpointError(f"checkpoint description is damaged: its {key} is {value!r:.60}, of the wrong type")
+    """Refuse recorded figures of the wrong type here, so no page fails on them later."""
+    records = [("", info)] + [(f"history[{i}].", record) for i, record in enumerate(info.get("history") or [])]
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise CheckpointError(f"checkpoint description is damaged: its {where[:-1]} is {record!r:.60}, not a record")
+        for key, kind in (_INFO_TYPES if not where else _HISTORY_TYPES).items():
+            value = record.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+                raise CheckpointError(f"checkpoint description is damaged: its {where}{key} is {value!r:.60}, of the wrong type")
 
 
 def _load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
