@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import signal
 import sys
 import time
 import traceback
@@ -29,8 +30,18 @@ import doors  # noqa: E402
 BATCH = 200  # inputs per hypothesis run; each batch has its own seed
 
 
-def fuzz_door(name: str, examples: int, seconds: float, first_seed: int) -> tuple[int, collections.Counter, list[str]]:
-    """Run one door until `examples` inputs or `seconds` have passed: (inputs tried, outcomes, distinct failures)."""
+class Hang(BaseException):  # not an Exception: no `except Exception` in the code under test swallows it
+    """One input ran longer than --input-seconds."""
+
+
+def _raise_hang(signum, frame):
+    raise Hang
+
+
+def fuzz_door(name: str, examples: int, seconds: float, first_seed: int, input_seconds: float = 60.0) -> tuple[int, collections.Counter, list[str]]:
+    """Run one door until `examples` inputs or `seconds` have passed: (inputs tried, outcomes, distinct failures and hangs)."""
+    signal.signal(signal.SIGALRM, _raise_hang)
+    hangs: list[str] = []
     strategy, check = doors.DOORS[name]
     outcomes: collections.Counter = collections.Counter()
     failures: dict[tuple, str] = {}
@@ -46,7 +57,14 @@ def fuzz_door(name: str, examples: int, seconds: float, first_seed: int) -> tupl
         def property_holds(drawn):
             nonlocal tried
             tried += 1
-            outcomes[check(drawn)] += 1
+            signal.setitimer(signal.ITIMER_REAL, input_seconds)
+            try:
+                outcomes[check(drawn)] += 1
+            except Hang:  # not shrunk (each try would take as long): reported as found
+                outcomes["hang"] += 1
+                hangs.append(repr(drawn)[:300])
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
 
         try:
             property_holds()
@@ -57,7 +75,7 @@ def fuzz_door(name: str, examples: int, seconds: float, first_seed: int) -> tupl
             if key not in failures:  # each distinct failure once, with the first minimal input found for it
                 failures[key] = f"{type(error).__name__}: {str(error)[:300]}\n    at {where.filename}:{where.lineno}\n    {notes[:800]}"
         batch += 1
-    return tried, outcomes, list(failures.values())
+    return tried, outcomes, list(failures.values()) + [f"hang: more than {input_seconds:g} s on {drawn}" for drawn in hangs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="time limit per door (default 120)")
     parser.add_argument("--doors", default=",".join(doors.DOORS), help=f"comma-separated, of: {', '.join(doors.DOORS)}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first batch")
+    parser.add_argument("--input-seconds", type=float, default=60.0, help="an input running longer than this is reported as a hang")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # Pillow and torch warn about every damaged file; the outcome is what counts
     failed = False
     for name in args.doors.split(","):
         started = time.monotonic()
-        tried, outcomes, failures = fuzz_door(name.strip(), args.examples, args.seconds, args.seed)
+        tried, outcomes, failures = fuzz_door(name.strip(), args.examples, args.seconds, args.seed, args.input_seconds)
         shown = ", ".join(f"{outcome}: {count}" for outcome, count in outcomes.most_common())
         print(f"{name:>10}: {tried} inputs in {time.monotonic() - started:.0f} s, {len(failures)} failure(s)  [{shown}]", flush=True)
         for failure in failures:

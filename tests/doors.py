@@ -325,7 +325,8 @@ def cli_files() -> dict[str, str]:
 
 def _option_values(option: str):
     """Values for one option: its good range (kept tiny, so a run costs little), its edges, and junk."""
-    junk = st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e300", "abc", "", "1.5", "--"]) | st.text(max_size=6)
+    # junk text holds no digits: a random "99999" as --iters or --eval-n would be a valid, hour-long run
+    junk = st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e300", "abc", "", "1.5", "--"]) | st.text(max_size=6).filter(lambda t: not any(c.isdigit() for c in t))
     good = {
         "--dataset": st.sampled_from(datasets.names()),
         "--iters": st.integers(1, 2).map(str),

@@ -136,6 +136,7 @@ def test_any_address_text_is_ignored_or_allowed(drawn):
 @example(argv=["train", "--solver", "euler", "--rtol", "1e-3", "--iters", "1", "--hidden", "4", "--eval-n", "0", "--out", "never.pt", "--quiet"])
 @example(argv=["train", "--rtol", "nan", "--iters", "1", "--hidden", "4", "--eval-n", "0", "--out", "never.pt", "--quiet"])
 @example(argv=["train", "--iters", "abc", "--out", "never.pt"])
+@example(argv=["train", "--solver", "euler", "--step-size", "1e-9", "--iters", "1", "--hidden", "4", "--eval-n", "0", "--out", "never.pt", "--quiet"])  # found by fuzzing: an 8 GB time grid
 @example(argv=["frobnicate"])
 @example(argv=[])
 def test_any_command_line_exits_0_or_2_with_one_line(argv):
