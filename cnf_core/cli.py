@@ -28,10 +28,8 @@ from .training import OBJECTIVES, TrainConfig, Trainer, test_nll
 __all__ = ["main", "build_parser", "evaluate", "train_model", "pretrain"]
 
 PRETRAIN_ITERATIONS = 2000
-# The shipped models are smaller (3×32) and trained with RNODE's regularisers: within 0.06 nats
-# of a plain 3×64 trained 1500 iterations on every dataset (better on 8gaussians, checkerboard,
-# pinwheel), and their smoother dynamics need fewer solver steps, so density frames come about
-# 4× faster (8gaussians, 30 frames of 100², dopri5 1e-5: 1006 frame-NFE against 2782).
+# The shipped models are small (3×32) and trained with RNODE's regularisers: smoother dynamics
+# need fewer solver steps, so density frames come faster (figures: docs/PERFORMANCE.md).
 PRETRAIN_HIDDEN = (32, 32, 32)
 PRETRAIN_REGULARISER_WEIGHT = 0.05
 
