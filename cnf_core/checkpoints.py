@@ -5,9 +5,12 @@ A checkpoint is a `torch.save`d dict of plain data only:
     {"schema": SCHEMA_VERSION, "description": "<JSON text>", "state_dict": {...}}
 
 The description holds the architecture, the solver, how the model was trained
-(config, history) and its test NLL. Loading uses `torch.load(...,
-weights_only=True)`, so a file can never run code: a malicious pickle is
-refused, not executed.
+(config, history) and its test NLL. `load_model` is the one reader: it looks
+at what the bytes are (a zip archive with intact checksums, a pickle that
+imports only torch's tensor machinery, found by a static `pickletools` scan)
+before `torch.load(..., weights_only=True)` sees them, so a file can never run
+code, and every way a file can fail to be a checkpoint is one
+`CheckpointError` saying which.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
+import pickletools
 import zipfile
 from typing import BinaryIO
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from .divergence import TRACE_ESTIMATORS
+from .errors import CheckpointError
 from .field import ConcatSquashField, FieldConfig
 from .flow import CNF
 from .solvers import SolverConfig
@@ -60,57 +64,223 @@ def save_checkpoint(model: CNF, path: str | os.PathLike) -> None:
     """Write `model` to `path` (atomically: a crash never leaves half a file)."""
     data = checkpoint_bytes(model)
     tmp = f"{os.fspath(path)}.partial"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointError(f"cannot write checkpoint {os.fspath(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
     """The trained flow stored in a checkpoint (a path, bytes or a binary file).
 
-    Raises `CheckpointError` with a readable message for a missing, truncated,
-    oversized, unsafe, foreign-schema or mismatched file.
+    Whatever the bytes, the only exception is `CheckpointError`, whose message
+    says what the file is: not a CNF Lab checkpoint, truncated or damaged,
+    unsafe content, another architecture, or written by a newer CNF Lab. The
+    file is classified by its container before anything is unpickled: only an
+    intact zip archive whose pickle imports nothing but torch's tensor
+    machinery reaches `torch.load(weights_only=True)`.
     """
-    data = _read(source)
+    payload = _payload(_read(source))
+    description, state_dict, snapshots = _contents(payload)
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            "refused: the file contains code or objects other than plain weights "
-            f"(only safe checkpoints are loaded; {str(exc).splitlines()[0][:200]})"
-        ) from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"not a readable checkpoint (truncated or not a CNF Lab file): {str(exc)[:200]}") from None
-    if not isinstance(payload, dict) or "schema" not in payload:
-        raise CheckpointError("not a CNF Lab checkpoint: no schema version in the file")
-    if payload["schema"] != SCHEMA_VERSION:
-        raise CheckpointError(
-            f"checkpoint schema version {payload['schema']!r} is not supported (this CNF Lab reads version {SCHEMA_VERSION})"
-        )
-    try:
-        description = json.loads(payload["description"])
         field_config = FieldConfig(**{**description["field"], "hidden": tuple(description["field"]["hidden"])})
+    except Exception as exc:  # noqa: BLE001 - any malformed field description is the same diagnosis
+        raise CheckpointError(f"the checkpoint describes an architecture this CNF Lab does not know: {_first_line(exc)}") from None
+    try:
         solver = SolverConfig.from_dict(description["solver"])
-        state_dict = payload["state_dict"]
-        snapshots = {int(iteration): weights for iteration, weights in payload.get("snapshots", {}).items()}
-    except (KeyError, TypeError, ValueError, ConfigError, AttributeError) as exc:
-        raise CheckpointError(f"checkpoint description is damaged or incomplete: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint description is damaged: its solver settings are unreadable: {_first_line(exc)}") from None
+    trace = description.get("trace", "exact")
+    if trace not in TRACE_ESTIMATORS:
+        raise CheckpointError(f"checkpoint description is damaged: unknown trace estimator {trace!r}")
+    info = {k: v for k, v in description.items() if k not in ("field", "solver", "trace")}
+    _check_info(info)
     field = ConcatSquashField(field_config)
     for iteration, weights in snapshots.items():  # each snapshot must fit the same architecture
         _load_weights(field, weights, f"the snapshot of iteration {iteration}")
     _load_weights(field, state_dict, "the weights")
     field.eval()
-    info = {k: v for k, v in description.items() if k not in ("field", "solver", "trace")}
-    return CNF(field=field, solver=solver, trace=description.get("trace", "exact"), info=info, snapshots=snapshots)
+    return CNF(field=field, solver=solver, trace=trace, info=info, snapshots=snapshots)
+
+
+# What torch.save writes for dicts of tensors: the only imports a checkpoint's pickle may make.
+PLAIN_GLOBALS = frozenset(
+    [("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter")]
+    + [("torch", f"{kind}Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")]
+)
+_STRING_OPCODES = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _payload(data: bytes):
+    """The unpickled content of a checkpoint's bytes, or CheckpointError saying what the bytes are."""
+    if not data.startswith(ZIP_MAGIC):
+        # every torch.save since PyTorch 1.6 writes a zip archive: anything else is not one of ours
+        imports = _pickle_imports(data)
+        if imports is not None and imports - PLAIN_GLOBALS:
+            raise _unsafe(imports - PLAIN_GLOBALS)
+        kind = "a pickle" if imports is not None else "text" if _looks_like_text(data) else "binary data"
+        raise CheckpointError(f"not a CNF Lab checkpoint: the file is {kind}, not a PyTorch checkpoint (a zip archive)")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
+    except Exception:  # noqa: BLE001 - zipfile raises many types for a broken archive
+        first = _first_entry_name(data)
+        if first is not None and not first.endswith("/data.pkl"):
+            raise CheckpointError(f"not a CNF Lab checkpoint: a zip archive (of {first!r} ...) that is cut short or damaged") from None
+        raise CheckpointError(
+            f"truncated or damaged: the file ({len(data):,} bytes) starts like a checkpoint but its end is missing or broken; "
+            "copy or download it again"
+        ) from None
+    entries = archive.infolist()
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries) or sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_BYTES:
+        # torch.save stores every part uncompressed; a compressed or oversized entry could unpack to gigabytes
+        raise CheckpointError("not a CNF Lab checkpoint: a zip archive with compressed or oversized parts, which PyTorch never writes")
+    pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
+    if len(pickles) != 1:
+        raise CheckpointError(
+            f"not a CNF Lab checkpoint: a zip archive of {len(names)} file(s) ({', '.join(names[:3])[:120]}), not a PyTorch checkpoint"
+        )
+    try:
+        broken = archive.testzip()
+        pickled = archive.read(pickles[0])
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"damaged: a part of the checkpoint archive cannot be read ({_first_line(exc)})") from None
+    if broken is not None:
+        raise CheckpointError(f"damaged: {broken} does not match its checksum (the file was altered or corrupted in transit)")
+    imports = _pickle_imports(pickled)
+    if imports is None:
+        raise CheckpointError("damaged: the checkpoint's data.pkl is not a readable pickle")
+    if imports - PLAIN_GLOBALS:
+        raise _unsafe(imports - PLAIN_GLOBALS)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the container and pickle are sound: what is left is damage inside
+        raise CheckpointError(f"damaged: PyTorch cannot rebuild the checkpoint's tensors ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _pickle_imports(data: bytes) -> set[tuple[str, str]] | None:
+    """The (module, name) pairs the pickle at the start of `data` would import; None when it is no pickle.
+
+    A static scan with `pickletools` (nothing is executed or imported). An
+    import whose name cannot be read statically counts as ("?", "?").
+    """
+    imports, strings = set(), []
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name in _STRING_OPCODES:
+                strings.append(argument)
+                continue
+            if opcode.name == "GLOBAL" or opcode.name == "INST":
+                module, _, name = str(argument).partition(" ")
+                imports.add((module, name))
+            elif opcode.name == "STACK_GLOBAL":
+                imports.add(tuple(strings[-2:]) if len(strings) >= 2 else ("?", "?"))
+            elif opcode.name in ("EXT1", "EXT2", "EXT4"):
+                imports.add(("copyreg extension", str(argument)))
+            if opcode.name != "MEMOIZE":
+                strings = []
+    except Exception:  # noqa: BLE001 - genops raises ValueError and others on bytes that are not a pickle
+        return None
+    return imports
+
+
+def _unsafe(imports: set[tuple[str, str]]) -> CheckpointError:
+    shown = ", ".join(sorted(f"{module}.{name}" for module, name in imports))[:200]
+    return CheckpointError(
+        f"refused: unsafe content: the file contains code or objects other than plain weights (it would import {shown}); "
+        "only plain-weight checkpoints are loaded, nothing in it was run"
+    )
+
+
+def _first_entry_name(data: bytes) -> str | None:
+    """The name in the first zip local-file header, when the bytes hold all of it."""
+    if len(data) < 30:
+        return None
+    name_length = int.from_bytes(data[26:28], "little")
+    if len(data) < 30 + name_length:
+        return None
+    return data[30 : 30 + name_length].decode("utf-8", errors="replace")
+
+
+def _looks_like_text(data: bytes) -> bool:
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:  # a multi-byte character cut at 4096 bytes is rare enough to call binary
+        return False
+    return all(char.isprintable() or char in "\t\n\r\f" for char in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _contents(payload) -> tuple[dict, dict, dict]:
+    """The description, weights and snapshots of an unpickled checkpoint, checked for shape and version."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"not a CNF Lab checkpoint: a PyTorch file holding a {type(payload).__name__}, not a CNF Lab model")
+    if "schema" not in payload:
+        keys = ", ".join(repr(key) for key in list(payload)[:4])[:120]
+        raise CheckpointError(f"not a CNF Lab checkpoint: a PyTorch file without a schema version (it holds {keys or 'nothing'})")
+    schema = payload["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise CheckpointError(f"not a CNF Lab checkpoint: its schema version is {schema!r:.60}, not a whole number")
+    if schema > SCHEMA_VERSION:
+        raise CheckpointError(
+            f"written by a newer CNF Lab: checkpoint schema version {schema}, this one reads version {SCHEMA_VERSION}; "
+            "update CNF Lab to open it"
+        )
+    if schema != SCHEMA_VERSION:
+        raise CheckpointError(f"checkpoint schema version {schema} is not supported (this CNF Lab reads version {SCHEMA_VERSION})")
+    try:
+        description = json.loads(payload["description"])
+        if not isinstance(description, dict):
+            raise TypeError(f"a JSON {type(description).__name__}, not an object")
+        state_dict = payload["state_dict"]
+        snapshots = {int(iteration): weights for iteration, weights in payload.get("snapshots", {}).items()}
+    except Exception as exc:  # noqa: BLE001 - any malformed part of the payload is the same diagnosis
+        raise CheckpointError(f"checkpoint description is damaged or incomplete: {type(exc).__name__}: {_first_line(exc)}") from None
+    return description, state_dict, snapshots
+
+
+# The recorded figures the app formats, and the types they must have.
+_INFO_TYPES = {
+    "dataset": str,
+    "test_nll": (int, float),
+    "entropy": (int, float),
+    "train_seconds": (int, float),
+    "iterations": int,
+    "eval_nfe": int,
+    "test_n": int,
+    "history": list,
+    "train_config": dict,
+    "pretrained": bool,
+}
+_HISTORY_TYPES = {"iteration": int, "loss": (int, float)}
+
+
+def _check_info(info: dict) -> None:
+    """Refuse recorded figures of the wrong type here, so no page fails on them later."""
+    records = [("", info)] + [(f"history[{i}].", record) for i, record in enumerate(info.get("history") or [])]
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise CheckpointError(f"checkpoint description is damaged: its {where[:-1]} is {record!r:.60}, not a record")
+        for key, kind in (_INFO_TYPES if not where else _HISTORY_TYPES).items():
+            value = record.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+                raise CheckpointError(f"checkpoint description is damaged: its {where}{key} is {value!r:.60}, of the wrong type")
 
 
 def _load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
     try:
         field.load_state_dict(state_dict)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise CheckpointError(
-            f"{what} do not fit the architecture the checkpoint describes: {str(exc).splitlines()[0][:200]}"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for weights of another shape or kind
+        raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {_first_line(exc)}") from None
     for name, tensor in field.state_dict().items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{what} contain NaN or infinity ({name})")
@@ -126,10 +296,18 @@ def _read(source: str | os.PathLike | bytes | BinaryIO) -> bytes:
                 raise CheckpointError(f"file is {size / 2**20:.0f} MiB; CNF Lab checkpoints are under 50 MiB")
             with open(source, "rb") as handle:
                 data = handle.read()
-        except OSError as exc:
-            raise CheckpointError(f"cannot read checkpoint {os.fspath(source)!r}: {exc.strerror}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+            raise CheckpointError(f"cannot read checkpoint {os.fspath(source)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    elif callable(getattr(source, "read", None)):
+        try:
+            data = source.read(MAX_CHECKPOINT_BYTES + 1)
+        except Exception as exc:  # noqa: BLE001 - a broken or closed stream
+            raise CheckpointError(f"cannot read the checkpoint: {_first_line(exc)}") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise CheckpointError("cannot read the checkpoint: the file was opened as text; open it in binary mode")
+        data = bytes(data)
     else:
-        data = source.read(MAX_CHECKPOINT_BYTES + 1)
+        raise CheckpointError(f"expected a checkpoint path, bytes or a binary file, got {type(source).__name__}")
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError("file is larger than 50 MiB; CNF Lab checkpoints are far smaller")
     if not data:

@@ -17,9 +17,9 @@ import torch
 
 from . import datasets
 from .checkpoints import load_model, save_checkpoint
-from .errors import CNFLabError
+from .errors import CNFLabError, UsageError
 from .field import ACTIVATIONS, FieldConfig
-from .solvers import SOLVERS, SolverConfig
+from .solvers import SOLVERS, SolverConfig, number
 from .divergence import TRACE_ESTIMATORS
 from .evaluation import evaluate, record_evaluation
 from .training import OBJECTIVES, TrainConfig, Trainer
@@ -27,10 +27,8 @@ from .training import OBJECTIVES, TrainConfig, Trainer
 __all__ = ["main", "build_parser", "train_model", "pretrain"]
 
 PRETRAIN_ITERATIONS = 2000
-# The shipped models are smaller (3×32) and trained with RNODE's regularisers: within 0.06 nats
-# of a plain 3×64 trained 1500 iterations on every dataset (better on 8gaussians, checkerboard,
-# pinwheel), and their smoother dynamics need fewer solver steps, so density frames come about
-# 4× faster (8gaussians, 30 frames of 100², dopri5 1e-5: 1006 frame-NFE against 2782).
+# The shipped models are small (3×32) and trained with RNODE's regularisers: smoother dynamics
+# need fewer solver steps, so density frames come faster (figures: docs/PERFORMANCE.md).
 PRETRAIN_HIDDEN = (32, 32, 32)
 PRETRAIN_REGULARISER_WEIGHT = 0.05
 
@@ -55,8 +53,9 @@ def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
         return base
     method = args.solver or base.method
     values = {"method": method, "adjoint": getattr(args, "adjoint", False) or False}
-    # every setting given goes to SolverConfig, which refuses one that does not apply to the method
-    values.update({name: getattr(args, name) for name in ("rtol", "atol", "step_size") if getattr(args, name) is not None})
+    # every setting given goes to SolverConfig, which refuses one that does not apply to the method;
+    # a NaN or infinity is refused first, whatever the method
+    values.update({name: number(name, getattr(args, name)) for name in ("rtol", "atol", "step_size") if getattr(args, name) is not None})
     if "step_size" not in values and not SOLVERS[method].adaptive and not base.adaptive:
         values["step_size"] = base.step_size
     if args.max_nfe is not None:
@@ -64,8 +63,15 @@ def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
     return SolverConfig(**values)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (via `main`), not the whole usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cnf_core", description="CNF Lab: continuous normalizing flows on 2-D data.")
+    parser = _Parser(prog="python -m cnf_core", description="CNF Lab: continuous normalizing flows on 2-D data.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a CNF and write a checkpoint")
@@ -189,17 +195,37 @@ def _json_safe(value):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; 0 on success, 2 with one `error: ...` line on stderr for any bad input."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except CNFLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run(args)
     except CNFLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output path that cannot be written
+        print(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _writable_folder(path: str, what: str) -> None:
+    """Refuse an output whose folder does not exist before any work is spent on it."""
+    if os.path.isdir(path):
+        raise UsageError(f"{what}: {path!r} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{what}: the folder {folder!r} does not exist")
 
 
 def _run(args: argparse.Namespace) -> int:
     log = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
     if args.command == "train":
+        _writable_folder(args.out, "--out")
         iterations = args.iters if args.iters is not None or args.seconds is not None else TrainConfig().iterations
         config = TrainConfig(
             dataset=args.dataset,
@@ -255,6 +281,8 @@ def _run(args: argparse.Namespace) -> int:
         if not 1 <= args.n <= datasets.MAX_SAMPLES:
             print(f"error: --n must be between 1 and {datasets.MAX_SAMPLES:,}", file=sys.stderr)
             return 2
+        if args.out != "-":
+            _writable_folder(args.out, "--out")
         with torch.no_grad():
             x, log_p = model.sample(args.n, seed=args.seed)
         lines = ["x,y,log_density"] + [f"{a:.6f},{b:.6f},{c:.6f}" for (a, b), c in zip(x.tolist(), log_p.tolist())]

@@ -3,7 +3,7 @@
 Each carries a message written for a person (the app shows it as is).
 """
 
-__all__ = ["CNFLabError", "ConfigError", "SolveError", "CheckpointError"]
+__all__ = ["CNFLabError", "ConfigError", "SolveError", "CheckpointError", "UsageError"]
 
 
 class CNFLabError(Exception):
@@ -26,4 +26,8 @@ class SolveError(CNFLabError, RuntimeError):
 
 
 class CheckpointError(CNFLabError, ValueError):
-    """A checkpoint file cannot be loaded (truncated, unsafe, wrong schema)."""
+    """A checkpoint cannot be read (not one, truncated or damaged, unsafe, another architecture, newer) or written."""
+
+
+class UsageError(CNFLabError, ValueError):
+    """A command line that cannot be parsed (unknown option, missing or malformed value)."""

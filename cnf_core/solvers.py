@@ -84,6 +84,7 @@ SOLVERS: dict[str, SolverSpec] = {
 FIXED_GRID = tuple(name for name, spec in SOLVERS.items() if not spec.adaptive)
 ADAPTIVE = tuple(name for name, spec in SOLVERS.items() if spec.adaptive)
 DEFAULT_STEP_SIZE = 0.05
+MIN_STEP_SIZE = 1e-6
 DEFAULT_TOLERANCE = 1e-5
 BLOWUP = 1e8  # |state| beyond this is a numerical blow-up here: the lab's data live in [-4, 4]²
 
@@ -160,6 +161,8 @@ class SolverConfig:
             step = DEFAULT_STEP_SIZE if self.step_size is None else number("step_size", self.step_size)
             if not 0 < step <= 1:
                 raise ConfigError(f"step_size: must be in (0, 1] (a fraction of the time span), got {step!r}")
+            if step < MIN_STEP_SIZE:  # the solver allocates its whole time grid first: 1e-9 asked for 8 GB
+                raise ConfigError(f"step_size: at least {MIN_STEP_SIZE:g} (a million steps), got {step!r}")
             set_("step_size", step)
         max_nfe = number("max_nfe", self.max_nfe, integer=True)
         if max_nfe < 1:

@@ -18,6 +18,10 @@ CASES = [
     (TRAIN + ["--solver", "dopri5"], "--atol", EDGE_VALUES),
     (TRAIN + ["--solver", "euler"], "--step-size", EDGE_VALUES),
     (TRAIN + ["--solver", "euler"], "--max-nfe", ["0", "-1", "abc"]),
+    (TRAIN + ["--solver", "euler"], "--rtol", ["1e-3"]),  # tolerances do not apply to a fixed-grid method
+    (TRAIN + ["--solver", "rk4"], "--atol", ["1e-3"]),
+    (TRAIN + ["--solver", "dopri5"], "--step-size", ["0.1"]),  # nor a step size to an adaptive one
+    (TRAIN, "--rtol", ["nan", "1e-3"]),  # the default training solver is fixed-grid
     (TRAIN, "--kinetic-weight", ["nan", "inf", "-1", "1e300", "abc"]),
     (TRAIN, "--hidden", ["0", "-3", "64,abc", "100000", ""]),
     (TRAIN, "--seed", ["-1", "abc"]),
@@ -41,11 +45,24 @@ def test_edge_values_are_refused_cleanly(args, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip(), "a refusal must say why"
+    assert len(err.splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage", b"PK\x03\x04 truncated zip"])
-def test_bad_checkpoint_files(tmp_path, content, capsys):
+@pytest.mark.parametrize(
+    "content, diagnosis",
+    [
+        (b"", "empty"),
+        (b"garbage", "not a CNF Lab checkpoint"),
+        (b"hello world", "not a CNF Lab checkpoint"),
+        (b"one\ntwo\nthree\n", "not a CNF Lab checkpoint"),
+        (bytes(4096), "not a CNF Lab checkpoint"),
+        (b"PK\x03\x04 truncated zip", "truncated"),
+    ],
+)
+def test_bad_checkpoint_files(tmp_path, content, diagnosis, capsys):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
-    assert main(["eval", str(path), "--json"]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    for command in (["eval", str(path), "--json"], ["sample", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and diagnosis in err and len(err.splitlines()) == 1, err

@@ -82,7 +82,7 @@ def test_other_schema_version_and_other_architecture():
     future = dict(payload, schema=SCHEMA_VERSION + 1)
     buffer = io.BytesIO()
     torch.save(future, buffer)
-    with pytest.raises(CheckpointError, match="version"):
+    with pytest.raises(CheckpointError, match="written by a newer CNF Lab"):
         load_model(buffer.getvalue())
     description = json.loads(payload["description"])
     description["field"]["hidden"] = [16, 16]  # weights are 8 wide
@@ -91,3 +91,45 @@ def test_other_schema_version_and_other_architecture():
     torch.save(mismatched, buffer)
     with pytest.raises(CheckpointError, match="do not fit"):
         load_model(buffer.getvalue())
+
+
+def resaved(payload: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def test_an_unknown_architecture_and_damaged_weights_are_named():
+    payload = torch.load(io.BytesIO(checkpoint_bytes(make_model())), weights_only=True)
+    description = json.loads(payload["description"])
+    description["field"]["attention_heads"] = 4  # a field this CNF Lab has no such setting for
+    with pytest.raises(CheckpointError, match="describes an architecture this CNF Lab does not know"):
+        load_model(resaved(dict(payload, description=json.dumps(description))))
+    weights = dict(payload["state_dict"])
+    name = next(iter(weights))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    with pytest.raises(CheckpointError, match="NaN or infinity"):
+        load_model(resaved(dict(payload, state_dict=weights)))
+    with pytest.raises(CheckpointError, match="test_nll"):
+        load_model(resaved(dict(payload, description=json.dumps(dict(json.loads(payload["description"]), test_nll="low")))))
+
+
+def test_text_mode_files_and_other_sources_are_refused_clearly(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(make_model(), path)
+    with open(path, "rb") as handle:
+        assert load_model(handle).info["dataset"] == "moons"
+    with open(path, encoding="latin-1") as handle, pytest.raises(CheckpointError, match="binary mode"):
+        load_model(handle)
+    with pytest.raises(CheckpointError, match="expected a checkpoint path"):
+        load_model(42)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model("bad\0name.pt")
+
+
+def test_save_to_a_path_that_cannot_be_written(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot write"):
+        save_checkpoint(make_model(), tmp_path / "no-such-folder" / "m.pt")
+    with pytest.raises(CheckpointError, match="cannot write"):
+        save_checkpoint(make_model(), tmp_path)  # a folder
+    assert not list(tmp_path.glob("*.partial"))

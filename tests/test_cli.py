@@ -57,12 +57,28 @@ def test_train_with_an_adaptive_solver_and_seconds_budget(tmp_path):
         (["train", "--solver", "dopri5", "--step-size", "0.1", "--out", "x.pt"], "step_size"),
         (["train", "--batch-size", "0", "--out", "x.pt"], "batch_size"),
         (["eval", "does-not-exist.pt", "--json"], "cannot read"),
+        (["train", "--solver", "euler", "--rtol", "1e-3", "--out", "x.pt"], "rtol: euler is a fixed-grid method"),
+        (["train", "--rtol", "nan", "--out", "x.pt"], "rtol: must be a finite number"),
+        (["train", "--solver", "dopri5", "--atol", "nan", "--out", "x.pt"], "atol: must be a finite number"),
+        (["train", "--iters", "abc", "--out", "x.pt"], "argument --iters: invalid int value"),
+        (["train", "--out", "no-such-folder/x.pt"], "--out: the folder"),
+        (["nonsense"], "invalid choice"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_a_text_file_as_a_checkpoint_is_one_line_and_exit_2_from_the_shell(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello world\n")
+    for args in (["eval", str(path), "--json"], ["sample", str(path)]):
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.splitlines() == [f"error: not a CNF Lab checkpoint: the file is text, not a PyTorch checkpoint (a zip archive)"]
 
 
 def test_sample_writes_csv(tmp_path):
