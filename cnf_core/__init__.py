@@ -2,8 +2,11 @@
 
 Pure Python over PyTorch and torchdiffeq (never imports Streamlit). One
 module per idea: `datasets`, `field` (vector field networks), `divergence`,
-`solvers`, `flow` (augmented ODE, log-densities, sampling), `training`,
-`checkpoints`, and the command line in `cli` (`python -m cnf_core`).
+`solvers`, `flow` (augmented ODE, log-densities, sampling), `grid`,
+`density`, `training`, `evaluation`, `metrics`, `checkpoints`, the teaching
+packages `neural_ode` and `solver_lab`, Plotly builders in `figures`, an
+optional compiled accelerator behind one door in `kernels`, and the command
+line in `cli` (`python -m cnf_core`).
 """
 
 from .checkpoints import load_model, save_checkpoint

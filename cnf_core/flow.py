@@ -34,6 +34,7 @@ __all__ = [
     "log_density",
     "log_density_with_stats",
     "sample_with_log_density",
+    "FieldDynamics",
     "trajectories",
     "CNF",
 ]
@@ -162,7 +163,9 @@ def sample_with_log_density(
     return states[-1][:, :dim], states[-1][:, dim], counted.stats
 
 
-class _PlainDynamics(nn.Module):
+class FieldDynamics(nn.Module):
+    """`field(t, z)` as an nn.Module, so torchdiffeq (and `odeint_adjoint`) find a network field's parameters."""
+
     def __init__(self, field: Field) -> None:
         super().__init__()
         self.field = field
@@ -184,7 +187,7 @@ def trajectories(
     span = float((times[-1] - times[0]).abs())
     if not solver.adaptive and span > 0:
         solver = solver.replace(step_size=min(1.0, solver.step_size * span))
-    paths, counted = integrate(_PlainDynamics(field), z, times, solver)
+    paths, counted = integrate(FieldDynamics(field), z, times, solver)
     return paths, counted.stats
 
 

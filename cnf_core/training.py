@@ -45,7 +45,19 @@ from .field import ConcatSquashField, FieldConfig
 from .flow import CNF, log_density_with_stats
 from .solvers import SolverConfig, SolveStats, number
 
-__all__ = ["TrainConfig", "Progress", "Trainer", "pick_device", "time_to_nll"]
+__all__ = [
+    "TrainConfig",
+    "Progress",
+    "Trainer",
+    "Loss",
+    "MaximumLikelihood",
+    "FlowMatching",
+    "LoopSettings",
+    "seeded_rng",
+    "initial_field",
+    "pick_device",
+    "time_to_nll",
+]
 
 OBJECTIVES = ("mle", "fm")
 MAX_BATCH = 20_000
@@ -54,8 +66,6 @@ MAX_SECONDS = 6 * 3600
 # Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
 # plus at the end: the precision & recall page measures the model along its training.
 SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
-
-__all__ += ["Loss", "MaximumLikelihood", "FlowMatching", "LoopSettings", "seeded_rng", "initial_field"]  # the loop's parts
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -87,7 +97,7 @@ class TrainConfig:
     coupling: str = "independent"  # flow matching pairs: "ot" (minibatch optimal transport) or "independent"
     # RNODE (Finlay et al., 2020): weights of ∫|f|² dt and ∫‖∂f/∂z‖²_F dt in the maximum-likelihood loss.
     # On by default: without them the flow learns to exploit the 4-step training solver (its batch loss
-    # falls below the data entropy while the dopri5 test NLL drifts up); see docs/history-training.md.
+    # falls below the data entropy while the dopri5 test NLL drifts up); see docs/PERFORMANCE.md.
     kinetic_weight: float = 0.05
     jacobian_weight: float = 0.05
     iterations: int | None = 1000

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..solvers import SolverConfig, SolveStats, in_float64, integrate, number
-from .common import TIME_SPAN, Dynamics, check_fit_problem, endpoint_loss, time_tensor
+from .common import TIME_SPAN, FieldDynamics, check_fit_problem, endpoint_loss, time_tensor
 
 __all__ = ["GradientCheck", "gradient_check", "AdjointDynamics", "AdjointPath", "adjoint_path"]
 
@@ -67,7 +67,7 @@ def _loss_and_gradients(field: nn.Module, starts: torch.Tensor, targets: torch.T
     z0 = starts.detach().clone().requires_grad_(True)
     stats = SolveStats()
     started = time.perf_counter()
-    ys, _ = integrate(Dynamics(field), z0, time_tensor(TIME_SPAN, z0), solver, stats=stats)
+    ys, _ = integrate(FieldDynamics(field), z0, time_tensor(TIME_SPAN, z0), solver, stats=stats)
     z1 = ys[-1]
     loss = endpoint_loss(z1, targets)
     end_gradient = torch.autograd.grad(loss, z1, retain_graph=True)[0]
@@ -184,7 +184,7 @@ def adjoint_path(
     solver = solver.replace(adjoint=False)
     dim = starts.shape[1]
     with torch.no_grad():
-        ys, forward = integrate(Dynamics(field64), starts, time_tensor(TIME_SPAN, starts), solver)
+        ys, forward = integrate(FieldDynamics(field64), starts, time_tensor(TIME_SPAN, starts), solver)
         z1 = ys[-1]
     z1 = z1.detach().requires_grad_(True)
     end_adjoint = torch.autograd.grad(endpoint_loss(z1, targets), z1)[0]

@@ -1,6 +1,6 @@
 """What every part of the Neural ODE page shares: limits, input checks, the field wrappers, the end-point loss.
 
-The page's fields are callables `field(t, z)`; `Dynamics` makes any of them
+The page's fields are callables `field(t, z)`; `FieldDynamics` (from flow) makes any of them
 an `nn.Module` so `odeint_adjoint` finds its parameters. `random_field` and
 `start_grid` give the page something to look at without a trained model.
 """
@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..field import FieldConfig
-from ..flow import Field
+from ..flow import Field, FieldDynamics
 from ..solvers import SOLVERS, SolverConfig, landing, number
 from ..training import initial_field
 
@@ -31,7 +31,7 @@ __all__ = [
     "check_blocks",
     "evaluations_per_step",
     "time_tensor",
-    "Dynamics",
+    "FieldDynamics",
     "ScaledField",
     "random_field",
     "start_grid",
@@ -93,15 +93,6 @@ def time_tensor(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(list(values), dtype=like.dtype, device=like.device)
 
 
-class Dynamics(nn.Module):
-    """`field(t, z)` as an nn.Module, so `odeint_adjoint` finds its parameters through it."""
-
-    def __init__(self, field: Field) -> None:
-        super().__init__()
-        self.field = field
-
-    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.field(t, z)
 
 
 class ScaledField(nn.Module):

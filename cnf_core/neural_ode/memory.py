@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..solvers import SOLVERS, SolverConfig, SolveStats, integrate
-from .common import MAX_SWEEP_EVALUATIONS, TIME_SPAN, Dynamics, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
+from .common import MAX_SWEEP_EVALUATIONS, TIME_SPAN, FieldDynamics, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
 
 __all__ = ["SavedTensorMeter", "MemoryPoint", "MemorySweep", "memory_sweep"]
 
@@ -111,7 +111,7 @@ def _one_pass(field: nn.Module, starts: torch.Tensor, targets: torch.Tensor, sol
     stats = SolveStats()
     started = time.perf_counter()
     with SavedTensorMeter(exclude=parameters) as meter:
-        ys, _ = integrate(Dynamics(field), starts, time_tensor(TIME_SPAN, starts), solver, stats=stats)
+        ys, _ = integrate(FieldDynamics(field), starts, time_tensor(TIME_SPAN, starts), solver, stats=stats)
         loss = endpoint_loss(ys[-1], targets)
     stats.start_backward()
     loss.backward()

@@ -19,7 +19,7 @@ from ..field import ConcatSquashField, FieldConfig
 from ..flow import Field, trajectories
 from ..solvers import SOLVERS, SolverConfig, SolveStats, in_float64, integrate, number
 from ..training import Trainer, initial_field
-from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, Dynamics, check_blocks
+from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, FieldDynamics, check_blocks
 
 __all__ = [
     "DampedPendulum",
@@ -83,7 +83,7 @@ def pendulum_problem(n: int = 8, observations: int = 25, seed: int = 0, truth: n
     starts = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * torch.tensor([2.4, 2.0], dtype=torch.float64)
     times = torch.linspace(*TIME_SPAN, observations, dtype=torch.float64)
     with torch.no_grad():
-        observed, _ = integrate(Dynamics(truth), starts, times, REFERENCE_SOLVER.replace(adjoint=False))
+        observed, _ = integrate(FieldDynamics(truth), starts, times, REFERENCE_SOLVER.replace(adjoint=False))
     return TrajectoryProblem(starts, times, observed, truth)
 
 
@@ -195,7 +195,7 @@ class TrajectoryMatching:
 
     def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
         stats = SolveStats()
-        predicted, _ = integrate(Dynamics(field), batch[0], self.times, self.solver, stats=stats)
+        predicted, _ = integrate(FieldDynamics(field), batch[0], self.times, self.solver, stats=stats)
         return ((predicted - batch) ** 2).sum(-1).mean(), stats
 
 

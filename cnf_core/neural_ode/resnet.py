@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError
 from ..flow import Field, trajectories
 from ..solvers import SolverConfig, convergence_order, in_float64, integrate
-from .common import MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, TIME_SPAN, Dynamics, check_blocks, check_points, like_field, time_tensor
+from .common import MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, TIME_SPAN, FieldDynamics, check_blocks, check_points, like_field, time_tensor
 
 __all__ = ["residual_network", "euler_equality", "ResNetVsODE", "resnet_vs_ode"]
 
@@ -60,7 +60,7 @@ def euler_equality(field: Field, z0: torch.Tensor, blocks: int) -> tuple[float, 
     blocks = check_blocks("blocks", blocks)
     with torch.no_grad():
         resnet = residual_network(field, z0, blocks)[-1]
-        ys, counted = integrate(Dynamics(field), z0, time_tensor(TIME_SPAN, z0), SolverConfig.fixed("euler", blocks))
+        ys, counted = integrate(FieldDynamics(field), z0, time_tensor(TIME_SPAN, z0), SolverConfig.fixed("euler", blocks))
     return float((resnet - ys[-1]).abs().max()), counted.stats.nfe_forward
 
 
