@@ -118,7 +118,7 @@ def velocity_and_divergence(field, t, z: torch.Tensor) -> tuple[torch.Tensor, to
 def pack(layers) -> tuple[torch.Tensor, torch.Tensor]:
     """Widths and raw parameters in the kernel's layout, packed afresh on every call.
 
-    Repacking copies a few thousand floats (microseconds, against a
+    Repacking copies a few thousand floats (tens of microseconds, against a
     millisecond for 10 000 points), so there is no cache to go stale when
     weights change in place, through `.data` or otherwise.
     """

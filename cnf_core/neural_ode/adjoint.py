@@ -19,7 +19,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..solvers import SolverConfig, SolveStats, in_float64, integrate, number
-from .common import TIME_SPAN, FieldDynamics, check_fit_problem, endpoint_loss, time_tensor
+from ..flow import FieldDynamics
+from .common import TIME_SPAN, check_fit_problem, endpoint_loss, time_tensor
 
 __all__ = ["GradientCheck", "gradient_check", "AdjointDynamics", "AdjointPath", "adjoint_path"]
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..field import FieldConfig
-from ..flow import Field, FieldDynamics
+from ..flow import Field
 from ..solvers import SOLVERS, SolverConfig, landing, number
 from ..training import initial_field
 
@@ -31,7 +31,6 @@ __all__ = [
     "check_blocks",
     "evaluations_per_step",
     "time_tensor",
-    "FieldDynamics",
     "ScaledField",
     "random_field",
     "start_grid",

@@ -17,7 +17,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..solvers import SOLVERS, SolverConfig, SolveStats, integrate
-from .common import MAX_SWEEP_EVALUATIONS, TIME_SPAN, FieldDynamics, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
+from ..flow import FieldDynamics
+from .common import MAX_SWEEP_EVALUATIONS, TIME_SPAN, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
 
 __all__ = ["SavedTensorMeter", "MemoryPoint", "MemorySweep", "memory_sweep"]
 

@@ -16,10 +16,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..field import ConcatSquashField, FieldConfig
-from ..flow import Field, trajectories
+from ..flow import Field, FieldDynamics, trajectories
 from ..solvers import SOLVERS, SolverConfig, SolveStats, in_float64, integrate, number
 from ..training import Trainer, initial_field
-from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, FieldDynamics, check_blocks
+from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, check_blocks
 
 __all__ = [
     "DampedPendulum",

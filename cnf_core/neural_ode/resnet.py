@@ -15,9 +15,9 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
-from ..flow import Field, trajectories
+from ..flow import Field, FieldDynamics, trajectories
 from ..solvers import SolverConfig, convergence_order, in_float64, integrate
-from .common import MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, TIME_SPAN, FieldDynamics, check_blocks, check_points, like_field, time_tensor
+from .common import MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, TIME_SPAN, check_blocks, check_points, like_field, time_tensor
 
 __all__ = ["residual_network", "euler_equality", "ResNetVsODE", "resnet_vs_ode"]
 
