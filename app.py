@@ -39,7 +39,7 @@ page = st.navigation(
 url.restore("app", {"model": url.Param(str, choices=[n for n, e in state.models().items() if e.source == "pretrained"])})
 if "model" in st.session_state:
     st.session_state.active_model = st.session_state.pop("model")
-state.collect_finished_job()  # a run that ended since the last rerun joins the model list first
+state.collect_finished_runs()  # runs that ended since the last rerun join the model list first
 sidebar.render()
 page.run()
 url.publish({}, extra={"model": st.session_state.get("active_model")})

@@ -333,6 +333,35 @@ class Trainer:
             "history": self.history,
         }
 
+    def state(self) -> dict:
+        """What `run` needs to continue where it stopped: weights, AdamW's moments, history, snapshots, the batch stream.
+
+        Plain tensors, numbers, strings, lists and dicts only, so it travels
+        between processes and loads with `torch.load(weights_only=True)`.
+        """
+        return {
+            "field": _cpu_copy(self.field.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "history": list(self.history),
+            "snapshots": dict(self.snapshots),
+            "iteration": self.iteration,
+            "seconds": self.seconds,
+            "status": self.status,
+            "message": self.message,
+            "batch_seeds": self._batch_seeds.get_state(),
+        }
+
+    def restore(self, state: dict) -> "Trainer":
+        """Continue from a `state()` of a trainer with the same config (any process, any device)."""
+        self.field.load_state_dict(state["field"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        self.snapshots = {int(k): v for k, v in state["snapshots"].items()}
+        self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
+        self.status, self.message = state["status"], state["message"]
+        self._batch_seeds.set_state(state["batch_seeds"])
+        return self
+
     def step(self) -> tuple[float, SolveStats]:
         """One AdamW step on a fresh batch; returns (loss, solve stats).
 

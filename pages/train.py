@@ -7,7 +7,8 @@ from cnf_core.divergence import TRACE_ESTIMATORS
 from cnf_core.errors import CNFLabError
 from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
-from cnf_core.training import TrainConfig, pick_device
+from cnf_core.pool import CANCELLED, QUEUED, RUNNING
+from cnf_core.training import TrainConfig
 from ui import state, url, widgets
 from ui.url import Param
 
@@ -132,64 +133,98 @@ with settings:
             widgets.refused(exc)
     budget = {"iterations": config.iterations, "seconds": config.seconds} if config else None
 
-    job = st.session_state.get("job")
-    running = job is not None and job.running
+    try:
+        pool = state.training_pool()
+    except CNFLabError as exc:  # a bad CNF_LAB_* setting on the server
+        st.error(f"Training is unavailable on this server: {exc}")
+        st.stop()
+    latest = state.latest_run()
+    active = [run for run in state.runs() if run.active]
     start_col, stop_col, resume_col = st.columns(3)
-    if start_col.button("Start", type="primary", disabled=running or config is None, width="stretch"):
-        job = state.new_job(config, dataset_label, budget)
-        st.session_state.job = job
-        job.start()
-        st.rerun()
-    if stop_col.button("Stop", disabled=not running, width="stretch"):
-        job.stop.set()
-    can_resume = job is not None and not running and job.trainer.iteration > 0 and budget is not None
+    if start_col.button("Start", type="primary", disabled=config is None, width="stretch", help="Queue a run: it starts as soon as one of the server's trainers is free."):
+        try:
+            state.start_run(config, dataset_label, budget)
+            st.rerun()
+        except CNFLabError as exc:  # a limit of the server's training pool
+            st.error(str(exc))
+    if stop_col.button("Stop", disabled=not active, width="stretch", help="Stop your latest run after its current iteration (or take it out of the queue)."):
+        pool.stop(active[-1])
+    can_resume = not active and latest is not None and latest.trainer_state is not None and latest.iteration > 0 and budget is not None
     if resume_col.button("Resume", disabled=not can_resume, width="stretch", help="Continue the last run for another budget."):
-        job.budget = budget
-        job.start()
-        st.rerun()
-    st.caption(f"Training runs on **{pick_device().type.upper()}** ({state.device_label()}).")
+        try:
+            state.start_run(latest.config, latest.label, budget, resume=latest)
+            st.rerun()
+        except CNFLabError as exc:
+            st.error(str(exc))
+    load = pool.status()
+    st.caption(
+        f"Training runs on the server's **{load['device'].upper()}** ({state.device_label()}) in {load['workers']} "
+        f"worker process{'es' * (load['workers'] != 1)}, first come first served: {load['busy']} training, {load['queued']} waiting."
+    )
     publish_settings()
 
 
 # ---------------------------------------------------------------- live panel
-def live_panel() -> None:
-    job = st.session_state.get("job")
-    if job is None:
-        st.info("Pick a dataset and press **Start**: the loss, NFE and the model's samples and density appear here as it trains.")
-        return
-    trainer, progress = job.trainer, job.progress
-    if job.running and progress is not None:
-        if progress.total_iterations:
-            fraction = progress.iteration / progress.total_iterations
-            left = (progress.total_iterations - progress.iteration) / max(progress.iterations_per_second, 1e-9)
+def run_status(run, pool) -> None:
+    """Where a run stands: its place in the queue, its progress, or how it ended."""
+    if run.state == QUEUED:
+        place, length = pool.place(run) or (1, 1)
+        wait_s = pool.expected_start(run) or 0.0
+        st.info(
+            f"Waiting for a free trainer: place **{place}** of {length} in the queue, starting in about "
+            f"**{wait_s:.0f} s** ({pool.size} run{'s' * (pool.size != 1)} train at once on this server)."
+        )
+    elif run.state == RUNNING:
+        progress = run.progress
+        if progress is None:
+            st.progress(0.0, text="starting…")
+            return
+        if run.iterations:
+            done = progress.iteration - run.start_iteration
+            fraction, left = done / run.iterations, (run.iterations - done) / max(progress.iterations_per_second, 1e-9)
         else:
-            fraction = progress.seconds / progress.time_budget
-            left = progress.time_budget - progress.seconds
+            trained = progress.seconds - run.start_seconds
+            fraction, left = trained / run.seconds, run.seconds - trained
         st.progress(
             min(max(fraction, 0.0), 1.0),
             text=f"iteration {progress.iteration} · {progress.iterations_per_second:.1f} it/s · about {max(left, 0):.0f} s left · loss {progress.loss:.3f}",
         )
-    elif job.running:
-        st.progress(0.0, text="starting…")
+    elif run.state == CANCELLED:
+        st.warning(f"Run stopped before it started ({run.message}).")
     else:
-        if not job.collected:
-            st.rerun()  # the whole app reruns: app.py adds the model and refreshes the sidebar
-        summary = f"Run {trainer.status}: {trainer.iteration} iterations in {trainer.seconds:.1f} s"
-        if job.finished_model is not None and job.finished_model.test_nll is not None:
-            summary += f", test NLL {job.finished_model.test_nll:.3f} nats"
-        (st.warning if trainer.status == "stopped" else st.success)(summary + ".")
-    if job.error:
-        st.error(job.error)
-    history = list(trainer.history)
+        summary = f"Run {run.state}: {run.iteration} iterations in {run.seconds_trained:.1f} s"
+        if run.model is not None and run.model.info.get("test_nll") is not None:
+            summary += f", test NLL {run.model.info['test_nll']:.3f} nats"
+        (st.success if run.state == "finished" else st.warning)(summary + ".")
+
+
+def live_panel(shown_state: str | None) -> None:
+    run = state.latest_run()
+    if run is None:
+        st.info("Pick a dataset and press **Start**: the loss, NFE and the model's samples and density appear here as it trains.")
+        return
+    if run.state != shown_state:
+        st.rerun()  # the whole app reruns: app.py takes a finished model, the panel's refresh rate follows the new state
+    pool = state.training_pool()
+    for other in state.runs():
+        if other.active and other is not run:
+            line, button = st.columns([4, 1], vertical_alignment="center")
+            line.caption(f"Your earlier run ({other.label}) is {other.state}: iteration {other.iteration}.")
+            if button.button("Stop it", key=f"train_stop_{other.id}"):
+                pool.stop(other)
+    run_status(run, pool)
+    if run.error:
+        st.error(run.error)
+    history = list(run.history)
     if history:
         charts, snapshot_col = st.columns(2)
-        if trainer.config.objective == "fm":
+        if run.config.objective == "fm":
             figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²")
         else:
-            figure = loss_figure(history, datasets.entropy(trainer.config.dataset))
+            figure = loss_figure(history, datasets.entropy(run.config.dataset))
         charts.plotly_chart(figure, key="train_loss")
         charts.plotly_chart(nfe_figure(history), key="train_nfe")
-        snapshot = job.snapshot
+        snapshot = run.snapshot
         if snapshot is not None:
             snapshot_col.plotly_chart(
                 density_figure(snapshot.log_density, snapshot.grid, samples=snapshot.samples, title=f"Density and samples at iteration {snapshot.iteration}"),
@@ -226,6 +261,7 @@ def session_runs() -> None:
 
 
 with live:
-    job = st.session_state.get("job")
-    st.fragment(live_panel, run_every=1.5 if job is not None and job.running else None)()
+    shown = state.latest_run()
+    # the panel refreshes only while a run is queued or training, less often far back in the queue or under load
+    st.fragment(live_panel, run_every=state.training_pool().refresh_seconds(shown))(None if shown is None else shown.state)
     session_runs()

@@ -1,32 +1,29 @@
-"""Per-browser-session state of the app: the models and the training job.
+"""Per-browser-session state of the app: the models and the training runs.
 
 Everything lives in `st.session_state`, so two people using the app at once
 never see each other's models or runs. Pretrained models are read once per
 process (cached bytes) and loaded into each session separately, so no session
-can change another's objects.
+can change another's objects. Runs train in the server's one training pool
+(worker processes, `cnf_core.pool`); a session holds its runs' handles.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 import torch
 
-from cnf_core import datasets, load_model
+from cnf_core import load_model
 from cnf_core.checkpoints import checkpoint_bytes
 from cnf_core.errors import CNFLabError
 from cnf_core.flow import CNF
-from cnf_core.evaluation import record_evaluation
-from cnf_core.training import TrainConfig, Trainer
+from cnf_core.pool import PoolSettings, Run, TrainingPool
+from cnf_core.training import TrainConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
-LOG = logging.getLogger("cnf_lab")
 DEFAULT_MODEL = "8gaussians (pretrained)"
 
 
@@ -106,7 +103,7 @@ def init() -> None:
     models = _pretrained_entries()
     st.session_state.models = models
     st.session_state.active_model = DEFAULT_MODEL if DEFAULT_MODEL in models else next(iter(models), None)
-    st.session_state.job = None
+    st.session_state.runs = []
     st.session_state.notice = None
 
 
@@ -146,85 +143,46 @@ def device_label() -> str:
     return "CPU (no GPU found)"
 
 
-@dataclass
-class Snapshot:
-    """What the live panel shows of a model in training: samples and a coarse density."""
+@st.cache_resource(show_spinner=False)
+def training_pool() -> TrainingPool:
+    """The server's one training pool (worker processes and their queue), shared by every session.
 
-    iteration: int
-    samples: torch.Tensor
-    log_density: torch.Tensor | None
-    grid: object
-
-
-@dataclass
-class TrainingJob:
-    """A training run in a background thread, driven by a `Trainer`.
-
-    The thread only writes to this object; the page reads it on each refresh.
-    `stop` asks the thread to finish after the current iteration.
+    Its size and limits come from the environment (`PoolSettings.from_env`);
+    a bad value raises `ConfigError` naming the variable.
     """
+    return TrainingPool(PoolSettings.from_env(), owner_alive=_session_alive)
 
-    trainer: Trainer
-    dataset_label: str
-    budget: dict
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    progress: object = None
-    snapshot: Snapshot | None = None
-    error: str | None = None
-    finished_model: ModelEntry | None = None
-    collected: bool = False
-    started_at: float = field(default_factory=time.time)
-    snapshot_every: float = 3.0
-    abandoned: bool = False  # the browser session that started the run closed: nobody will read the result
 
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+def runs() -> list[Run]:
+    """This session's training runs, oldest first."""
+    return st.session_state.runs
 
-    def start(self) -> None:
-        self.stop.clear()
-        self.error, self.finished_model, self.collected = None, None, False
-        self.session_id = _current_session_id()
-        self.thread = threading.Thread(target=self._work, name="cnf-training", daemon=True)
-        self.thread.start()
 
-    def should_stop(self) -> bool:
-        """Stop pressed, or the browser tab that started the run is gone (no orphan workers)."""
-        if self.stop.is_set():
-            return True
-        if not _session_alive(self.session_id):
-            self.stop.set()
-            self.abandoned = True
-            LOG.warning("training stopped at iteration %d: its browser session closed", self.trainer.iteration)
-            return True
-        return False
+def latest_run() -> Run | None:
+    return st.session_state.runs[-1] if st.session_state.runs else None
 
-    def _work(self) -> None:
-        last_snapshot = [0.0]
 
-        def on_progress(progress) -> None:
-            self.progress = progress
-            now = time.perf_counter()
-            if now - last_snapshot[0] > self.snapshot_every:
-                last_snapshot[0] = now
-                self.snapshot = make_snapshot(self.trainer)
+def start_run(config: TrainConfig, dataset_label: str, budget: dict, resume: Run | None = None) -> Run:
+    """Queue a run for this session (or the continuation of `resume`); `PoolRefusal` says why not."""
+    run = training_pool().submit(_current_session_id() or "local", config, dataset_label, resume=resume, **budget)
+    st.session_state.runs.append(run)
+    return run
 
-        try:
-            self.trainer.run(**self.budget, progress=on_progress, should_stop=self.should_stop)
-            if self.abandoned:
-                return
-            self.snapshot = make_snapshot(self.trainer)
-            model = self.trainer.model()
-            record_evaluation(model, self.trainer.config.dataset, n=2000)
-            if self.trainer.status == "failed":
-                self.error = self.trainer.message
-            if self.trainer.iteration > 0:
-                self.finished_model = ModelEntry(f"{self.dataset_label} (trained)", model, "trained")
-        except CNFLabError as exc:  # e.g. the evaluation solve hit its cap
-            self.error = f"{exc}. The model in training is kept as it was."
-        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
-            self.error = f"training failed unexpectedly: {type(exc).__name__}: {exc}"
+
+def collect_finished_runs() -> list[ModelEntry]:
+    """Once per ended run: add its model to the session (active unless the run failed)."""
+    added = []
+    for run in st.session_state.runs:
+        if run.active or run.collected:
+            continue
+        run.collected = True
+        training_pool().forget(run)
+        if run.model is None:  # stopped before it started, failed before its first iteration, or lost
+            continue
+        entry = ModelEntry(unique_name(f"{run.label} (trained)"), run.model, "trained")
+        add_model(entry, make_active=run.error is None)
+        added.append(entry)
+    return added
 
 
 def _current_session_id() -> str | None:
@@ -235,45 +193,9 @@ def _current_session_id() -> str | None:
 
 
 def _session_alive(session_id: str | None) -> bool:
-    """False once the browser session that owns a job has disconnected (True when unknown)."""
+    """False once the browser session that owns a run has disconnected (True when unknown)."""
     from streamlit.runtime import Runtime
 
     if session_id is None or not Runtime.exists():
         return True
     return Runtime.instance().is_active_session(session_id)
-
-
-def make_snapshot(trainer: Trainer, n: int = 600, resolution: int = 48) -> Snapshot | None:
-    """Samples and a coarse density of the model being trained (a CPU copy)."""
-    from cnf_core.density import density_frames
-    from cnf_core.grid import make_grid
-    from cnf_core.solvers import SolverConfig
-
-    model = trainer.model()
-    model.solver = SolverConfig(rtol=1e-3, atol=1e-3, max_nfe=2000, max_seconds=10)
-    try:
-        with torch.no_grad():
-            samples, _ = model.sample(n, seed=1)
-            grid = make_grid(datasets.VIEW, resolution)
-            frames = density_frames(model.field, [1.0], grid, model.solver)
-        return Snapshot(trainer.iteration, samples, frames.log_density[0], grid)
-    except CNFLabError:
-        return None
-
-
-def new_job(config: TrainConfig, dataset_label: str, budget: dict) -> TrainingJob:
-    return TrainingJob(trainer=Trainer(config), dataset_label=dataset_label, budget=budget)
-
-
-def collect_finished_job() -> ModelEntry | None:
-    """Once per finished run: add its model to the session (active unless the run failed)."""
-    job: TrainingJob | None = st.session_state.get("job")
-    if job is None or job.running or job.collected:
-        return None
-    job.collected = True
-    if job.finished_model is None:  # the run failed before its first iteration: nothing to add
-        return None
-    entry = copy.copy(job.finished_model)
-    entry.name = unique_name(entry.name)
-    add_model(entry, make_active=job.error is None)
-    return entry

@@ -17,6 +17,7 @@ import math
 import os
 from array import array
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Union
 
 import numpy as np
@@ -193,13 +194,19 @@ def from_csv(source: Source, name: str = "csv") -> Dataset:
     """
     with _binary_stream(source, "CSV") as stream:
         points = torch.from_numpy(_fit_to_view(_read_csv_points(stream))).float()
-
-    def sampler(n: int, generator: torch.Generator) -> torch.Tensor:
-        rows = torch.randint(0, len(points), (n,), generator=generator)
-        return points[rows] + torch.randn(n, 2, generator=generator) * CSV_JITTER
-
     description = f"Uploaded CSV: {len(points):,} points, resampled with jitter σ = {CSV_JITTER:g}."
-    return Dataset(name, description, sampler, None, None)
+    return Dataset(name, description, _JitteredRows(points), None, None)
+
+
+@dataclass(frozen=True, eq=False)
+class _JitteredRows:
+    """The CSV sampler: rows with replacement plus N(0, CSV_JITTER²) noise (an object, not a closure, so it pickles)."""
+
+    points: torch.Tensor
+
+    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(0, len(self.points), (n,), generator=generator)
+        return self.points[rows] + torch.randn(n, 2, generator=generator) * CSV_JITTER
 
 
 # ---------------------------------------------------------------- image uploads
@@ -259,36 +266,54 @@ def from_image(source: Source, name: str = "image") -> Dataset:
     total = float(weights.sum())
     if total <= 0:
         raise DataError("the image is blank (all white or transparent): there is no dark area to sample from")
-    cumulative = torch.cumsum(weights, dim=0)
     pixel = 2 * USER_DATA_EXTENT / max(width, height)  # side of one pixel in view units
-    left, top = -width * pixel / 2, height * pixel / 2
     with np.errstate(divide="ignore"):
         log_density_table = torch.from_numpy(np.log(darkness.reshape(-1)) - math.log(total) - 2 * math.log(pixel))
     mass = weights / total
     positive = mass > 0
     pixel_entropy = -float((mass[positive] * mass[positive].log()).sum())
+    density = _PixelDensity(width, height, pixel, torch.cumsum(weights, dim=0), log_density_table)
+    description = f"Uploaded image: {width}×{height} pixels read as a density (darker = more mass)."
+    return Dataset(name, description, density.sample, density.log_prob, pixel_entropy + 2 * math.log(pixel))
 
-    def cell_of(points: torch.Tensor) -> torch.Tensor:
+
+@dataclass(frozen=True, eq=False)
+class _PixelDensity:
+    """A density constant on each pixel of an image centred on the origin (an object, not closures, so it pickles)."""
+
+    width: int
+    height: int
+    pixel: float  # side of one pixel in view units
+    cumulative: torch.Tensor  # running sum of the pixels' mass, row-major from the top-left
+    log_density_table: torch.Tensor  # log-density on each pixel
+
+    @property
+    def left(self) -> float:
+        return -self.width * self.pixel / 2
+
+    @property
+    def top(self) -> float:
+        return self.height * self.pixel / 2
+
+    def cell_of(self, points: torch.Tensor) -> torch.Tensor:
         """(column, row) of the pixel under each float64 point; shared by sampler and density."""
-        return torch.stack([torch.floor((points[:, 0] - left) / pixel), torch.floor((top - points[:, 1]) / pixel)], 1)
+        return torch.stack([torch.floor((points[:, 0] - self.left) / self.pixel), torch.floor((self.top - points[:, 1]) / self.pixel)], 1)
 
-    def sampler(n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         # Inverse-CDF draw of a pixel ∝ mass; right=True skips zero-mass pixels.
+        cumulative, left, top, pixel = self.cumulative, self.left, self.top, self.pixel
         u = torch.rand(n, generator=generator, dtype=torch.float64) * float(cumulative[-1])
         index = torch.searchsorted(cumulative, u, right=True).clamp_(max=len(cumulative) - 1)
-        column, row = (index % width).double(), (index // width).double()
+        column, row = (index % self.width).double(), (index // self.width).double()
         offset = torch.rand(n, 2, generator=generator, dtype=torch.float64)
         points = torch.stack([left + (column + offset[:, 0]) * pixel, top - (row + offset[:, 1]) * pixel], dim=1)
         centres = torch.stack([left + (column + 0.5) * pixel, top - (row + 0.5) * pixel], dim=1)
-        return to_float32_within_cells(points, cell_of, centres)
+        return to_float32_within_cells(points, self.cell_of, centres)
 
-    def image_log_prob(x: torch.Tensor) -> torch.Tensor:
-        cells = cell_of(x.detach().to("cpu", torch.float64))
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        cells = self.cell_of(x.detach().to("cpu", torch.float64))
         column, row = cells[:, 0], cells[:, 1]
-        inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
+        inside = (column >= 0) & (column < self.width) & (row >= 0) & (row < self.height)
         log_p = torch.full((len(x),), -math.inf, dtype=torch.float64)
-        log_p[inside] = log_density_table[(row[inside] * width + column[inside]).long()]
+        log_p[inside] = self.log_density_table[(row[inside] * self.width + column[inside]).long()]
         return nan_where_input_nan(log_p, x.detach().cpu()).to(device=x.device, dtype=x.dtype)
-
-    description = f"Uploaded image: {width}×{height} pixels read as a density (darker = more mass)."
-    return Dataset(name, description, sampler, image_log_prob, pixel_entropy + 2 * math.log(pixel))

@@ -6,13 +6,13 @@ from app_tools import no_errors, open_app
 
 
 def wait_for_training(at, timeout=120):
-    job = at.session_state["job"]
+    run = at.session_state["runs"][-1]
     deadline = time.time() + timeout
-    while job.running and time.time() < deadline:
+    while run.active and time.time() < deadline:
         time.sleep(0.2)
-    assert not job.running
+    assert not run.active
     at.run()
-    return job
+    return run
 
 
 def start_tiny_run(at, iterations=3):
@@ -27,10 +27,10 @@ def test_train_page_trains_a_model_that_becomes_active():
     no_errors(at)
     assert [b.label for b in at.button][:3] == ["Start", "Stop", "Resume"]
     start_tiny_run(at)
-    job = wait_for_training(at)
+    run = wait_for_training(at)
     at.run()
     no_errors(at)
-    assert job.trainer.status == "finished" and job.trainer.iteration == 3
+    assert run.state == "finished" and run.iteration == 3
     trained = [name for name in at.session_state["models"] if "(trained)" in name]
     assert trained == ["8gaussians (trained)"]
     assert at.session_state["active_model"] == "8gaussians (trained)"
@@ -57,7 +57,7 @@ def test_two_sessions_keep_separate_state():
     second.run()
     assert not any("(trained)" in name for name in second.session_state["models"])
     assert second.session_state["active_model"] == "8gaussians (pretrained)"
-    assert second.session_state["job"] is None
+    assert second.session_state["runs"] == []
 
 
 def test_bad_settings_are_refused_with_a_message_and_nothing_starts():
