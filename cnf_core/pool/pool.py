@@ -239,6 +239,11 @@ class TrainingPool:
         wait_s = self.expected_start(run) or 0.0
         return min(max(2.0 * load, wait_s / 10), 10.0)
 
+    def worker_pid(self, run: Run) -> int | None:
+        """The process id of the worker training `run` (None unless it is running), for operators and tests."""
+        with self._lock:
+            return next((w.process.pid for w in self._workers if w.run is run), None)
+
     def status(self) -> dict:
         """A summary for pages and health checks: workers, busy, queued, runs by state."""
         with self._lock:
