@@ -204,7 +204,7 @@ def live_panel(shown_state: str | None) -> None:
         st.info("Pick a dataset and press **Start**: the loss, NFE and the model's samples and density appear here as it trains.")
         return
     if run.state != shown_state:
-        st.rerun()  # the whole app reruns: app.py takes a finished model, the panel's refresh rate follows the new state
+        st.rerun()  # the whole app reruns: app.py takes a finished model, the panels' refresh rates follow the new state
     pool = state.training_pool()
     for other in state.runs():
         if other.active and other is not run:
@@ -215,21 +215,27 @@ def live_panel(shown_state: str | None) -> None:
     run_status(run, pool)
     if run.error:
         st.error(run.error)
-    history = list(run.history)
-    if history:
-        charts, snapshot_col = st.columns(2)
-        if run.config.objective == "fm":
-            figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²")
-        else:
-            figure = loss_figure(history, datasets.entropy(run.config.dataset))
-        charts.plotly_chart(figure, key="train_loss")
-        charts.plotly_chart(nfe_figure(history), key="train_nfe")
-        snapshot = run.snapshot
-        if snapshot is not None:
-            snapshot_col.plotly_chart(
-                density_figure(snapshot.log_density, snapshot.grid, samples=snapshot.samples, title=f"Density and samples at iteration {snapshot.iteration}"),
-                key="train_snapshot",
-            )
+
+
+def live_charts() -> None:
+    """Loss, NFE and the latest snapshot: redrawn as often as a new snapshot comes, not with every progress tick."""
+    run = state.latest_run()
+    history = [] if run is None else list(run.history)
+    if not history:
+        return
+    charts, snapshot_col = st.columns(2)
+    if run.config.objective == "fm":
+        figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²")
+    else:
+        figure = loss_figure(history, datasets.entropy(run.config.dataset))
+    charts.plotly_chart(figure, key="train_loss")
+    charts.plotly_chart(nfe_figure(history), key="train_nfe")
+    snapshot = run.snapshot
+    if snapshot is not None:
+        snapshot_col.plotly_chart(
+            density_figure(snapshot.log_density, snapshot.grid, samples=snapshot.samples, title=f"Density and samples at iteration {snapshot.iteration}"),
+            key="train_snapshot",
+        )
 
 
 def session_runs() -> None:
@@ -261,7 +267,8 @@ def session_runs() -> None:
 
 
 with live:
-    shown = state.latest_run()
-    # the panel refreshes only while a run is queued or training, less often far back in the queue or under load
-    st.fragment(live_panel, run_every=state.training_pool().refresh_seconds(shown))(None if shown is None else shown.state)
+    shown, pool = state.latest_run(), state.training_pool()
+    # the panels refresh only while a run is queued or training, less often far back in the queue or under load
+    st.fragment(live_panel, run_every=pool.refresh_seconds(shown))(None if shown is None else shown.state)
+    st.fragment(live_charts, run_every=pool.refresh_seconds(shown, charts=True))()
     session_runs()

@@ -1,5 +1,6 @@
-"""Helpers for the real-browser tests: a live app server and headless Chromium."""
+"""Helpers for the real-browser tests and the load script: a live app server and headless Chromium."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -21,35 +22,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running_app(env: dict | None = None, log_name: str = "streamlit-server.log", port: int | None = None, root: Path = ROOT):
+    """A real `streamlit run app.py` (of the checkout at `root`) on a free local port: yields (url, process); stopped on exit."""
+    port = port or free_port()
+    environment = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / log_name, "w")  # a file, not a pipe: a full pipe would block the server
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("streamlit did not start: " + (ARTIFACTS / log_name).read_text())
+        yield url, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 def app_server():
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-server.log", "w")  # a file, not a pipe: a full pipe would block the server
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        server.kill()
-        pytest.fail("streamlit did not start: " + (ARTIFACTS / "streamlit-server.log").read_text())
-    yield url
-    server.terminate()
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        with running_app() as (url, _):
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def chromium():

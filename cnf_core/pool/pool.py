@@ -227,15 +227,22 @@ class TrainingPool:
         with self._lock:
             return self._remaining(run)
 
-    def refresh_seconds(self, run: Run | None) -> float | None:
-        """How often a page should look at `run` again: often while it trains, rarely far back in the queue; slower under load."""
+    def refresh_seconds(self, run: Run | None, charts: bool = False) -> float | None:
+        """How often a page should look at `run` again (None: never, it has ended).
+
+        Progress: every 1.5 s while it trains, rarely when far back in the
+        queue. Charts: as often as a new snapshot comes (`snapshot_every`).
+        Both slow down when more runs are active than twice the workers.
+        """
         if run is None or not run.active:
             return None
         with self._lock:
             active = sum(1 for r in self._runs.values() if r.active)
         load = max(1.0, active / (2 * self.size))
         if run.state == RUNNING:
-            return min(1.0 * load, 5.0)
+            return min((self.settings.snapshot_every if charts else 1.5) * load, 10.0)
+        if charts:
+            return None  # nothing new to draw before it starts; the progress panel reruns the page then
         wait_s = self.expected_start(run) or 0.0
         return min(max(2.0 * load, wait_s / 10), 10.0)
 

@@ -88,3 +88,31 @@ def test_a_shared_address_restores_the_settings_and_model():
     at.number_input(key="train_seed").set_value(42)
     at.run()
     assert at.query_params["train_seed"] == ["42"] or at.query_params["train_seed"] == "42"
+
+
+def test_a_queued_run_shows_its_place_and_the_limits_are_refused_with_messages():
+    from cnf_core.field import FieldConfig
+    from cnf_core.training import TrainConfig
+    from ui import state
+
+    pool = state.training_pool()  # the server's pool, the one the page uses
+    long_run = TrainConfig(field=FieldConfig(hidden=(16,)), iterations=None, seconds=60)
+    blockers = [pool.submit(f"another session {i}", long_run, "8gaussians") for i in range(pool.size)]
+    try:
+        at = open_app("pages/train.py")
+        start_tiny_run(at)
+        run = at.session_state["runs"][-1]
+        assert run.state == "queued"
+        assert any("place **1** of 1 in the queue" in i.value for i in at.info), [i.value for i in at.info]
+        # a second queued run of the same session is refused, with a message and nothing else lost
+        start_tiny_run(at)
+        assert any("already have a run waiting" in e.value for e in at.error)
+        assert len(at.session_state["runs"]) == 1
+        # Stop takes the waiting run out of the queue
+        next(b for b in at.button if b.label == "Stop").click()
+        at.run()
+        assert run.state == "cancelled" and any("stopped before it started" in w.value for w in at.warning)
+        assert not any("(trained)" in name for name in at.session_state["models"])
+    finally:
+        for blocker in blockers:
+            pool.stop(blocker)
