@@ -80,14 +80,14 @@ def _bench_model():
     return ConcatSquashField(), "untrained 3×64 field (no pretrained asset found)"
 
 
-def bench_trace(n: int = 10_000, min_run_time: float = 1.0) -> dict:
+def bench_trace(n: int = 10_000, min_run_time: float = 1.0, device: str = "cpu") -> dict:
     """One evaluation of f with its exact divergence (kernel door, torch pass, autograd loop) vs one plain f."""
     from .divergence import brute_force
 
     torch.manual_seed(0)
-    field = ConcatSquashField()
-    z = torch.randn(n, 2)
-    t = torch.tensor(0.5)
+    field = ConcatSquashField().to(device)
+    z = torch.randn(n, 2).to(device)
+    t = torch.tensor(0.5, device=device)
     with torch.no_grad():
         plain, runs = _timed(lambda: field(t, z), min_run_time)
         exact, _ = _timed(lambda: exact_divergence(field, t, z), min_run_time)  # the kernel where it applies
@@ -113,40 +113,61 @@ def bench_trace(n: int = 10_000, min_run_time: float = 1.0) -> dict:
 
 def _naive_frames(field, times, grid, solver) -> torch.Tensor:
     """The baseline: one backward solve per frame, trace by an autograd loop per dimension."""
-    points = grid.points().float()
+    points = grid.points().float().to(_device_of(field))
     frames = []
     for t in times:
         with torch.no_grad():
             log_p = log_density(field, points, t, solver, trace="brute-force")
-        frames.append(log_p.double().reshape(grid.resolution, grid.resolution))
+        frames.append(log_p.double().cpu().reshape(grid.resolution, grid.resolution))
     return torch.stack(frames)
 
 
 FRAME_WORKERS = min(2, os.cpu_count() or 1)  # frames are independent solves: one per core, as the app does
 
 
-def _frames(field, times, grid):
-    """Our density frames as the app computes them: FRAME_WORKERS frames at a time, one torch thread each."""
+def _frames(field, times, grid, strategy: str = "per-frame"):
+    """Our density frames as the app computes them: on the CPU FRAME_WORKERS frames at a time, one torch thread each."""
+    if _device_of(field).type == "cuda":
+        return density_frames(field, times, grid, FRAME_SOLVER, strategy=strategy)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return density_frames(field, times, grid, FRAME_SOLVER, workers=FRAME_WORKERS)
+        return density_frames(field, times, grid, FRAME_SOLVER, strategy=strategy, workers=FRAME_WORKERS)
     finally:
         torch.set_num_threads(threads)
 
 
-def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naive: bool = True) -> dict:
-    """30 density frames of a pretrained model: ours vs one naive solve per frame."""
+def _device_of(field) -> torch.device:
+    return next(field.parameters()).device
+
+
+def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naive: bool = True, device: str = "cpu") -> dict:
+    """30 density frames of a pretrained model: ours vs one naive solve per frame.
+
+    On a GPU both strategies are measured, one solve per frame and one
+    batched solve over every frame's grid at once, and ours is the faster.
+    """
     field, model_name = _bench_model()
+    field = field.to(device)
     grid = make_grid(datasets.VIEW, resolution)
     times = torch.linspace(0, 1, frames).tolist()
-    result = {"model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats, "workers": FRAME_WORKERS, "pass": kernels.status()}
-    ours_runs = []
-    for _ in range(repeats):
-        ours = _frames(field, times, grid)
-        ours_runs.append(ours.seconds)
+    on_gpu = torch.device(device).type == "cuda"
+    result = {
+        "model": model_name, "frames": frames, "resolution": resolution, "solver": FRAME_SOLVER.describe(), "repeats": repeats,
+        "workers": 1 if on_gpu else FRAME_WORKERS, "pass": "torch on " + device if on_gpu else kernels.status(),
+    }
+    by_strategy = {}
+    for strategy in ("per-frame", "batched") if on_gpu else ("per-frame",):
+        runs = []
+        for _ in range(repeats):
+            frames_ = _frames(field, times, grid, strategy)
+            runs.append(frames_.seconds)
+        by_strategy[strategy] = (statistics.median(runs), runs, frames_)
+    strategy = min(by_strategy, key=lambda name: by_strategy[name][0])
+    ours_s, ours_runs, ours = by_strategy[strategy]
     result.update(
-        ours_s=statistics.median(ours_runs), ours_runs_s=ours_runs, ours_nfe=ours.stats.nfe_forward, ours_nfe_per_frame=ours.nfe_per_frame,
+        strategy=strategy, strategies_s={name: value[0] for name, value in by_strategy.items()},
+        ours_s=ours_s, ours_runs_s=ours_runs, ours_nfe=ours.stats.nfe_forward, ours_nfe_per_frame=ours.nfe_per_frame,
         ours_mass_min=min(ours.mass()), ours_mass_max=max(ours.mass()),
     )
     if naive:
@@ -159,7 +180,7 @@ def bench_frames(frames: int = 30, resolution: int = 100, repeats: int = 3, naiv
         # measure that error for each against a tight float64 solve of every REFERENCE_STRIDE-th frame.
         picked = list(range(len(times) - 1, -1, -REFERENCE_STRIDE))
         with torch.no_grad():
-            tight = density_frames(copy.deepcopy(field).double(), [times[k] for k in picked], grid, REFERENCE_SOLVER, workers=FRAME_WORKERS).log_density
+            tight = density_frames(copy.deepcopy(field).double().cpu(), [times[k] for k in picked], grid, REFERENCE_SOLVER, workers=FRAME_WORKERS).log_density
         result["reference"] = {"solver": REFERENCE_SOLVER.describe() + ", float64", "frames": len(picked)}
         for name, frames_ in (("ours", ours.log_density), ("naive", naive_frames)):
             density_error, log_error = _gaps(frames_[picked], tight)
@@ -179,7 +200,7 @@ def _gaps(log_p: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
     return (log_p.exp() - density).abs().max().item(), (log_p - reference).abs()[visible].max().item()
 
 
-def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_every: float = 1.0, test_n: int = 2000, ours_budget: float = 20.0) -> dict:
+def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_every: float = 1.0, test_n: int = 2000, ours_budget: float = 20.0, device: str = "cpu") -> dict:
     """Seconds of training until the 8gaussians test NLL is within 0.15 nats of the entropy.
 
     Evaluation time is not counted (only the trainer's step time is). The
@@ -187,7 +208,7 @@ def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_ev
     """
     entropy = datasets.entropy("8gaussians")
     target = entropy + TARGET_GAP
-    ours = TrainConfig(dataset="8gaussians", iterations=None, seconds=ours_budget)
+    ours = TrainConfig(dataset="8gaussians", iterations=None, seconds=ours_budget, device=device)
     baseline = TrainConfig(
         dataset="8gaussians",
         field=FieldConfig(hidden=(64, 64, 64), activation="tanh"),
@@ -201,6 +222,7 @@ def bench_training(ours_cap: float = 60.0, baseline_cap: float = 300.0, check_ev
         jacobian_weight=0.0,
         iterations=None,
         seconds=baseline_cap,
+        device=device,
     )
     return {
         "target_nll": target,
@@ -228,21 +250,23 @@ def bench_metrics(n: int = 5000, min_run_time: float = 1.0) -> dict:
 
 
 def bench_scaling(
-    resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), batch_sizes=(64, 256, 1024, 4096), repeats: int = 1, step_run_time: float = 0.5
+    resolutions=(50, 100, 150, 200), frame_counts=(10, 30, 60), batch_sizes=(64, 256, 1024, 4096), repeats: int = 1, step_run_time: float = 0.5,
+    device: str = "cpu", strategy: str = "per-frame",
 ) -> dict:
     """How the frames grow with grid resolution and frame count, a training step with batch size."""
     field, _ = _bench_model()
+    field = field.to(device)
     by_resolution = {}
     for resolution in resolutions:
         grid = make_grid(datasets.VIEW, resolution)
-        by_resolution[resolution] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, 30).tolist(), grid), repeats)
+        by_resolution[resolution] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, 30).tolist(), grid, strategy), repeats)
     by_frames = {}
     grid = make_grid(datasets.VIEW, 100 if max(resolutions) >= 100 else max(resolutions))
     for count in frame_counts:
-        by_frames[count] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, count).tolist(), grid), repeats)
+        by_frames[count] = _median_seconds(lambda: _frames(field, torch.linspace(0, 1, count).tolist(), grid, strategy), repeats)
     by_batch = {}
     for batch in batch_sizes:
-        trainer = Trainer(TrainConfig(dataset="8gaussians", batch_size=batch, iterations=1))
+        trainer = Trainer(TrainConfig(dataset="8gaussians", batch_size=batch, iterations=1, device=device))
         trainer.step()  # warm-up
         by_batch[batch], _ = _timed(trainer.step, step_run_time)
     return {
@@ -252,27 +276,33 @@ def bench_scaling(
     }
 
 
-def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """Every benchmark; `quick` shrinks sizes so it finishes in seconds (for tests)."""
+def run_bench(quick: bool = False, log: Callable[[str], None] | None = None, device: str = "cpu") -> dict:
+    """Every benchmark on `device` (cpu or cuda; metrics always on the CPU); `quick` shrinks sizes so it finishes in seconds (for tests)."""
+    from .training import pick_device
+
+    device = str(pick_device(device))  # ConfigError for a device this machine does not have
     say = log or (lambda line: None)
     started = time.perf_counter()
-    result = {"quick": quick, "threads": torch.get_num_threads(), "device": "cpu", "torch": torch.__version__}
+    result = {"quick": quick, "threads": torch.get_num_threads(), "device": device, "torch": torch.__version__}
+    if device.startswith("cuda"):
+        result["gpu"] = torch.cuda.get_device_name(torch.device(device))
     say("trace cost…")
-    result["trace"] = bench_trace(n=1000 if quick else 10_000, min_run_time=0.05 if quick else 1.0)
+    result["trace"] = bench_trace(n=1000 if quick else 10_000, min_run_time=0.05 if quick else 1.0, device=device)
     say("density frames…")
-    result["frames"] = bench_frames(frames=3 if quick else 30, resolution=12 if quick else 100, repeats=1 if quick else 3)
+    result["frames"] = bench_frames(frames=3 if quick else 30, resolution=12 if quick else 100, repeats=1 if quick else 3, device=device)
     say("metrics…")
     result["metrics"] = bench_metrics(n=300 if quick else 5000, min_run_time=0.05 if quick else 1.0)
     say("training time-to-quality (ours, then the FFJORD-style baseline)…")
     if quick:
-        result["training"] = bench_training(ours_cap=1.0, baseline_cap=1.0, check_every=0.5, test_n=200, ours_budget=1.0)
+        result["training"] = bench_training(ours_cap=1.0, baseline_cap=1.0, check_every=0.5, test_n=200, ours_budget=1.0, device=device)
     else:
-        result["training"] = bench_training()
+        result["training"] = bench_training(device=device)
     say("scaling…")
+    strategy = result["frames"]["strategy"]
     if quick:
-        result["scaling"] = bench_scaling(resolutions=(8, 12), frame_counts=(2, 3), batch_sizes=(16, 64), step_run_time=0.05)
+        result["scaling"] = bench_scaling(resolutions=(8, 12), frame_counts=(2, 3), batch_sizes=(16, 64), step_run_time=0.05, device=device, strategy=strategy)
     else:
-        result["scaling"] = bench_scaling()
+        result["scaling"] = bench_scaling(device=device, strategy=strategy)
     ours, baseline = result["training"]["ours"], result["training"]["baseline"]
     result["summary"] = {
         "train_ours_s": ours["seconds_to_target"],
@@ -280,6 +310,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] | None = None) -> 
         "train_speedup": (baseline["seconds_to_target"] / ours["seconds_to_target"]) if ours["reached"] and baseline["reached"] else None,
         "train_flow_matching_s": result["training"]["flow_matching"]["seconds_to_target"],
         "frames_ours_s": result["frames"]["ours_s"],
+        "frames_strategy": strategy,
         "frames_naive_s": result["frames"]["naive_s"],
         "frames_speedup": result["frames"]["speedup"],
         "frames_max_abs_density_diff": result["frames"]["max_abs_density_diff"],
@@ -319,6 +350,9 @@ def format_table(result: dict) -> str:
     trace = result["trace"]
     lines.append(f"exact f and trace by the torch pass alone: {trace['torch_exact_ms']:.2f} ms ({trace['torch_exact_over_plain']:.2f}× plain f)")
     lines.append(f"gradient-free tanh evaluations used: {result['frames']['pass']}")
+    lines.append(f"device: {result['device']}" + (f" ({result['gpu']})" if result.get("gpu") else ""))
+    if len(result["frames"]["strategies_s"]) > 1:
+        lines.append("frames by strategy: " + ", ".join(f"{k}: {v:.2f} s" for k, v in result["frames"]["strategies_s"].items()) + f" (ours: {result['frames']['strategy']})")
     lines.append("")
     lines.append("30 frames by resolution: " + ", ".join(f"{k}²: {v:.2f} s" for k, v in scaling["frames_30_seconds_by_resolution"].items()))
     counts = {k: v for k, v in scaling["frames_seconds_by_count"].items() if k != "resolution"}

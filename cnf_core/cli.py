@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks, each against its baseline in the same run")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
+    bench.add_argument("--device", default="cpu", help="cpu (default) or cuda: where training, frames and the trace are measured")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint")
     sample.add_argument("path")
@@ -272,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from .bench import format_table, run_bench
 
-        result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)))
+        result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)), device=args.device)
         print(json.dumps(_json_safe(result)) if args.json else format_table(result))
         return 0
     if args.command == "sample":

@@ -75,3 +75,22 @@ def test_trace_bench_figures_are_consistent():
     assert figures["plain_runs"] >= 10
     # the door (the kernel where it builds) gives the torch pass's numbers
     assert figures["max_abs_velocity_diff"] < 1e-4 and figures["max_abs_divergence_diff"] < 1e-3
+
+
+def test_bench_refuses_a_device_this_machine_lacks_in_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--quick", "--device", "cuda"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "CUDA was asked for but no GPU is available" in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quick_bench_on_the_gpu_measures_both_frame_strategies():
+    result = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--json", "--quick", "--device", "cuda"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["device"].startswith("cuda") and figures["gpu"]
+    assert set(figures["frames"]["strategies_s"]) == {"per-frame", "batched"}
+    assert figures["frames"]["strategy"] in figures["frames"]["strategies_s"]
+    assert figures["frames"]["ours_mass_min"] > 0.9

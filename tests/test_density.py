@@ -253,3 +253,16 @@ def test_figure_payload_stays_small_at_the_benchmark_size():
     assert size < 3e6, size
 
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_frames_on_the_gpu_match_the_cpu_in_both_strategies():
+    import copy
+
+    torch.manual_seed(0)
+    field = ConcatSquashField(FieldConfig(hidden=(32, 32)))
+    grid, times, solver = make_grid(4.0, 24), [0.0, 0.5, 1.0], SolverConfig(rtol=1e-6, atol=1e-6)
+    on_cpu = density_frames(field, times, grid, solver)
+    for strategy in ("per-frame", "batched"):
+        on_gpu = density_frames(copy.deepcopy(field).cuda(), times, grid, solver, strategy=strategy)
+        assert float((on_gpu.log_density - on_cpu.log_density).abs().max()) < 1e-3

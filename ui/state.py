@@ -9,6 +9,7 @@ can change another's objects. Runs train in the server's one training pool
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,20 +54,29 @@ class ModelEntry:
         return self.name if nll is None else f"{self.name} · NLL {nll:.3f}"
 
 
-@st.cache_data(show_spinner=False)
-def _pretrained_bytes() -> dict[str, bytes]:
-    return {path.stem: path.read_bytes() for path in sorted(ASSETS.glob("*.pt"))}
+@st.cache_resource(show_spinner=False)
+def _pretrained_models() -> dict[str, CNF]:
+    """The shipped models, read and checked by the safe loader once per process (a damaged one is skipped)."""
+    models = {}
+    for path in sorted(ASSETS.glob("*.pt")):
+        try:
+            models[path.stem] = load_model(path.read_bytes())
+        except CNFLabError:
+            continue  # the app still starts
+    return models
 
 
 def _pretrained_entries() -> dict[str, ModelEntry]:
+    """This session's own copies of the shipped models, so no session can change another's objects.
+
+    A copy shares only its training history, a record nothing appends to
+    (copying it would be most of the cost of a new session).
+    """
     entries = {}
-    for stem, data in _pretrained_bytes().items():
-        try:
-            model = load_model(data)
-        except CNFLabError:
-            continue  # a damaged asset is skipped, the app still starts
-        name = f"{stem} (pretrained)"
-        entries[name] = ModelEntry(name, model, "pretrained")
+    for stem, model in _pretrained_models().items():
+        history = model.info.get("history")
+        own = copy.deepcopy(model, memo={} if history is None else {id(history): history})
+        entries[f"{stem} (pretrained)"] = ModelEntry(f"{stem} (pretrained)", own, "pretrained")
     return entries
 
 
