@@ -138,24 +138,26 @@ with settings:
     except CNFLabError as exc:  # a bad CNF_LAB_* setting on the server
         st.error(f"Training is unavailable on this server: {exc}")
         st.stop()
+    start_col, stop_col, resume_col = st.columns(3)
+    refusal = None
+    if start_col.button("Start", type="primary", disabled=config is None, width="stretch", help="Queue a run: it starts as soon as one of the server's trainers is free."):
+        try:  # no rerun needed: the buttons below and the live panel already see the new run
+            state.start_run(config, dataset_label, budget)
+        except CNFLabError as exc:  # a limit of the server's training pool
+            refusal = exc
     latest = state.latest_run()
     active = [run for run in state.runs() if run.active]
-    start_col, stop_col, resume_col = st.columns(3)
-    if start_col.button("Start", type="primary", disabled=config is None, width="stretch", help="Queue a run: it starts as soon as one of the server's trainers is free."):
-        try:
-            state.start_run(config, dataset_label, budget)
-            st.rerun()
-        except CNFLabError as exc:  # a limit of the server's training pool
-            st.error(str(exc))
     if stop_col.button("Stop", disabled=not active, width="stretch", help="Stop your latest run after its current iteration (or take it out of the queue)."):
         pool.stop(active[-1])
     can_resume = not active and latest is not None and latest.trainer_state is not None and latest.iteration > 0 and budget is not None
     if resume_col.button("Resume", disabled=not can_resume, width="stretch", help="Continue the last run for another budget."):
         try:
             state.start_run(latest.config, latest.label, budget, resume=latest)
-            st.rerun()
+            st.rerun()  # Stop and Resume above were drawn before this run existed
         except CNFLabError as exc:
-            st.error(str(exc))
+            refusal = exc
+    if refusal is not None:
+        st.error(str(refusal))
     load = pool.status()
     st.caption(
         f"Training runs on the server's **{load['device'].upper()}** ({state.device_label()}) in {load['workers']} "

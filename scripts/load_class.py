@@ -115,7 +115,7 @@ class Sampler(threading.Thread):
         self.latencies: list[float] = []
         self.failures = 0
         self.slow: list[tuple[float, float]] = []  # (perf_counter at the request, latency) of polls over 0.2 s
-        self.cpu: list[tuple[float, float, float, float]] = []  # (time, server cpu s, its children's cpu s, this script's tree)
+        self.cpu: list[tuple] = []  # (time, server cpu s, its children's, this script's tree, of which the class's browser)
         self.rss: list[int] = []
         self.stopped = threading.Event()
 
@@ -130,17 +130,19 @@ class Sampler(threading.Thread):
                     self.slow.append((round(started, 1), round(self.latencies[-1], 3)))
             except OSError:
                 self.failures += 1
-            clients = [p for p in _descendants(os.getpid()) if p != self.pid and p not in _descendants(self.pid)]
+            server_tree = {self.pid, *_descendants(self.pid)}
+            clients = [p for p in _descendants(os.getpid()) if p not in server_tree]
+            class_cpu = sum(_cpu_seconds(c) for c in clients if _niceness(c) == 19)
             self.cpu.append((
                 time.perf_counter(), _cpu_seconds(self.pid), sum(_cpu_seconds(c) for c in _children(self.pid)),
-                _cpu_seconds(os.getpid()) + sum(_cpu_seconds(c) for c in clients),
+                _cpu_seconds(os.getpid()) + sum(_cpu_seconds(c) for c in clients), class_cpu,
             ))
             self.rss.append(_rss_kib(self.pid))
             self.stopped.wait(max(self.every - (time.perf_counter() - started), 0.0))
 
     def summary(self) -> dict:
         lat = sorted(self.latencies) or [float("nan")]
-        (t0, s0, c0, b0), (t1, s1, c1, b1) = self.cpu[0], self.cpu[-1]
+        (t0, s0, c0, b0, k0), (t1, s1, c1, b1, k1) = self.cpu[0], self.cpu[-1]
         peak_server = max(((b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(self.cpu[::4], self.cpu[4::4]) if b[0] > a[0]), default=0.0)
         return {
             "health_polls": len(self.latencies),
@@ -152,6 +154,7 @@ class Sampler(threading.Thread):
             "server_cores_peak_1s": round(peak_server, 3),
             "workers_cores_mean": round((c1 - c0) / max(t1 - t0, 1e-9), 3),
             "clients_cores_mean": round((b1 - b0) / max(t1 - t0, 1e-9), 3),  # this script, Playwright's driver, both Chromiums
+            "class_browser_cores_mean": round((k1 - k0) / max(t1 - t0, 1e-9), 3),
             "server_rss_mib_start": round(self.rss[0] / 1024, 1),
             "server_rss_mib_end": round(self.rss[-1] / 1024, 1),
             "server_rss_mib_peak": round(max(self.rss) / 1024, 1),
@@ -171,6 +174,13 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _niceness(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _descendants(pid: int) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -35,6 +35,7 @@ class ModelEntry:
     name: str
     model: CNF
     source: str  # pretrained | trained | uploaded
+    checkpoint: bytes | None = field(default=None, repr=False, compare=False)  # made on first download (see model_download)
 
     @property
     def dataset(self):
@@ -144,7 +145,10 @@ def unique_name(base: str) -> str:
 
 
 def model_download(entry: ModelEntry) -> bytes:
-    return checkpoint_bytes(entry.model)
+    """The entry's checkpoint bytes, written once: a model in the list never changes, and the sidebar asks on every rerun."""
+    if entry.checkpoint is None:
+        entry.checkpoint = checkpoint_bytes(entry.model)
+    return entry.checkpoint
 
 
 def device_label() -> str:
