@@ -7,7 +7,7 @@ from cnf_core.divergence import TRACE_ESTIMATORS
 from cnf_core.errors import CNFLabError
 from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
-from cnf_core.pool import CANCELLED, QUEUED, RUNNING
+from cnf_core.pool import CANCELLED, FINISHED, QUEUED, RUNNING
 from cnf_core.training import TrainConfig
 from ui import state, url, widgets
 from ui.url import Param
@@ -197,7 +197,7 @@ def run_status(run, pool) -> None:
         summary = f"Run {run.state}: {run.iteration} iterations in {run.seconds_trained:.1f} s"
         if run.model is not None and run.model.info.get("test_nll") is not None:
             summary += f", test NLL {run.model.info['test_nll']:.3f} nats"
-        (st.success if run.state == "finished" else st.warning)(summary + ".")
+        (st.success if run.state == FINISHED else st.warning)(summary + ".")
 
 
 def live_panel(shown_state: str | None) -> None:

@@ -80,17 +80,25 @@ def open_page(browser, url: str, viewport=(1300, 900)):
     return context, context.new_page()
 
 
-def probe(browser, url: str, tag: str) -> dict:
-    """Open each probe page in a fresh session; seconds until it has settled."""
+def probe(browser, url: str, tag: str, timeout_s: float) -> dict:
+    """Open each probe page in a fresh session; seconds until it has settled (None: not within `timeout_s`)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     times = {}
     for name, path in PROBE_PAGES.items():
         context, page = open_page(browser, url)
         started = time.perf_counter()
-        page.goto(url + path)
-        times[name] = round(settled(page, started), 2)
-        page.screenshot(path=str(ARTIFACTS / f"load-probe-{tag}-{name.replace(' ', '-')}.png"), full_page=True)
+        try:
+            page.goto(url + path, timeout=timeout_s * 1000)
+            times[name] = round(settled(page, started, timeout_s), 2)
+        except (TimeoutError, PlaywrightTimeout):
+            times[name] = None
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"load-probe-{tag}-{name.replace(' ', '-')}.png"), full_page=True)
+        except PlaywrightTimeout:
+            pass  # a server too busy to draw the page: its time says so already
         context.close()
-        log(f"  probe {tag}: {name} {times[name]:.1f} s")
+        log(f"  probe {tag}: {name} " + (f"{times[name]:.1f} s" if times[name] is not None else f"not settled in {timeout_s:.0f} s"))
     return times
 
 
@@ -218,7 +226,7 @@ def model_names(page) -> list[str]:
     return names
 
 
-def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, class_browser_pid: int | None = None) -> dict:
+def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None) -> dict:
     """N sessions press Start together; the probe visits while they train; every session is checked at the end."""
     opened = []
     for index in range(sessions):
@@ -236,7 +244,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
     log(f"  {sessions} runs started in {time.perf_counter() - started:.1f} s")
     _set_group_niceness(class_browser_pid, CLASS_NICENESS)
     probe_from = time.perf_counter() - started
-    page_times = probe(probe_browser, url, "loaded")
+    page_times = probe(probe_browser, url, "loaded", probe_timeout_s)
     probe_window = (round(probe_from, 1), round(time.perf_counter() - started, 1))
     done_at: dict[int, float] = {}
     while len(done_at) < sessions and time.perf_counter() - started < give_up_s:
@@ -316,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose app.py is served (default: this one)")
     parser.add_argument("--skip-unloaded", action="store_true", help="skip the unloaded server (one run alone and the unloaded probe)")
     parser.add_argument("--give-up", type=float, default=3600.0, help="seconds after which sessions not done are reported as such")
+    parser.add_argument("--probe-timeout", type=float, default=300.0, help="seconds after which a probe page that has not settled is reported as such")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -334,13 +343,13 @@ def main(argv: list[str] | None = None) -> int:
             log("unloaded server")
             with running_app(log_name="load-unloaded-server.log", root=args.root) as (url, _):
                 warm_up(probe_browser, url)
-                result["probe_unloaded_s"] = probe(probe_browser, url, "unloaded")
+                result["probe_unloaded_s"] = probe(probe_browser, url, "unloaded", args.probe_timeout)
                 result["one_run_alone_s"] = round(one_run_alone(browser, url), 1)
                 log(f"  one run alone {result['one_run_alone_s']:.1f} s")
         log(f"loaded server: {args.sessions} sessions")
         with running_app(log_name="load-loaded-server.log", root=args.root) as (url, server):
             warm_up(probe_browser, url)
-            result.update(class_load(browser, probe_browser, url, server.pid, args.sessions, args.give_up, class_browser_pid))
+            result.update(class_load(browser, probe_browser, url, server.pid, args.sessions, args.give_up, args.probe_timeout, class_browser_pid))
         browser.close()
         probe_browser.close()
     alone, done = result.get("one_run_alone_s"), result.get("all_done_s")
@@ -349,9 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         result["all_done_target_s"] = round(1.3 * args.sessions * alone / cores, 1)
         targets["all done <= 1.3 N alone / cores"] = done is not None and done <= result["all_done_target_s"]
         for name, unloaded in result.get("probe_unloaded_s", {}).items():
-            ratio = result["probe_loaded_s"][name] / unloaded
-            result[f"probe_ratio_{name.replace(' ', '_')}"] = round(ratio, 2)
-            targets[f"{name} within 3x unloaded"] = ratio <= 3
+            loaded = result["probe_loaded_s"][name]
+            ratio = None if loaded is None or unloaded is None else loaded / unloaded
+            result[f"probe_ratio_{name.replace(' ', '_')}"] = None if ratio is None else round(ratio, 2)
+            targets[f"{name} within 3x unloaded"] = ratio is not None and ratio <= 3
     result["targets"] = targets
     text = json.dumps(result, indent=2)
     print(text)

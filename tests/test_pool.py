@@ -219,3 +219,29 @@ def test_runs_train_on_the_gpu_several_at_once():
         assert pool.status()["device"] == "cuda"
     finally:
         pool.shutdown()
+
+
+def test_workers_import_nothing_from_the_servers_working_folder(tmp_path, monkeypatch):
+    marker = tmp_path / "planted-module-ran"
+    (tmp_path / "torch.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError('planted')\n")
+    monkeypatch.chdir(tmp_path)  # a server started in a folder another user can write
+    pool = TrainingPool(PoolSettings(workers=1))
+    try:
+        run = pool.submit("a", TINY.replace(iterations=2), "8gaussians")
+        wait_for(lambda: not run.active)
+        assert run.state == FINISHED and not marker.exists()
+    finally:
+        pool.shutdown()
+
+
+def test_a_stop_that_crosses_the_end_of_its_run_is_harmless(pool):
+    from cnf_core.pool.worker import send
+
+    run = pool.submit("late", TINY.replace(iterations=3), "8gaussians")
+    wait_for(lambda: not run.active)
+    lost_before = pool.status()["lost_workers"]
+    for worker in pool._workers:  # what a Stop pressed just as its run ended leaves in a worker's pipe
+        send(worker.connection, ("stop", run.id, False))
+    after = [pool.submit(f"late {i}", TINY.replace(iterations=3), "8gaussians") for i in range(pool.size)]
+    wait_for(lambda: not any(r.active for r in after))
+    assert all(r.state == FINISHED for r in after) and pool.status()["lost_workers"] == lost_before

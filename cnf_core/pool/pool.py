@@ -91,10 +91,6 @@ class Run:
     def active(self) -> bool:
         return self.state in ACTIVE
 
-    @property
-    def status(self) -> str:
-        return self.state
-
 
 def start_estimates(busy: list[float], durations: list[float]) -> list[float]:
     """When each queued run starts, in seconds from now, if runs go in order to the first free worker.
@@ -434,12 +430,17 @@ class TrainingPool:
         LOG.warning("training worker %d exited (code %s) and was replaced", worker.index, code)
 
     def _spawn(self, index: int) -> _Worker:
-        """Start a worker: a fresh interpreter (never a fork of this threaded server) on a private socket pair."""
+        """Start a worker: a fresh interpreter (never a fork of this threaded server) on a private socket pair.
+
+        It imports cnf_core from this checkout and nothing from the server's
+        working folder (`-P`, run in the project root), which may be one that
+        other users can write.
+        """
         ours, theirs = socket.socketpair()
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
         process = subprocess.Popen(
-            [sys.executable, "-m", "cnf_core.pool", "--fd", str(theirs.fileno()), "--nice", str(self.settings.worker_nice)],
-            pass_fds=[theirs.fileno()], env=environment, stdin=subprocess.DEVNULL, close_fds=True,
+            [sys.executable, "-P", "-m", "cnf_core.pool", "--fd", str(theirs.fileno()), "--nice", str(self.settings.worker_nice)],
+            pass_fds=[theirs.fileno()], env=environment, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, close_fds=True,
         )
         theirs.close()
         return _Worker(index, process, Connection(ours.detach()))

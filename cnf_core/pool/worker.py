@@ -117,7 +117,8 @@ def serve(connection, nice: int = 0) -> None:
             return  # the server is gone
         if request is None:
             return
-        train(connection, request)
+        if isinstance(request, RunRequest):  # a stop that crossed its run's end is stale: dropped
+            train(connection, request)
 
 
 def train(connection, request: RunRequest) -> None:
