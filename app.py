@@ -7,12 +7,16 @@ over to the page the visitor picked (`st.navigation` over `pages/`).
 import sys
 from pathlib import Path
 
+# Plotly looks pandas up in sys.modules without importing it, and Streamlit imports it lazily
+# (tables): one session's thread could meet the half-imported module another is loading (an
+# AttributeError drawing a chart). Importing it here makes every script run wait until it is whole.
+import pandas  # noqa: F401
 import streamlit as st
 import torch
 
 from ui import sidebar, state, url
 
-# Sessions and training threads run torch side by side in this one process; with
+# Sessions run torch side by side in this one process (training runs in worker processes); with
 # several OpenMP threads each they oversubscribe the cores and everything slows
 # down many times over. One thread per computation is nearly as fast for these
 # small networks and degrades gracefully under load.

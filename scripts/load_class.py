@@ -260,7 +260,9 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
     problems, training_s = [], []
     for index, (context, page, dataset) in enumerate(opened):
         if index not in done_at:
-            problems.append(f"session {index} ({dataset}) not done after {give_up_s:.0f} s")
+            panel = page.locator('[data-testid="stMain"]').inner_text()[-400:].replace("\n", " | ")
+            problems.append(f"session {index} ({dataset}) not done after {give_up_s:.0f} s; its page ends: {panel}")
+            page.screenshot(path=str(ARTIFACTS / f"load-session-{index}-not-done.png"), full_page=True)
             continue
         page.wait_for_timeout(500)
         summary = page.locator(FINISHED).first.inner_text()

@@ -63,7 +63,7 @@ def test_closing_the_tab_mid_training_stops_the_worker(app_url, browser):
     log = ARTIFACTS / "streamlit-server.log"
     earlier = len(log.read_text())  # one server serves the whole session: read only what this test adds
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app_url + "/train?train_budget_kind=Iterations&train_iterations=100000")  # far longer than the test
+    page.goto(app_url + "/train?train_budget_kind=Iterations&train_iterations=20000")  # far longer than the test
     wait_until_idle(page)
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("text=/it\\/s/", timeout=60_000)

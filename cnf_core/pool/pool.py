@@ -408,7 +408,7 @@ class TrainingPool:
             if self.owner_alive(run.owner):
                 continue
             run.abandoned = True
-            LOG.warning("run %d stopped at iteration %d: its browser session closed", run.id, run.iteration)
+            LOG.warning("training stopped at iteration %d (run %d): its browser session closed", run.iteration, run.id)
             self.stop(run, discard=True)
 
     def _replace(self, worker: _Worker) -> None:
