@@ -43,7 +43,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser_tools import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, running_app  # noqa: E402
+from browser_tools import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, model_names, running_app, wait_until_idle  # noqa: E402
 
 DATASETS = ["8gaussians", "moons", "circles", "rings", "pinwheel", "swissroll", "checkerboard", "2spirals"]
 PROBE_PAGES = {"density": "/density", "solver lab": "/solver_lab"}
@@ -61,18 +61,7 @@ def log(message: str) -> None:
 
 def settled(page, started: float, timeout_s: float = 600.0) -> float:
     """Seconds from `started` until the page's title is drawn and no script run is in progress (for 1 s, not counted)."""
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_s * 1000)
-    deadline, quiet_since = time.perf_counter() + timeout_s, None
-    while time.perf_counter() < deadline:
-        busy = page.locator('[data-testid="stStatusWidget"]').count() + page.locator('[data-testid="stSkeleton"]').count()
-        if busy:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.perf_counter()
-        elif time.perf_counter() - quiet_since > 1.0:
-            return quiet_since - started
-        page.wait_for_timeout(100)
-    raise TimeoutError("the page kept running")
+    return wait_until_idle(page, timeout_s * 1000) - started
 
 
 def open_page(browser, url: str, viewport=(1300, 900)):
@@ -214,16 +203,6 @@ def _rss_kib(pid: int) -> int:
         return int(line.split()[1])
     except (OSError, StopIteration):
         return 0
-
-
-def model_names(page) -> list[str]:
-    """The names in the sidebar's model list (opens the dropdown and closes it again)."""
-    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    options = page.locator('[role="option"]')
-    options.first.wait_for(timeout=30_000)
-    names = [options.nth(i).inner_text().split(" · ")[0] for i in range(options.count())]
-    page.keyboard.press("Escape")
-    return names
 
 
 def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None) -> dict:

@@ -73,21 +73,34 @@ def chromium():
         chromium.close()
 
 
-def wait_until_idle(page, timeout_ms=120_000):
-    """Wait until the page's title is drawn and no script run has been in progress for a second."""
+def wait_until_idle(page, timeout_ms=120_000) -> float:
+    """Wait until the page's title is drawn and no script run has been in progress for a second.
+
+    Returns the `time.perf_counter()` at which it became quiet (the second of quiet not counted).
+    """
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_ms)
-    deadline = time.time() + timeout_ms / 1000
+    deadline = time.perf_counter() + timeout_ms / 1000
     quiet_since = None
-    while time.time() < deadline:
+    while time.perf_counter() < deadline:
         busy = page.locator('[data-testid="stStatusWidget"]').count() + page.locator('[data-testid="stSkeleton"]').count()
         if busy:
             quiet_since = None
         elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 1.0:
-            return
-        page.wait_for_timeout(200)
-    raise AssertionError("the app kept running past the timeout")
+            quiet_since = time.perf_counter()
+        elif time.perf_counter() - quiet_since > 1.0:
+            return quiet_since
+        page.wait_for_timeout(100)
+    raise TimeoutError("the app kept running past the timeout")
+
+
+def model_names(page) -> list[str]:
+    """The names in the sidebar's model list (opens the dropdown and closes it again)."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    options = page.locator('[role="option"]')
+    options.first.wait_for(timeout=30_000)
+    names = [options.nth(i).inner_text().split(" · ")[0] for i in range(options.count())]
+    page.keyboard.press("Escape")
+    return names
 
 
 def assert_healthy(page, name):

@@ -9,7 +9,7 @@ scripts/load_class.py, not here.
 import os
 
 import pytest
-from browser_tools import ARTIFACTS, assert_healthy, wait_until_idle
+from browser_tools import ARTIFACTS, assert_healthy, model_names, wait_until_idle
 
 pytestmark = pytest.mark.browser
 TRAINERS = len(os.sched_getaffinity(0))  # the app's pool: one worker per core
@@ -25,16 +25,6 @@ def open_training_session(browser, app_url, index):
     page.goto(f"{app_url}/train?train_dataset={dataset}")
     wait_until_idle(page)
     return context, page, dataset
-
-
-def model_options(page) -> list[str]:
-    """The names in the sidebar's model list (opens the dropdown and closes it again)."""
-    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    options = page.locator('[role="option"]')
-    options.first.wait_for(timeout=10_000)
-    names = [options.nth(i).inner_text().split(" · ")[0] for i in range(options.count())]
-    page.keyboard.press("Escape")
-    return names
 
 
 def test_a_class_queues_for_the_trainers_and_everyone_gets_their_own_model(app_url, browser):
@@ -58,7 +48,7 @@ def test_a_class_queues_for_the_trainers_and_everyone_gets_their_own_model(app_u
         # each session's active model is its own run, on its own dataset ...
         assert f"trained · data: {dataset}" in sidebar, sidebar
         # ... and its model list holds no other session's run
-        options = model_options(page)
+        options = model_names(page)
         assert [o for o in options if "(trained)" in o] == [f"{dataset} (trained)"], options
         assert_healthy(page, f"load-session-{index}")
     for context, _, _ in sessions:

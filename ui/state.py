@@ -1,9 +1,9 @@
 """Per-browser-session state of the app: the models and the training runs.
 
 Everything lives in `st.session_state`, so two people using the app at once
-never see each other's models or runs. Pretrained models are read once per
-process (cached bytes) and loaded into each session separately, so no session
-can change another's objects. Runs train in the server's one training pool
+never see each other's models or runs. Pretrained models are read and checked
+once per process and copied into each session, so no session can change
+another's objects. Runs train in the server's one training pool
 (worker processes, `cnf_core.pool`); a session holds its runs' handles.
 """
 
