@@ -244,6 +244,11 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
             page.screenshot(path=str(ARTIFACTS / f"load-session-{index}-not-done.png"), full_page=True)
             continue
         page.wait_for_timeout(500)
+        if not page.locator(FINISHED).count():  # it showed its finished run, and no longer does
+            panel = page.locator('[data-testid="stMain"]').inner_text()[-400:].replace("\n", " | ")
+            problems.append(f"session {index} ({dataset}) showed its finished run, then lost it; its page ends: {panel}")
+            page.screenshot(path=str(ARTIFACTS / f"load-session-{index}-lost.png"), full_page=True)
+            continue
         summary = page.locator(FINISHED).first.inner_text()
         match = re.search(r"in ([0-9.]+) s", summary)
         if match:
