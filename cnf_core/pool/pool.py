@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -198,10 +198,6 @@ class TrainingPool:
                 if worker is not None:
                     self._send(worker, ("stop", run.id, discard))
 
-    def runs_of(self, owner: str) -> list[Run]:
-        with self._lock:
-            return [run for run in self._runs.values() if run.owner == owner]
-
     def place(self, run: Run) -> tuple[int, int] | None:
         """(1-based place in the queue, queue length), or None when the run is not waiting."""
         with self._lock:
@@ -250,9 +246,7 @@ class TrainingPool:
     def status(self) -> dict:
         """A summary for pages and health checks: workers, busy, queued, runs by state."""
         with self._lock:
-            states = {}
-            for run in self._runs.values():
-                states[run.state] = states.get(run.state, 0) + 1
+            states = dict(Counter(run.state for run in self._runs.values()))
             return {
                 "workers": self.size,
                 "busy": sum(1 for w in self._workers if w.run is not None),
