@@ -54,11 +54,15 @@ def running_app(env: dict | None = None, log_name: str = "streamlit-server.log",
         log.close()
 
 
+DISCONNECT_GRACE = 3  # seconds, for the test server
+
+
 def app_server():
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
     try:
-        with running_app() as (url, _):
+        # a closed tab's run stops after this grace period (30 s by default: a short disconnect keeps the run)
+        with running_app(env={"CNF_LAB_DISCONNECT_GRACE": str(DISCONNECT_GRACE)}) as (url, _):
             yield url
     except RuntimeError as exc:
         pytest.fail(str(exc))

@@ -9,7 +9,7 @@ scripts/load_class.py, not here.
 import os
 
 import pytest
-from browser_tools import ARTIFACTS, assert_healthy, model_names, wait_until_idle
+from browser_tools import ARTIFACTS, DISCONNECT_GRACE, assert_healthy, model_names, wait_until_idle
 
 pytestmark = pytest.mark.browser
 TRAINERS = len(os.sched_getaffinity(0))  # the app's pool: one worker per core
@@ -60,12 +60,12 @@ def test_a_closed_tab_stops_its_run_and_frees_the_trainer(app_url, browser):
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("text=/it\\/s/", timeout=60_000)
     context.close()  # the student closes the tab mid-run
-    # the trainer is free again at once: a new visitor's run starts without waiting behind it
+    # the trainer is free again after the disconnect grace period: a new visitor's run starts without waiting behind it
     others = [open_training_session(browser, app_url, i) for i in range(1, TRAINERS + 1)]
     for _, other, _ in others:
         other.get_by_role("button", name="Start").click()
     for _, other, _ in others:  # well before the closed run would have finished (about 20 s)
-        other.wait_for_selector("text=/it\\/s/", timeout=12_000)
+        other.wait_for_selector("text=/it\\/s/", timeout=(12 + DISCONNECT_GRACE) * 1000)
         other.get_by_role("button", name="Stop").click()
     for other_context, other, _ in others:
         other.wait_for_selector("text=/Run stopped/", timeout=120_000)

@@ -120,6 +120,7 @@ class _Worker:
     connection: Connection
     run: Run | None = None
     started_at: float = field(default_factory=time.monotonic)
+    restart_at: float | None = None  # set once the process has exited: when its replacement starts
 
     @property
     def alive(self) -> bool:
@@ -130,8 +131,9 @@ class TrainingPool:
     """Worker processes fed by one first-come-first-served queue.
 
     `owner_alive(owner) -> bool` tells whether the session that submitted a
-    run still exists; runs of sessions that are gone are stopped (running)
-    or dropped (queued) and their results discarded.
+    run is still connected; runs of sessions gone for longer than
+    `settings.disconnect_grace` are stopped (running) or dropped (queued)
+    and their results discarded.
     """
 
     def __init__(self, settings: PoolSettings | None = None, owner_alive: Callable[[str], bool] | None = None) -> None:
@@ -147,6 +149,7 @@ class TrainingPool:
         self._iterations_per_second = DEFAULT_ITERATIONS_PER_SECOND
         self._overhead = DEFAULT_OVERHEAD_SECONDS
         self._lost_workers = 0
+        self._gone_since: dict[str, float] = {}  # owners seen disconnected, and since when
         self._wake_read, self._wake_write = (Connection(s.detach()) for s in socket.socketpair())
         with self._lock:
             for index in range(self.size):
@@ -290,7 +293,7 @@ class TrainingPool:
             with self._lock:
                 if self._closed:
                     return
-                connections = {w.connection: w for w in self._workers}
+                connections = {w.connection: w for w in self._workers if w.restart_at is None}
             ready = wait([*connections, self._wake_read], timeout=0.5)  # a worker that dies closes its socket
             with self._lock:
                 if self._closed:
@@ -303,7 +306,8 @@ class TrainingPool:
                         self._receive(connections[thing])
                 for worker in list(self._workers):
                     if not worker.alive:
-                        self._receive(worker)  # whatever it said before it died
+                        if worker.restart_at is None:
+                            self._receive(worker)  # whatever it said before it died
                         self._replace(worker)
                 if time.monotonic() - last_owner_check > 1.0:
                     last_owner_check = time.monotonic()
@@ -397,31 +401,41 @@ class TrainingPool:
                 run.error = "the training worker could not take the run; press Start again"
 
     def _drop_orphans(self) -> None:
-        """Runs whose session is gone: queued ones leave the queue, running ones stop and discard their result."""
+        """Runs whose session has been gone for the grace period: queued ones leave the queue, running ones stop and discard their result."""
+        now, gone_since = time.monotonic(), {}
         for run in [r for r in self._runs.values() if r.active and not r.abandoned]:
-            if self.owner_alive(run.owner):
+            if run.owner not in gone_since:
+                gone_since[run.owner] = None if self.owner_alive(run.owner) else self._gone_since.get(run.owner, now)
+            since = gone_since[run.owner]
+            if since is None or now - since < self.settings.disconnect_grace:
                 continue
             run.abandoned = True
             LOG.warning("training stopped at iteration %d (run %d): its browser session closed", run.iteration, run.id)
             self.stop(run, discard=True)
+        self._gone_since = {owner: since for owner, since in gone_since.items() if since is not None}
 
     def _replace(self, worker: _Worker) -> None:
-        """A worker died: fail its run (saying where), start a new worker in its place."""
-        code = worker.process.returncode
-        run = worker.run
-        self._lost_workers += 1
-        if run is not None:
-            run.error = (
-                f"the training process stopped unexpectedly (exit code {code}) at iteration {run.iteration}; "
-                "this run's progress is lost, your other models are kept. Press Start to train again."
-            )
-            self._end(run, FAILED, f"worker lost at iteration {run.iteration}")
-        worker.connection.close()
-        position = self._workers.index(worker)
-        if time.monotonic() - worker.started_at < 5 and run is None:
-            time.sleep(1.0)  # a worker that cannot even start: do not spin
-        self._workers[position] = self._spawn(worker.index)
-        LOG.warning("training worker %d exited (code %s) and was replaced", worker.index, code)
+        """A worker died: fail its run (saying where), then start a new worker in its place.
+
+        A worker that could not even start is restarted a second later, not
+        at once (no spinning), and without holding up the pool's thread.
+        """
+        now = time.monotonic()
+        if worker.restart_at is None:
+            code, run = worker.process.returncode, worker.run
+            self._lost_workers += 1
+            if run is not None:
+                run.error = (
+                    f"the training process stopped unexpectedly (exit code {code}) at iteration {run.iteration}; "
+                    "this run's progress is lost, your other models are kept. Press Start to train again."
+                )
+                self._end(run, FAILED, f"worker lost at iteration {run.iteration}")
+                worker.run = None
+            worker.connection.close()
+            worker.restart_at = now + (1.0 if now - worker.started_at < 5 and run is None else 0.0)
+            LOG.warning("training worker %d exited (code %s); it is replaced", worker.index, code)
+        if now >= worker.restart_at:
+            self._workers[self._workers.index(worker)] = self._spawn(worker.index)
 
     def _spawn(self, index: int) -> _Worker:
         """Start a worker: a fresh interpreter (never a fork of this threaded server) on a private socket pair.

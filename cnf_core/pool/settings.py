@@ -11,6 +11,7 @@ deploys CNF Lab for a class sets them without touching code:
 | CNF_LAB_MAX_RUN_ITERATIONS | cap of an iteration budget | 20000 |
 | CNF_LAB_WORKER_NICE | scheduling niceness of the workers (0-19) | 10 |
 | CNF_LAB_TRAIN_DEVICE | auto, cpu or cuda | auto |
+| CNF_LAB_DISCONNECT_GRACE | seconds a session may stay disconnected before its run is stopped | 30 |
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ENVIRONMENT = {
     "max_run_iterations": "CNF_LAB_MAX_RUN_ITERATIONS",
     "worker_nice": "CNF_LAB_WORKER_NICE",
     "device": "CNF_LAB_TRAIN_DEVICE",
+    "disconnect_grace": "CNF_LAB_DISCONNECT_GRACE",
 }
 
 
@@ -46,7 +48,11 @@ class PoolSettings:
     The workers run at a lower scheduling priority (`worker_nice`) than the
     web server, so pages and the health check stay quick while every core
     trains. `snapshot_every` and `progress_every` are how often (seconds) a
-    worker sends a model snapshot and its progress.
+    worker sends a model snapshot and its progress. `disconnect_grace` is how
+    long a session may be disconnected before its runs are stopped: a closed
+    tab and a browser that lost its connection for a moment (a busy laptop, a
+    wifi hiccup; Streamlit reconnects it to the same session) look the same
+    to the server, and only the first should lose its run.
     """
 
     workers: int | None = None  # None: one per core, or as many as GPU memory allows
@@ -57,6 +63,7 @@ class PoolSettings:
     device: str = "auto"
     snapshot_every: float = 3.0
     progress_every: float = 0.25
+    disconnect_grace: float = 30.0
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -68,6 +75,7 @@ class PoolSettings:
             ("worker_nice", 0, 19, True),
             ("snapshot_every", 0.1, 3600, False),
             ("progress_every", 0.01, 60, False),
+            ("disconnect_grace", 0, 3600, False),
         ):
             value = getattr(self, name)
             if value is None and name == "workers":
