@@ -14,7 +14,7 @@ import pandas  # noqa: F401
 import streamlit as st
 import torch
 
-from ui import sidebar, state, url
+from ui import projector, sidebar, state, url
 
 # Sessions run torch side by side in this one process (training runs in worker processes); with
 # several OpenMP threads each they oversubscribe the cores and everything slows
@@ -34,6 +34,7 @@ state.init()
 ROOT = Path(__file__).resolve().parent
 PAGES = [
     ("pages/home.py", "Home", ":material/home:"),
+    ("pages/lecture.py", "Lecture 12", ":material/school:"),
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/density.py", "Density evolution", ":material/blur_on:"),
     ("pages/solver_lab.py", "Solver lab", ":material/functions:"),
@@ -42,14 +43,19 @@ PAGES = [
     ("pages/objectives.py", "MLE vs flow matching", ":material/compare_arrows:"),
 ]
 
+presenting = projector.enabled()  # ?projector=true: no sidebar, no navigation, larger type (ui/projector.py)
+if presenting:
+    projector.apply()
 page = st.navigation(
-    [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()]
+    [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()],
+    position="hidden" if presenting else "sidebar",
 )
 # the active model travels in the address too (only names every session has: the pretrained ones)
 url.restore("app", {"model": url.Param(str, choices=[n for n, e in state.models().items() if e.source == "pretrained"])})
 if "model" in st.session_state:
     st.session_state.active_model = st.session_state.pop("model")
 state.collect_finished_runs()  # runs that ended since the last rerun join the model list first
-sidebar.render()
+if not presenting:
+    sidebar.render()
 page.run()
 url.publish({}, extra={"model": st.session_state.get("active_model")})

@@ -19,13 +19,13 @@ from cnf_core.figures.neural_ode import (
 )
 from cnf_core.solvers import SolverConfig
 from ui import state, url, widgets
+from ui.computations import DEPTHS, gradients, resnet_comparison
 from ui.cache import cached
 from ui.url import Param
 from ui.widgets import tolerance_label
 
 state.require_app()
 
-DEPTHS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 TOLERANCES = [10.0**-k for k in range(2, 11)]
 STEP_COUNTS = [2**k for k in range(1, 10)]
 BATCHES = [16, 32, 64, 128, 256, 512, 1024]
@@ -51,22 +51,6 @@ WARM_START_ITERATIONS = 60  # cheap (a few seconds once per server), and the spi
 
 
 # ---------------------------------------------------------------- cached engine calls
-
-
-@cached(max_entries=32, show_spinner="Residual networks of every depth against the ODE…")
-def resnet_comparison(field, per_side: int, drawn: tuple):
-    starts = node.start_grid(2.5, per_side)
-    comparison = node.resnet_vs_ode(field, starts, depths=DEPTHS, drawn=drawn)
-    equality = {depth: node.euler_equality(field, starts, depth) for depth in drawn}
-    return comparison, equality
-
-
-@cached(max_entries=32, show_spinner="Gradients by backprop and by the adjoint method…")
-def gradients(field, problem, tolerance: float):
-    solver = SolverConfig("dopri5", rtol=tolerance, atol=tolerance, max_nfe=20_000, max_seconds=60.0)
-    check = node.gradient_check(field, problem.starts, problem.targets, solver)
-    path = node.adjoint_path(field, problem.starts, problem.targets, solver)
-    return check, path
 
 
 @cached(max_entries=16, show_spinner="Forward and backward passes at every number of steps…")

@@ -16,16 +16,14 @@ from cnf_core.metrics import (
     inception_score,
     precision_recall,
     precision_recall_over_k,
-    truncated_samples,
 )
-from cnf_core.solvers import SolverConfig
 from ui import state, url, views
 from ui.cache import cached
+from ui.computations import SAMPLING_SOLVER, model_points
 from ui.url import Param
 
 state.require_app()
 
-SAMPLING_SOLVER = SolverConfig(rtol=1e-4, atol=1e-4, max_nfe=5000, max_seconds=30)
 SWEEP_TAUS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 MAX_K = 20
 ACTIVE_MODEL = "Active model vs its data"
@@ -48,13 +46,6 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "pr_compare": views.comparison_param(),
 }
 publish_settings = url.shared("pr", SHARED)
-
-
-@cached(show_spinner="Pushing base samples through the flow…", max_entries=32)
-def model_points(field, n: int, seed: int, taus: tuple[float, ...]):
-    """Positions of n samples per base scale τ (one batched dopri5 solve), and its NFE."""
-    points, stats = truncated_samples(field, n, seed, taus, SAMPLING_SOLVER)
-    return points, stats.nfe_forward
 
 
 @cached(show_spinner="Sampling every training snapshot…", max_entries=16)

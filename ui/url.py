@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-__all__ = ["Param", "restore", "publish", "shared", "DECLARED"]
+__all__ = ["Param", "restore", "publish", "shared", "forget_restored", "as_text", "DECLARED"]
 
 DECLARED: dict[str, dict[str, "Param"]] = {}  # page -> its shared settings, as each page declared them
 
@@ -66,16 +66,22 @@ def restore(page: str, params: dict[str, Param]) -> None:
                 st.session_state[key] = value
 
 
+def forget_restored(page: str) -> None:
+    """Let `page` read its settings from the address again on its next run (a link that carries new settings to it)."""
+    st.session_state.pop(f"_url_restored_{page}", None)
+
+
 def publish(params: dict[str, Param], extra: dict[str, Any] | None = None) -> None:
     """After the widgets: mirror the current settings into the URL."""
     values = {key: st.session_state[key] for key in params if key in st.session_state}
     values.update(extra or {})
-    text = {key: _text(value) for key, value in values.items() if value is not None}
+    text = {key: as_text(value) for key, value in values.items() if value is not None}
     if any(st.query_params.get(key) != value for key, value in text.items()):
         st.query_params.update(text)
 
 
-def _text(value) -> str:
+def as_text(value) -> str:
+    """A setting's value as the address writes it (what `Param.parse` reads back)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
