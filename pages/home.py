@@ -19,6 +19,10 @@ st.latex(
     r"\operatorname{tr}\Big(\frac{\partial f(\mathbf{z}(t), t;\theta)}{\partial \mathbf{z}(t)}\Big)\,dt"
 )
 
+st.page_link(
+    "pages/lecture.py", label="Presenting lecture 12? Walk through it step by step, each idea with a live figure", icon=":material/school:",
+)
+
 entry = widgets.active_model(stop=False)
 if entry is not None:
     views.model_overview(entry)

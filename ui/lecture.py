@@ -25,7 +25,7 @@ from cnf_core.figures.crossing import disc_ring_figure, flip_paths_figure
 from cnf_core.figures.flow_table import comparison_table_figure, jacobian_figure, samples_figure
 from cnf_core.figures.trace import estimator_histogram_figure, probe_variance_figure, trace_cost_figure
 from cnf_core.lecture.continuity import continuity_check
-from cnf_core.lecture.crossing import CrossingConfig, crossing_comparison
+from cnf_core.lecture.crossing import PROBLEMS, CrossingConfig, crossing_comparison
 from cnf_core.lecture.flow_table import FlowTableConfig, flow_table
 from cnf_core.lecture.hutchinson import DEFAULT_POINTS, HutchinsonConfig, hutchinson_variance
 from cnf_core.lecture.trace_cost import TraceCostConfig, measure_trace_cost
@@ -194,9 +194,6 @@ def discrete_vs_continuous(entry: ModelEntry | None) -> dict:
 
 # ---------------------------------------------------------------- 5. Picard: trajectories never cross
 
-CROSSING_PROBLEMS = {"flip-1d": "1-D: x ↦ −x", "disc-ring-2d": "2-D: a disc inside a ring"}
-
-
 @cached(max_entries=16, show_spinner="Training a plain and an augmented Neural ODE…")
 def _crossing(config: CrossingConfig):
     return crossing_comparison(config)
@@ -204,7 +201,7 @@ def _crossing(config: CrossingConfig):
 
 def picard(entry: ModelEntry | None) -> dict:
     controls = st.columns(3)
-    problem = controls[0].radio("Task", list(CROSSING_PROBLEMS), format_func=CROSSING_PROBLEMS.get, horizontal=True, key="lecture_picard_problem")
+    problem = controls[0].radio("Task", list(PROBLEMS), format_func=lambda name: PROBLEMS[name].title, horizontal=True, key="lecture_picard_problem")
     augment = controls[1].select_slider("Extra dimensions p (augmented)", [1, 2, 3, 4], value=1, key="lecture_picard_augment")
     iterations = controls[2].select_slider("Training steps", [25, 50, 100, 200, 400], value=100, key="lecture_picard_iterations")
     try:
