@@ -34,7 +34,9 @@ through the same door (`divergence.exact`). Figures and the alternatives
 tried are in docs/PERFORMANCE.md.
 
 Besides the frames, the overlays of the density animation: samples pushed to
-each frame's time, particle paths, and the vector field on a coarse grid.
+each frame's time, particle paths, the vector field on a coarse grid, and
+traced points: particles followed through points picked at any time, with
+log p_t and the speed |f| along their paths (`trace_points`).
 """
 
 from __future__ import annotations
@@ -65,11 +67,18 @@ __all__ = [
     "pushed_samples",
     "particle_paths",
     "velocity_frames",
+    "MAX_PICKED_POINTS",
+    "MAX_TRACE_TIMES",
+    "TracedPaths",
+    "trace_points",
     "parse_points",
+    "parse_picked_points",
+    "format_picked_points",
 ]
 
 MAX_FRAMES = 60
 MAX_PICKED_POINTS = 50
+MAX_TRACE_TIMES = 2000  # output times of one trace_points call
 STRATEGIES = ("per-frame", "batched")
 # First step of an adaptive frame solve, in units of model time: the solver's own
 # guess starts tiny and grows at most 10× a step, so short frames paid for
@@ -372,22 +381,188 @@ def velocity_frames(field: Field, times: list[float], half_width: float, resolut
     return points, torch.stack(velocities).detach().to("cpu", torch.float64)
 
 
-def parse_points(text: str, limit: int = MAX_PICKED_POINTS) -> torch.Tensor:
-    """Points typed as "x, y; x, y; …" (or one pair per line) → tensor (m, 2).
+@dataclass
+class TracedPaths:
+    """Particles traced through picked points, with log p_t and the speed along their paths.
 
-    Raises `ConfigError` ("points: …") naming the pair that is not two finite numbers.
+    Particle i is at `points[i]` at time `anchors[i]`; at each of `times`
+    (ascending, in [0, 1]) it is at `positions[j, i]`, where the flow's own
+    density is `log_density[j, i]` = log p_t(z_i(t)) and its speed
+    `speed[j, i]` = |f(z_i(t), t)|. Along a path log p_t changes at the rate
+    -tr ∂f/∂z (the instantaneous change of variables): it falls where the flow
+    spreads mass out and rises where it gathers it.
     """
-    pairs = [piece.strip() for piece in text.replace("\n", ";").split(";") if piece.strip()]
-    if len(pairs) > limit:
-        raise ConfigError(f"points: at most {limit} points, got {len(pairs)}")
-    rows = []
-    for pair in pairs:
+
+    times: torch.Tensor  # (T,), float64
+    points: torch.Tensor  # (m, 2)
+    anchors: torch.Tensor  # (m,)
+    positions: torch.Tensor  # (T, m, 2)
+    log_density: torch.Tensor  # (T, m)
+    speed: torch.Tensor  # (T, m)
+    nfe: int = 0  # evaluations of f and its trace, over all the solves
+    seconds: float = 0.0
+
+
+def _along_path(field: Field, trace: str, x: torch.Tensor, start: float, targets: list[float], solver: SolverConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The augmented ODE from points x at time `start` to each of `targets` (monotone, away from `start`).
+
+    Returns z at each target (len, n, 2), the change of log p along the path
+    since `start`, log p_t(z(t)) - log p_start(x) (len, n), and the NFE. One
+    solve over s ∈ [0, 1] on the clock τ = start + (end - start) s, so a
+    fixed-grid solver takes its steps over this path's own span, as a frame does.
+    """
+    end = targets[-1]
+    span = end - start
+    dynamics = LogDensityDynamics(field, trace, x, start=start, speed=span)
+    state0 = torch.cat([x, torch.zeros_like(x[:, :1])], dim=-1)
+    clock = torch.tensor([0.0] + [(t - start) / span for t in targets], dtype=x.dtype, device=x.device)
+    stats = SolveStats()
+    states, _ = integrate(dynamics, state0, clock, solver, stats=stats, first_step=min(1.0, FIRST_STEP_TIME / abs(span)))
+    return states[1:, :, :-1], states[1:, :, -1], stats.nfe_forward
+
+
+def trace_points(
+    field: Field,
+    points: torch.Tensor,
+    anchors: torch.Tensor | list[float] | float,
+    times: list[float] | torch.Tensor,
+    solver: SolverConfig = SolverConfig(),
+    trace: str = "exact",
+) -> TracedPaths:
+    """Follow the particles that are at `points` at times `anchors` back to the base and on to the data.
+
+    For a point x picked at time s, the augmented ODE [z, log p] is solved
+    from (x, s) back to 0, which gives z(0) and so log p_s(x) = log N(z(0)) -
+    ∫_0^s tr ∂f/∂z (as `flow.log_density` does), and from (x, s) on to 1; the
+    change of log p along each leg gives log p_t at every other time. Solving
+    from the picked point itself (points picked at one time share two solves)
+    makes every path pass through its point exactly, whatever the tolerance.
+
+    `times` are where the paths are reported (each in [0, 1]); the anchors are
+    added to them. `anchors` is one time for all points or one per point.
+    `solver.max_seconds` bounds the whole call; `SolveError` on a failed solve.
+    """
+    started = time.perf_counter()
+    points = torch.as_tensor(points, dtype=torch.float64)
+    if points.dim() != 2 or points.shape[-1] != 2 or not 1 <= points.shape[0] <= MAX_PICKED_POINTS:
+        raise ConfigError(f"points: expected 1..{MAX_PICKED_POINTS} points of shape (m, 2), got shape {tuple(points.shape)}")
+    if not bool(torch.isfinite(points).all()):
+        raise ConfigError("points: every coordinate must be a finite number")
+    anchors = torch.as_tensor(anchors, dtype=torch.float64).reshape(-1)
+    if anchors.numel() == 1:
+        anchors = anchors.expand(points.shape[0])
+    if anchors.numel() != points.shape[0]:
+        raise ConfigError(f"anchors: expected one time per point ({points.shape[0]}), got {anchors.numel()}")
+    if not bool(((anchors >= 0) & (anchors <= 1)).all()):  # NaN fails both
+        raise ConfigError("anchors: every picked time must lie in [0, 1] (0 is the base, 1 the data)")
+    times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    if not 1 <= times.numel() <= MAX_TRACE_TIMES:
+        raise ConfigError(f"times: expected 1..{MAX_TRACE_TIMES} output times, got {times.numel()}")
+    if not bool(((times >= 0) & (times <= 1)).all()):
+        raise ConfigError("times: every output time must lie in [0, 1] (0 is the base, 1 the data)")
+    if trace not in TRACE_ESTIMATORS:
+        raise ConfigError(f"trace: unknown estimator {trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
+
+    grid = sorted(set(times.tolist()) | set(anchors.tolist()))
+    row = {t: j for j, t in enumerate(grid)}
+    x = _field_tensor_like(field, points)
+    positions = torch.zeros(len(grid), len(points), 2, dtype=torch.float64)
+    log_density = torch.zeros(len(grid), len(points), dtype=torch.float64)
+    nfe = 0
+    with torch.no_grad():
+        for s in sorted(set(anchors.tolist())):
+            members = (anchors == s).nonzero().reshape(-1)
+            here = x[members]
+            # back to the base: z(0) gives log p_s(x); on the way, the earlier times
+            earlier = [t for t in reversed(grid) if t < s]
+            if s > 0:
+                to_base = earlier if earlier and earlier[-1] == 0.0 else [*earlier, 0.0]
+                z, change, used = _along_path(field, trace, here, s, to_base, _remaining(solver, started))
+                nfe += used
+                log_p_s = standard_normal_log_prob(z[-1]) - change[-1]
+            else:
+                z, change, log_p_s = here.new_zeros(0, len(members), 2), here.new_zeros(0, len(members)), standard_normal_log_prob(here)
+            legs = [(earlier, z, change)]
+            later = [t for t in grid if t > s]
+            if later:
+                z, change, used = _along_path(field, trace, here, s, later, _remaining(solver, started))
+                nfe += used
+                legs.append((later, z, change))
+            positions[row[s], members] = here.detach().to("cpu", torch.float64)
+            log_density[row[s], members] = log_p_s.detach().to("cpu", torch.float64)
+            for leg_times, z, change in legs:
+                for j, t in enumerate(leg_times):
+                    positions[row[t], members] = z[j].detach().to("cpu", torch.float64)
+                    log_density[row[t], members] = (log_p_s + change[j]).detach().to("cpu", torch.float64)
+        speed = torch.stack([
+            field(torch.tensor(t, dtype=x.dtype, device=x.device), _field_tensor_like(field, positions[j])).detach().to("cpu", torch.float64).norm(dim=-1)
+            for j, t in enumerate(grid)
+        ])
+    return TracedPaths(
+        times=torch.tensor(grid, dtype=torch.float64),
+        points=points.clone(),
+        anchors=anchors.clone(),
+        positions=positions,
+        log_density=log_density,
+        speed=speed,
+        nfe=nfe,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ---------------------------------------------------------------- points typed (or clicked) on the page
+
+
+def parse_picked_points(text: str, limit: int = MAX_PICKED_POINTS, default_time: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points typed as "x, y; x, y @ t; …" (or one per line) → (points (m, 2), times (m,)).
+
+    A point without "@ t" is picked at `default_time` (the data, t = 1).
+    Raises `ConfigError` ("points: …") naming the entry that is not two finite
+    numbers with an optional time in [0, 1].
+    """
+    entries = [piece.strip() for piece in text.replace("\n", ";").split(";") if piece.strip()]
+    if len(entries) > limit:
+        raise ConfigError(f"points: at most {limit} points, got {len(entries)}")
+    rows, times = [], []
+    for entry in entries:
+        pair, _, when = entry.partition("@")
         cells = [cell for cell in pair.replace(",", " ").split() if cell]
         try:
             numbers = [float(cell) for cell in cells]
+            moment = float(when) if when.strip() else default_time
         except ValueError:
-            numbers = []
+            numbers, moment = [], default_time
         if len(numbers) != 2 or not all(math.isfinite(v) for v in numbers):
-            raise ConfigError(f"points: {pair!r} is not an 'x, y' pair of numbers")
+            raise ConfigError(f"points: {entry!r} is not an 'x, y' pair of numbers (optionally '@ t')")
+        if not 0.0 <= moment <= 1.0:  # NaN fails too
+            raise ConfigError(f"points: the time in {entry!r} must lie in [0, 1]")
         rows.append(numbers)
-    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 2)
+        times.append(moment)
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 2), torch.tensor(times, dtype=torch.float64)
+
+
+def parse_points(text: str, limit: int = MAX_PICKED_POINTS) -> torch.Tensor:
+    """Points typed as "x, y; x, y; …" (or one pair per line) → tensor (m, 2); any "@ t" is read and dropped.
+
+    Raises `ConfigError` ("points: …") naming the pair that is not two finite numbers.
+    """
+    return parse_picked_points(text, limit)[0]
+
+
+def _short(value: float, digits: int) -> str:
+    """A number as few characters as `digits` decimals allow ("-0" written "0")."""
+    return f"{round(float(value), digits) + 0.0:g}"
+
+
+def format_picked_points(points, times=None, digits: int = 3) -> str:
+    """Points (and the times they were picked at) as `parse_picked_points` reads them: "x, y @ t; …".
+
+    Coordinates keep `digits` decimals; a time of 1 (the default) is left out.
+    """
+    points = torch.as_tensor(points, dtype=torch.float64).reshape(-1, 2).tolist()
+    times = [1.0] * len(points) if times is None else torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist()
+    entries = []
+    for (x, y), t in zip(points, times):
+        entry = f"{_short(x, digits)}, {_short(y, digits)}"
+        entries.append(entry if t == 1.0 else f"{entry} @ {t:.6g}")
+    return "; ".join(entries)

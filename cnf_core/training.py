@@ -2,7 +2,8 @@
 
 The loop draws a batch, asks its loss part for (loss, solve stats), steps
 AdamW and keeps the history; a run can be stopped (cooperatively, between
-iterations) and resumed. The loss parts:
+iterations) and resumed, or taken one iteration at a time (`iterate`, which
+reports the batch and its log-likelihoods). The loss parts:
 
 - `MaximumLikelihood`: the negative log-likelihood -E log p_1(x) of fresh
   data batches, each log p_1(x) solved from x at t = 1 back to the base
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -42,12 +44,13 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import ConfigError, SolveError
 from .evaluation import evaluation_solver, test_nll
 from .field import ConcatSquashField, FieldConfig
-from .flow import CNF, log_density_with_stats
+from .flow import CNF, log_density, log_density_with_stats
 from .solvers import SolverConfig, SolveStats, number
 
 __all__ = [
     "TrainConfig",
     "Progress",
+    "IterationReport",
     "Trainer",
     "Loss",
     "MaximumLikelihood",
@@ -57,6 +60,8 @@ __all__ = [
     "initial_field",
     "pick_device",
     "time_to_nll",
+    "save_state",
+    "load_state",
 ]
 
 OBJECTIVES = ("mle", "fm")
@@ -281,6 +286,30 @@ class Progress:
     learning_rate: float | None = None  # the rate this iteration's step used
 
 
+@dataclass
+class IterationReport:
+    """What one iteration of the loop did (`Trainer.iterate`, the Train page's Step).
+
+    `log_likelihood` is each batch point's log p_1(x) under the weights the
+    step started from (what the loss saw), `log_likelihood_after` under the
+    updated weights; both by the training solver with the exact trace, None
+    when that solve fails or the trainer is not a CNF's. A failed iteration
+    (non-finite loss or gradient, failed solve) leaves the weights as they
+    were: `status` is "failed" and `message` says why.
+    """
+
+    iteration: int  # the trainer's count after the iteration
+    status: str  # finished | failed
+    message: str
+    loss: float | None
+    learning_rate: float
+    batch: torch.Tensor  # (n, 2) on the CPU: the batch the loss saw
+    log_likelihood: torch.Tensor | None
+    log_likelihood_after: torch.Tensor | None
+    field_before: nn.Module  # CPU copies
+    field_after: nn.Module
+
+
 class Trainer:
     """One training loop: a field, its loss part, AdamW, the history; `run` may be called again to resume.
 
@@ -312,6 +341,7 @@ class Trainer:
         self.field = (initial_field(config.field, config.seed) if field is None else field).to(self.device)
         self.optimizer = torch.optim.AdamW(self.field.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self._batch_seeds = torch.Generator().manual_seed(config.seed)
+        self.last_batch: torch.Tensor | None = None  # the batch of the latest step (what `iterate` reports)
 
     def model(self) -> CNF:
         """The current flow (a copy on the CPU, safe to use while training goes on)."""
@@ -370,7 +400,7 @@ class Trainer:
         neither the weights nor the optimiser's state.
         """
         seed = int(torch.randint(0, 2**62, (1,), generator=self._batch_seeds))
-        batch = self.batches(seed).to(self.device)
+        batch = self.last_batch = self.batches(seed).to(self.device)
         generator = torch.Generator().manual_seed(seed + 1)  # the loss part's own draws
         self.optimizer.zero_grad(set_to_none=True)
         with seeded_rng(seed + 2, self.device):  # whatever draws from the global RNG (Hutchinson's ε)
@@ -385,6 +415,43 @@ class Trainer:
             raise FloatingPointError(f"the gradient became non-finite (norm {norm.item()}) although the loss was {loss.item():.4g}")
         self.optimizer.step()
         return loss.item(), stats
+
+    def iterate(self) -> IterationReport:
+        """Exactly one iteration, as `run(iterations=1)` takes it (so at the run's full learning rate), and what it did.
+
+        The same iteration as the first of any run from this state: the next
+        batch of the seeded stream, one AdamW step, the history record and
+        the snapshot schedule. Reports the batch, each point's log-likelihood
+        before and after, the loss and copies of the field before and after.
+        """
+        before = copy.deepcopy(self.field).to("cpu").eval()
+        seen: list[Progress] = []
+        self.run(iterations=1, progress=seen.append)
+        after = copy.deepcopy(self.field).to("cpu").eval()
+        batch = self.last_batch.detach().to("cpu")
+        learning_rate = seen[0].learning_rate if seen else self.optimizer.param_groups[0]["lr"]
+        return IterationReport(
+            iteration=self.iteration,
+            status=self.status,
+            message=self.message,
+            loss=seen[0].loss if seen else None,
+            learning_rate=float(learning_rate),
+            batch=batch,
+            log_likelihood=self._log_likelihood(before, batch),
+            log_likelihood_after=self._log_likelihood(after, batch) if seen else None,
+            field_before=before,
+            field_after=after,
+        )
+
+    def _log_likelihood(self, field: nn.Module, batch: torch.Tensor) -> torch.Tensor | None:
+        """log p_1 of the batch under `field` by the training solver (exact trace, no gradients); None if not a CNF or the solve fails."""
+        if not isinstance(self.config, TrainConfig):
+            return None
+        try:
+            with torch.no_grad():
+                return log_density(field, batch, 1.0, self.config.solver.replace(adjoint=False), "exact")
+        except SolveError:
+            return None
 
     def _schedule(self, iterations: int | None, seconds: float | None) -> LambdaLR:
         """This run's learning rates: cosine over its budget (iterations, else seconds), or constant."""
@@ -462,6 +529,18 @@ class Trainer:
                 )
         self.field.eval()
         return self
+
+
+def save_state(trainer: Trainer) -> bytes:
+    """`trainer.state()` as bytes (`torch.save`), to keep or send and continue from with `load_state`."""
+    buffer = io.BytesIO()
+    torch.save(trainer.state(), buffer)
+    return buffer.getvalue()
+
+
+def load_state(data: bytes) -> dict:
+    """A state written by `save_state`, read with `torch.load(weights_only=True)` (plain tensors and containers only)."""
+    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

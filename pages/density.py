@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from functools import partial
 
 import streamlit as st
 import torch
@@ -10,14 +12,17 @@ import torch
 from cnf_core.figures import export
 from cnf_core.density import (
     MAX_FRAMES,
+    MAX_PICKED_POINTS,
     FramesConfig,
-    parse_points,
+    format_picked_points,
+    parse_picked_points,
     particle_paths,
     pushed_samples,
+    trace_points,
     velocity_frames,
 )
 from cnf_core.errors import CNFLabError
-from cnf_core.figures.density import density_animation_figure, frame_stats_figure
+from cnf_core.figures.density import density_animation_figure, frame_stats_figure, picked_from_selection, trace_panel_figure
 from cnf_core.grid import MAX_RESOLUTION
 from cnf_core.solvers import SOLVERS
 from ui import state, url, views, widgets
@@ -32,7 +37,10 @@ DEFAULT_FRAMES, DEFAULT_RESOLUTION, DEFAULT_TOLERANCE = 25, 64, 1e-4
 TIME_CAP_S = 120.0  # the whole animation; a solve over it stops with a "time-cap" message
 NFE_CAP = 20_000  # per frame solve
 WORKERS = min(2, os.cpu_count() or 1)  # frames are independent: solve two at a time on two cores
-SEEDS, PICKED = "Random seeds (from the base)", "Points I pick (at t = 1)"
+SEEDS, PICKED = "Random seeds (from the base)", "Points I pick (at t = 1)"  # the label stays: addresses carry it
+DEFAULT_POINTS = "2, 2; -2.8, 0; 0, -2.8"
+PATH_TIMES = 96  # about this many times along a traced path, however few the frames: smooth curves
+UNDO_DEPTH = 50
 SOLVER = widgets.SolverPicker(
     "density", tolerance=DEFAULT_TOLERANCE, steps=20, tolerances=TOLERANCES, one_tolerance=True,
     method_help=SOLVERS["dopri5"].description, steps_label="Steps from t back to 0",
@@ -76,6 +84,70 @@ def arrows_for(field, config: FramesConfig, per_side: int):
     return velocity_frames(field, config.times(), config.half_width, per_side)
 
 
+@cached(max_entries=32, show_spinner="Tracing the picked points back to the base and on to the data…")
+def traced_for(field, config: FramesConfig, points, anchors):
+    return trace_points(field, points, anchors, path_times(config), config.solver)
+
+
+def path_times(config: FramesConfig) -> list[float]:
+    """Every frame time and evenly spaced times between them, for smooth traced paths."""
+    steps = max(1, math.ceil(PATH_TIMES / (config.frames - 1))) * (config.frames - 1)
+    return [j / steps for j in range(steps + 1)]
+
+
+# ---------------------------------------------------------------- picked points: clicks, undo, clear (callbacks)
+
+
+def remember_points() -> None:
+    """Keep the current picks (and the path mode) for Undo."""
+    history = st.session_state.setdefault("density_points_history", [])
+    history.append((st.session_state.get("density_path_mode", SEEDS), st.session_state.get("density_points")))
+    del history[:-UNDO_DEPTH]
+
+
+def add_picked(figure, times: list[float], slot: str) -> None:
+    """A click (or box) on an animation: its points join the picked ones, at the time of the frame clicked."""
+    event = st.session_state.get(f"density_animation{slot}")
+    picks = picked_from_selection(event["selection"] if event else None, figure, times)
+    if not picks:
+        return
+    current = (st.session_state.get("density_points") or "") if st.session_state.get("density_path_mode") == PICKED else ""
+    held = len([piece for piece in current.replace("\n", ";").split(";") if piece.strip()])
+    room = MAX_PICKED_POINTS - held
+    if room < len(picks):
+        st.session_state.density_pick_notice = f"At most {MAX_PICKED_POINTS} points: {max(room, 0)} of the {len(picks)} picked were added. Undo or clear some first."
+        picks = picks[: max(room, 0)]
+    if not picks:
+        return
+    remember_points()
+    added = format_picked_points([(x, y) for x, y, _ in picks], [t for _, _, t in picks])
+    st.session_state.density_points = "; ".join(text for text in (current.strip().rstrip(";"), added) if text)
+    st.session_state.density_path_mode = PICKED
+    st.session_state.density_show_paths = True
+    st.session_state.density_start_time = picks[-1][2]  # the new figure opens at the frame clicked
+    st.session_state.density_trace_focus = held + len(picks) - 1  # the panel shows the newest point
+
+
+def undo_points() -> None:
+    """Back to the picks (and path mode) before the last click, box or clear."""
+    history = st.session_state.get("density_points_history") or []
+    if history:
+        mode, text = history.pop()
+        st.session_state.density_path_mode = mode
+        if text is None:
+            st.session_state.pop("density_points", None)
+        else:
+            st.session_state.density_points = text
+        st.session_state.pop("density_trace_focus", None)
+
+
+def clear_points() -> None:
+    """No picked points (Undo brings them back)."""
+    remember_points()
+    st.session_state.density_points = ""
+    st.session_state.pop("density_trace_focus", None)
+
+
 # ---------------------------------------------------------------- page
 
 st.title("Density evolution")
@@ -104,12 +176,37 @@ with settings:
     sample_count = st.slider("Samples", 50, 2000, 300, step=50, key="density_sample_count", disabled=not show_samples)
     show_paths = st.checkbox("Particle paths", value=True, key="density_show_paths")
     path_mode = st.radio("Particles", [SEEDS, PICKED], key="density_path_mode", disabled=not show_paths)
+    picked = picked_at = picked_problem = None
+    focus = None
     if path_mode == SEEDS:
         seed_count = st.slider("Particles", 1, 30, 6, key="density_seed_count", disabled=not show_paths)
-        picked_text = ""
     else:
         seed_count = 0
-        picked_text = st.text_input("Points x, y at t = 1", "2, 2; -2.8, 0; 0, -2.8", key="density_points", disabled=not show_paths, help="Separate points with ';'. Each is followed back to where it came from in the base.")
+        picked_text = st.text_input(
+            "Points x, y (at t = 1, or x, y @ t)", DEFAULT_POINTS, key="density_points", disabled=not show_paths,
+            help=f"Separate points with ';', at most {MAX_PICKED_POINTS}. Each is followed back to the base and on to the data "
+            "from where it is at its time (t = 1 unless '@ t' says otherwise). Clicking the density adds points here.",
+        )
+        undo, clear = st.columns(2)
+        undo.button("Undo", key="density_points_undo", on_click=undo_points, disabled=not st.session_state.get("density_points_history"), width="stretch", help="Back to the points before the last click, box or clear.")
+        clear.button("Clear", key="density_points_clear", on_click=clear_points, disabled=not picked_text.strip(), width="stretch")
+        try:
+            picked, picked_at = parse_picked_points(picked_text)
+        except CNFLabError as exc:
+            picked_problem = str(exc)
+        if picked is not None and len(picked) and show_paths:
+            focus = st.selectbox(
+                "Point in the panel", range(len(picked)), index=len(picked) - 1, key="density_trace_focus",
+                format_func=lambda i: f"{i + 1}: ({picked[i, 0]:.2f}, {picked[i, 1]:.2f}) at t = {picked_at[i]:.2f}",
+                help="Its log p_t and speed along its path show under the animation; its path is drawn highlighted.",
+            )
+    st.caption(
+        "Click the density to trace the particle through that point at the time of the frame shown. With the box tool "
+        "(top right of the chart), drag over samples to trace them."
+    )
+    notice = st.session_state.pop("density_pick_notice", None)
+    if notice:
+        st.warning(notice)
     show_arrows = st.checkbox("Vector field f(·, t)", value=False, key="density_show_arrows")
     arrows_per_side = st.slider("Arrows per side", 6, 30, 15, key="density_arrows", disabled=not show_arrows)
     frame_ms = st.slider("Playback (ms per frame)", 30, 600, 120, step=10, key="density_speed")
@@ -138,23 +235,37 @@ def show_model(entry, slot: str) -> None:
     try:
         if show_samples:
             overlays["samples"] = samples_for(field, config, sample_count)
-        if show_paths:
-            if path_mode == SEEDS:
-                points = torch.randn(seed_count, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-                anchor = 0.0
-            else:
-                points, anchor = parse_points(picked_text), 1.0
-            if len(points):
-                overlays["paths"] = paths_for(field, config, points, anchor)
+        if show_paths and path_mode == SEEDS:
+            seeds = torch.randn(seed_count, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+            overlays["paths"] = paths_for(field, config, seeds, 0.0)
         if show_arrows:
             overlays["arrows"] = arrows_for(field, config, arrows_per_side)
     except CNFLabError as exc:
         problems.append(str(exc))
+    traced = None
+    if show_paths and picked_problem:
+        problems.append(picked_problem)
+    elif show_paths and picked is not None and len(picked):
+        try:
+            traced = traced_for(field, config, picked, picked_at)
+        except CNFLabError as exc:
+            problems.append(str(exc))
     for problem in problems:
         st.error(f"Overlay skipped: {problem}")
 
-    figure = density_animation_figure(frames, log_scale=log_scale, frame_ms=frame_ms, title=entry.name, **overlays)
-    st.plotly_chart(figure, key=f"density_animation{slot}", config=dict(displaylogo=False))
+    times = config.times()
+    start_time = st.session_state.get("density_start_time", 0.0)
+    start = min(range(len(times)), key=lambda k: abs(times[k] - start_time))
+    make_figure = partial(
+        density_animation_figure, frames, log_scale=log_scale, frame_ms=frame_ms, title=entry.name, traced=traced, focus=focus, start=start, **overlays
+    )
+    figure = make_figure(pickable=True)
+    st.plotly_chart(
+        figure, key=f"density_animation{slot}", config=dict(displaylogo=False),
+        on_select=partial(add_picked, figure, times, slot), selection_mode=("points", "box"),
+    )
+    if traced is not None and focus is not None and focus < len(picked):
+        st.plotly_chart(trace_panel_figure(traced, focus), key=f"density_trace_panel{slot}")
 
     masses = frames.mass()
     lost = max(frames.mass_outside())
@@ -178,7 +289,7 @@ def show_model(entry, slot: str) -> None:
     )
     download_html.download_button(
         "Download standalone HTML",
-        data=lambda: export.animation_html(figure),
+        data=lambda: export.animation_html(make_figure()),  # without the click layer: a click there picks nothing
         file_name=f"{stem}_density.html",
         mime="text/html",
         key=f"density_html{slot}",

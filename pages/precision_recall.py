@@ -78,12 +78,12 @@ def manifold_pair(comparison, real, fake, prefix: str, key: str, k: int | None =
 def show_comparison(other, entry, comparison, frechet, fake, n: int, k: int, seed: int, tau: float) -> None:
     """The second model's metrics next to the active model's, and its two manifold plots."""
     st.subheader(f"Side by side: {entry.name} and {other.name}")
-    if other.dataset not in datasets.names():
+    if other.real_data is None:
         st.info(f"{other.name} was trained on uploaded data its checkpoint does not carry: there is no real set to compare it with.")
         return
     try:
         other_points, _ = model_points(other.model.field, n, seed, (tau,))
-        other_real = datasets.sample(other.dataset, n, seed=seed)
+        other_real = datasets.sample(other.real_data, n, seed=seed)
         other_comparison = compare_manifolds(other_real, other_points[0], k)
         other_frechet = frechet_distance(other_real, other_points[0])
     except CNFLabError as exc:
@@ -151,16 +151,16 @@ real = fake = None
 dataset = EXAMPLE_DATA
 try:
     if uses_model:
-        dataset = entry.dataset
-        if dataset not in datasets.names():
+        dataset = entry.real_data
+        if dataset is None:
             st.info(
-                f"The active model was trained on uploaded data ({dataset!r}), which its checkpoint does not carry, "
-                "so there is no real set to compare with. Pick an example above, or a model of a built-in dataset."
+                f"The active model was trained on uploaded data ({entry.dataset!r}) that this session no longer holds and its "
+                "checkpoint does not carry, so there is no real set to compare with. Pick an example above, or a model of a built-in dataset."
             )
         else:
             points, nfe = model_points(entry.model.field, n, seed, (float(tau),))
             real, fake = datasets.sample(dataset, n, seed=seed), points[0]
-            st.caption(f"Generated: {n} samples of **{entry.name}** from N(0, {tau:g}²I), one dopri5 solve ({nfe} evaluations); real: {n} fresh points of {dataset}.")
+            st.caption(f"Generated: {n} samples of **{entry.name}** from N(0, {tau:g}²I), one dopri5 solve ({nfe} evaluations); real: {n} fresh points of {entry.dataset}.")
     else:
         modes_kept, std_scale = EXAMPLES[scenario]
         real = datasets.sample(EXAMPLE_DATA, n, seed=seed)
@@ -249,7 +249,7 @@ if real is not None:
 if entry is not None:
     st.subheader(f"Training history of {entry.name}")
     history = entry.model.info.get("history") or []
-    entropy = datasets.entropy(entry.dataset) if entry.dataset in datasets.names() else None
+    entropy = None if entry.real_data is None else datasets.entropy(entry.real_data)
     loss_column, metrics_column = st.columns(2)
     if history and all("iteration" in record and "loss" in record for record in history):
         loss_column.plotly_chart(loss_figure(history, entropy), key="pr_history")
@@ -259,11 +259,11 @@ if entry is not None:
     with metrics_column:
         if not entry.model.snapshots:
             st.caption("This checkpoint keeps no weight snapshots, so the metrics cannot be measured along its training.")
-        elif entry.dataset not in datasets.names():
+        elif entry.real_data is None:
             st.caption("Trained on uploaded data the checkpoint does not carry: no real set to measure the snapshots against.")
         else:
             try:
-                rows = training_metrics(entry.model, entry.dataset, n, k, seed)
+                rows = training_metrics(entry.model, entry.real_data, n, k, seed)
                 st.plotly_chart(metrics_over_training_figure(rows), key="pr_over_training")
                 st.caption(
                     f"Training keeps the weights at iterations 25, 50, 100, … and at the end; each snapshot here draws "

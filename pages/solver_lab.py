@@ -6,7 +6,10 @@ import streamlit as st
 
 from cnf_core import datasets
 from cnf_core import solver_lab as lab
+from cnf_core.density import velocity_frames
+from cnf_core.figures.stepper import stepper_errors_figure, stepper_figure
 from cnf_core.grid import make_grid
+from cnf_core.solver_lab import stepper
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure
 from cnf_core.figures.solvers import (
@@ -19,7 +22,7 @@ from cnf_core.figures.solvers import (
 )
 from cnf_core.solvers import ADAPTIVE, FIXED_GRID, SOLVERS, SolverConfig
 from ui import state, url, views, widgets
-from ui.cache import cached
+from ui.cache import cached, fingerprint
 from ui.url import Param
 from ui.widgets import tolerance_label
 
@@ -33,6 +36,15 @@ POWERS_OF_TWO = [2**k for k in range(0, 11)]
 DEFAULT_CONFIGS = [("euler", 10, 1e-5), ("dopri5", 10, 1e-5), ("rk4", 8, 1e-5), ("bosh3", 10, 1e-4)]
 MODEL, SPIRAL = "Active model", "Stiff spiral (test field)"
 SOLVER = widgets.SolverPicker("lab", tolerances=TOLERANCES, step_counts=STEP_CHOICES, describe=True)
+STEPPER = widgets.SolverPicker("lab_stepper", method="dopri5", tolerance=1e-5, steps=4, tolerances=TOLERANCES, step_counts=STEP_CHOICES, one_tolerance=True)
+TOWARDS = ["t = 1 (data)", "t = 0 (base)"]
+STEPPER_SHARED = {  # the stepper's settings, in the address too
+    "lab_stepper_x": Param(float, low=-4.0, high=4.0),
+    "lab_stepper_y": Param(float, low=-4.0, high=4.0),
+    "lab_stepper_t0": Param(float, low=0.0, high=1.0),
+    "lab_stepper_towards": Param(str, choices=TOWARDS),
+    **STEPPER.params(),
+}
 SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_field": Param(str, choices=[MODEL, SPIRAL]),
     "lab_omega": Param(int, choices=range(5, 401, 5)),
@@ -42,6 +54,7 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_count": Param(int, choices=[2, 3, 4]),
     "lab_compare": views.comparison_param(),
     **{key: param for i in range(4) for key, param in SOLVER.params(f"_{i}").items()},
+    **STEPPER_SHARED,
 }
 publish_settings = url.shared("lab", SHARED)
 
@@ -272,4 +285,93 @@ if st.session_state.get("lab_matrix_request") == request:
         st.caption(f"Training took {', '.join(f'{s:.1f}' for s in cross.train_seconds)} s; ∫p is summed on a 50×50 grid over [-4, 4]².")
 elif presets:
     st.info(f"Press **Train & evaluate** to train {len(presets)} small flows ({iterations} iterations each, a few seconds per flow).")
+
+# ---------------------------------------------------------------- one step at a time
+
+
+def walk(field, config: stepper.StepperConfig) -> stepper.StepperState:
+    """This session's walk for `field` and `config`; a fresh one when either changed."""
+    identity = (fingerprint(field), config)
+    kept = st.session_state.get("lab_stepper_walk")
+    if kept is None or kept[0] != identity:
+        kept = (identity, stepper.start(field, config))
+        st.session_state.lab_stepper_walk = kept
+    return kept[1]
+
+
+def advance(field, config: stepper.StepperConfig, how: str) -> None:
+    """The buttons' callback (it runs before the rerun draws them): one more try, all the way, or a fresh start."""
+    current = walk(field, config)
+    current = {"step": stepper.step, "run": stepper.run_to_end}[how](field, current) if how != "reset" else stepper.start(field, config)
+    st.session_state.lab_stepper_walk = ((fingerprint(field), config), current)
+
+
+@cached(max_entries=32, show_spinner=False)
+def exact_path(field, start: tuple, t0: float, t1: float):
+    """The walk's exact path, or None where even dopri5 at 1e-9 gives up (remembered too, so a Step never waits on it again)."""
+    try:
+        return stepper.reference_path(field, start, t0, t1)
+    except CNFLabError:
+        return None
+
+
+def explain(current: stepper.StepperState) -> str:
+    """The last try in words: its verdict and where the next step size came from."""
+    last = current.tries[-1]
+    if last.error_ratio is None:
+        return f"Step {last.number} of the fixed grid: h = {last.h:.3g}, {last.nfe} evaluation{'s' * (last.nfe != 1)}, no error estimate: every step is taken."
+    order = SOLVERS[current.config.solver.method].order
+    verdict = "≤ 1: **accepted**, the walk moves on" if last.accepted else "> 1: **rejected**, tried again from the same point"
+    return (
+        f"Try {last.number}: h = {last.h:.3g}, {last.nfe} new evaluations, error ratio {last.error_ratio:.3g} {verdict}. "
+        f"Next h = h · min(10, max({'1' if last.accepted else '0.2'}, 0.9 · ratio^(−1/{order}))) = {last.next_h:.3g}."
+    )
+
+
+@st.fragment
+def solver_stepper(field, field_name: str) -> None:
+    """An adaptive or fixed-grid solver stepped by hand on the lab's field; reruns alone on its buttons."""
+    st.subheader("One step at a time")
+    st.caption(
+        f"One point of {field_name}, moved by the solver one try at a time. Numbered dots are the stages, where the "
+        "method evaluates f (dopri5: the first is the last step's final evaluation, reused, plus six new ones; RK4: four; "
+        "Euler: one); the star is the proposed endpoint. The error estimate (the difference of the method's two embedded "
+        "answers, for dopri5 of orders 5 and 4) is scaled by atol + rtol · max(|y₀|, |y₁|) and its RMS compared with 1, "
+        "as torchdiffeq does; the steps taken are torchdiffeq's own."
+    )
+    controls = st.columns([1, 1, 2, 2, 1])
+    x = controls[0].number_input("Start x", -4.0, 4.0, 0.0, step=0.25, key="lab_stepper_x")
+    y = controls[1].number_input("Start y", -4.0, 4.0, 0.0, step=0.25, key="lab_stepper_y")
+    t0 = controls[2].slider("From t", 0.0, 1.0, 0.0, step=0.05, key="lab_stepper_t0")
+    towards = controls[2].radio("Towards", TOWARDS, horizontal=True, key="lab_stepper_towards")
+    solver = STEPPER.show(container=controls[3])
+    url.publish(STEPPER_SHARED)  # this section reruns on its own: keep the address current
+    if solver is None:
+        return
+    try:
+        config = stepper.StepperConfig(solver, (x, y), t0, 1.0 if towards == TOWARDS[0] else 0.0)
+    except CNFLabError as exc:
+        widgets.refused(exc)
+        return
+    current = walk(field, config)
+    with controls[4]:
+        st.button("Step", key="lab_stepper_step", type="primary", width="stretch", disabled=current.finished, on_click=advance, args=(field, config, "step"))
+        st.button("Run to end", key="lab_stepper_run", width="stretch", disabled=current.finished, on_click=advance, args=(field, config, "run"))
+        st.button("Reset", key="lab_stepper_reset", width="stretch", on_click=advance, args=(field, config, "reset"))
+    summary = f"t = {current.t:.4g} · **{current.accepted}** accepted, **{current.rejected}** rejected · {current.nfe} evaluations in all"
+    if current.config.adaptive:
+        summary += f" (2 to choose the first step) · next h = {current.h:.3g}"
+    st.markdown(summary + (f" · {current.message}" if current.status == "done" else ""))
+    if current.status == "failed":
+        st.warning(f"The walk stopped: {current.message}")
+    if current.tries:
+        st.markdown(explain(current))
+    reference = exact_path(field, config.start, config.t0, config.t1)
+    points, velocities = velocity_frames(field, [current.t], datasets.VIEW)
+    left, right = st.columns([5, 2])
+    left.plotly_chart(stepper_figure(current, reference, (points, velocities[0]), half_width=datasets.VIEW), key="lab_stepper_figure")
+    right.plotly_chart(stepper_errors_figure(current), key="lab_stepper_errors")
+
+
+solver_stepper(field, field_name)
 publish_settings()

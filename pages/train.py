@@ -9,12 +9,17 @@ from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
 from cnf_core.pool import CANCELLED, FINISHED, QUEUED, RUNNING
 from cnf_core.training import TrainConfig
-from ui import state, url, widgets
+from cnf_core.density import velocity_frames
+from cnf_core.evaluation import record_evaluation
+from cnf_core.figures.stepper import batch_figure, field_change_figure
+from cnf_core.pool import Run
+from cnf_core.training import Trainer, load_state, save_state
+from ui import drawing, state, url, widgets
 from ui.url import Param
 
 state.require_app()
 
-UPLOAD_CSV, UPLOAD_IMAGE = "Upload a CSV…", "Upload an image…"
+UPLOAD_CSV, UPLOAD_IMAGE, DRAW = "Upload a CSV…", "Upload an image…", "Draw your own…"
 DEFAULTS = TrainConfig()
 WIDTHS = [16, 32, 64, 128, 256]
 OBJECTIVE_LABELS = ["Maximum likelihood", "Flow matching"]
@@ -24,7 +29,7 @@ SOLVER = widgets.SolverPicker(
     "Reported NLLs always use dopri5 at 1e-5, so a coarse solver cannot flatter itself.",
 )
 SHARED = {  # the settings a copied address carries (see ui/url.py)
-    "train_dataset": Param(str, choices=datasets.names()),
+    "train_dataset": Param(str, choices=[*datasets.names(), DRAW]),  # a drawing lives in the session: the link opens the canvas
     "train_objective": Param(str, choices=OBJECTIVE_LABELS),
     "train_depth": Param(int, low=1, high=6),
     "train_width": Param(int, choices=WIDTHS),
@@ -53,9 +58,12 @@ settings, live = st.columns([1, 2], gap="large")
 
 # ---------------------------------------------------------------- settings
 with settings:
-    choice = st.selectbox("Dataset", [*datasets.names(), UPLOAD_CSV, UPLOAD_IMAGE], key="train_dataset")
+    choice = st.selectbox("Dataset", [*datasets.names(), UPLOAD_CSV, UPLOAD_IMAGE, DRAW], key="train_dataset")
     dataset, dataset_label = choice, choice
-    if choice in (UPLOAD_CSV, UPLOAD_IMAGE):
+    if choice == DRAW:
+        with live:  # the wide column: room for a canvas a class can see
+            dataset, dataset_label = drawing.drawing_input("train"), drawing.DATASET_NAME
+    elif choice in (UPLOAD_CSV, UPLOAD_IMAGE):
         is_csv = choice == UPLOAD_CSV
         upload = st.file_uploader(
             "CSV of x, y rows" if is_csv else "Image (darker = more mass)",
@@ -274,3 +282,87 @@ with live:
     st.fragment(live_panel, run_every=pool.refresh_seconds(shown))(None if shown is None else shown.state)
     st.fragment(live_charts, run_every=pool.refresh_seconds(shown, charts=True))()
     session_runs()
+
+
+# ---------------------------------------------------------------- one iteration at a time (Step)
+# Step trains here, in the web process (one iteration is milliseconds), never beside a pool run of this session.
+# Its iterations join the session's runs as one finished run (`Run`, kept under STEP_RUN) that Step extends
+# while it is the latest: Resume continues it in the pool, and Step after a pool run continues that run.
+STEP_RUN, STEP_REPORT, STEP_NOTICE = "train_step_run", "train_step_report", "train_step_notice"
+
+
+def same_training(a: TrainConfig, b: TrainConfig) -> bool:
+    """The same settings but for the budget: a run with `a` can continue under `b`."""
+    return a.replace(iterations=1, seconds=None).to_dict() == b.replace(iterations=1, seconds=None).to_dict()
+
+
+def take_step(config: TrainConfig) -> None:
+    """Step's callback (it runs before the page draws, so every panel shows the new iteration)."""
+    if any(run.active for run in state.runs()):
+        st.session_state[STEP_NOTICE] = "A run of yours is queued or training: Step waits until it ends (one model never trains in two places at once)."
+        return
+    latest = state.latest_run()
+    base = latest if latest is not None and latest.trainer_state is not None and latest.iteration > 0 and same_training(latest.config, config) else None
+    trainer = Trainer(config.replace(device="cpu"))  # no GPU context in the web process for one iteration
+    if base is not None:
+        trainer.restore(load_state(base.trainer_state))
+    report = trainer.iterate()
+    run = base if base is not None and base is st.session_state.get(STEP_RUN) else None
+    if run is None:  # a new run of this session: fresh, or the continuation of a pool run
+        label = base.label if base is not None else (config.dataset if isinstance(config.dataset, str) else config.dataset.name)
+        run = Run(0, "step", label, config, None, None, state=FINISHED, collected=True)  # nothing for the pool to collect
+        run.snapshot = None if base is None else base.snapshot
+        state.runs().append(run)
+        st.session_state[STEP_RUN] = run
+    run.iteration, run.seconds_trained, run.history = trainer.iteration, trainer.seconds, list(trainer.history)
+    run.trainer_state, run.message = save_state(trainer), f"stepped to iteration {trainer.iteration}"
+    st.session_state[STEP_REPORT] = report
+
+
+def adopt(run: Run) -> None:
+    """Make the stepped model the active one (no test NLL: Resume trains on in the pool, which measures it)."""
+    model = Trainer(run.config.replace(device="cpu")).restore(load_state(run.trainer_state)).model()
+    record_evaluation(model, run.config.dataset, n=0)
+    state.add_model(state.ModelEntry(state.unique_name(f"{run.label} (stepped)"), model, "trained"))
+
+
+def step_panel(config: TrainConfig | None) -> None:
+    st.subheader("One iteration at a time")
+    st.caption(
+        "**Step** runs exactly one iteration of the training loop, here and now: the next batch, each point solved "
+        "back to the base, one AdamW step (at the full learning rate, as the first iteration of any run). It continues "
+        "your latest run when its settings match the page's, else it starts from fresh weights; **Resume** then "
+        "continues the stepped model in the training pool, and **Start** always begins afresh."
+    )
+    busy = any(run.active for run in state.runs())
+    buttons = st.columns([1, 2, 3], vertical_alignment="bottom")
+    buttons[0].button(
+        "Step", key="train_step", disabled=config is None or busy, width="stretch", on_click=take_step, args=(config,),
+        help="One training iteration now; not while a run of yours is queued or training.",
+    )
+    notice = st.session_state.pop(STEP_NOTICE, None)
+    if notice:
+        st.warning(notice)
+    elif busy:
+        st.caption("A run of yours is queued or training: Step is back when it ends.")
+    run, report = st.session_state.get(STEP_RUN), st.session_state.get(STEP_REPORT)
+    if run is None or report is None or run is not state.latest_run():
+        return
+    buttons[1].button("Make it the active model", key="train_step_adopt", width="stretch", on_click=adopt, args=(run,))
+    when = buttons[2].slider("Arrows at time t", 0.0, 1.0, 0.5, step=0.05, key="train_step_time")
+    if report.status == "failed":
+        st.error(f"Iteration {report.iteration + 1} was not taken: {report.message}")
+    else:
+        line = f"Iteration **{report.iteration}** · loss {report.loss:.4f} · learning rate {report.learning_rate:.3g}"
+        if report.log_likelihood is not None and report.log_likelihood_after is not None:
+            line += f" · the batch's mean log p₁(x) went from {report.log_likelihood.mean():.3f} to {report.log_likelihood_after.mean():.3f}"
+        st.markdown(line)
+    left, right = st.columns(2)
+    left.plotly_chart(batch_figure(report.batch, report.log_likelihood, title="The batch: log p₁(x) before the step"), key="train_step_batch")
+    points, before = velocity_frames(report.field_before, [when], datasets.VIEW)
+    _, after = velocity_frames(report.field_after, [when], datasets.VIEW)
+    right.plotly_chart(field_change_figure(points, before[0], after[0], title=f"f(·, t = {when:.2f}) before and after the step"), key="train_step_field")
+
+
+with live:
+    step_panel(config)

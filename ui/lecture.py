@@ -64,8 +64,8 @@ def _field(entry: ModelEntry | None):
 
 
 def recap(entry: ModelEntry | None) -> dict:
-    if entry is None or entry.dataset not in datasets.names():
-        st.info("This step compares the active model's samples with its data: pick a model trained on a built-in dataset in the sidebar.")
+    if entry is None or entry.real_data is None:
+        st.info("This step compares the active model's samples with its data: pick a model whose data this session has (sidebar).")
         return {}
     controls = st.columns(3)
     k = controls[0].slider("k (nearest neighbour)", 1, 10, 3, key="lecture_recap_k", help="Each ball reaches to its centre's k-th nearest neighbour in the same set.")
@@ -76,7 +76,7 @@ def recap(entry: ModelEntry | None) -> dict:
     except CNFLabError as exc:
         st.error(f"Could not sample the model: {exc}")
         return {}
-    fake, real = points[0], datasets.sample(entry.dataset, n, seed=0)
+    fake, real = points[0], datasets.sample(entry.real_data, n, seed=0)
     comparison = compare_manifolds(real, fake, k)
     modes = modes_of(entry.dataset)
     cells = st.columns(4)

@@ -17,7 +17,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from cnf_core import load_model
+from cnf_core import datasets, load_model
+from cnf_core.datasets import Dataset
 from cnf_core.checkpoints import checkpoint_bytes
 from cnf_core.errors import CNFLabError
 from cnf_core.flow import CNF
@@ -36,10 +37,18 @@ class ModelEntry:
     model: CNF
     source: str  # pretrained | trained | uploaded
     checkpoint: bytes | None = field(default=None, repr=False, compare=False)  # made on first download (see model_download)
+    training_data: Dataset | None = field(default=None, repr=False, compare=False)  # an uploaded or drawn dataset it was trained on
 
     @property
     def dataset(self):
+        """The name of the data it was trained on (a built-in dataset's, or an upload's or drawing's label)."""
         return self.model.info.get("dataset")
+
+    @property
+    def real_data(self) -> str | Dataset | None:
+        """The data to compare it with: a built-in dataset's name, the upload or drawing it was trained on in
+        this session (a checkpoint does not carry those), or None when unknown."""
+        return self.dataset if self.dataset in datasets.names() else self.training_data
 
     @property
     def test_nll(self) -> float | None:
@@ -193,7 +202,8 @@ def collect_finished_runs() -> list[ModelEntry]:
         training_pool().forget(run)
         if run.model is None:  # stopped before it started, failed before its first iteration, or lost
             continue
-        entry = ModelEntry(unique_name(f"{run.label} (trained)"), run.model, "trained")
+        data = None if isinstance(run.config.dataset, str) else run.config.dataset
+        entry = ModelEntry(unique_name(f"{run.label} (trained)"), run.model, "trained", training_data=data)
         add_model(entry, make_active=run.error is None)
         added.append(entry)
     return added

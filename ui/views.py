@@ -40,11 +40,11 @@ def model_overview(entry: ModelEntry, resolution: int = 80) -> None:
     left, middle, right = st.columns(3)
     left.plotly_chart(density_figure(log_density, grid, title=f"Model density p₁(x) · {entry.name}"), key="overview_density")
     middle.plotly_chart(scatter_figure(samples, title="Model samples (x = z(1))", color="#d1495b"), key="overview_samples")
-    dataset = entry.dataset
-    if dataset in datasets.names():
-        right.plotly_chart(scatter_figure(datasets.sample(dataset, 1500, seed=0), title=f"Data: {dataset}"), key="overview_data")
+    data = entry.real_data
+    if data is not None:
+        right.plotly_chart(scatter_figure(datasets.sample(data, 1500, seed=0), title=f"Data: {entry.dataset}"), key="overview_data")
     nll = entry.test_nll
-    entropy = datasets.entropy(dataset) if dataset in datasets.names() else None
+    entropy = None if data is None else datasets.entropy(data)
     caption = f"Density from one batched backward solve ({nfe} evaluations, {seconds:.2f} s)."
     if nll is not None:
         caption += f" Test NLL {nll:.3f} nats"

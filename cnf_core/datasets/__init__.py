@@ -1,9 +1,9 @@
-"""2-D datasets for CNF Lab: the built-in toy registry (`toy`) and user uploads (`uploads`).
+"""2-D datasets for CNF Lab: the built-in toy registry (`toy`), user uploads (`uploads`) and drawings (`drawing`).
 
 Everything lives in the standard view [-VIEW, VIEW]² (VIEW = 4). The
-functions here are the one front for both kinds: `sample`, `log_prob` and
-`entropy` take a registry name or a `Dataset` instance (an upload, which is
-never put in the global registry). Every bad input raises `DataError` with a
+functions here are the one front for every kind: `sample`, `log_prob` and
+`entropy` take a registry name or a `Dataset` instance (an upload or a
+drawing, which is never put in the global registry). Every bad input raises `DataError` with a
 message meant for a person.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .dataset import VIEW, DataError, Dataset
+from .drawing import DrawingConfig, Stroke, csv_bytes, from_drawing
 from .toy import DATASETS, EIGHT_GAUSSIANS_CENTRES, EIGHT_GAUSSIANS_STD, get, names
 from .uploads import (
     CSV_JITTER,
@@ -44,6 +45,10 @@ __all__ = [
     "entropy",
     "from_csv",
     "from_image",
+    "DrawingConfig",
+    "Stroke",
+    "from_drawing",
+    "csv_bytes",
 ]
 
 MAX_SAMPLES = 1_000_000

@@ -13,13 +13,12 @@ Everything heavy about a run happens here, off the web server's process:
 the iterations, the live snapshots (samples and a coarse density) and the
 final evaluation. The finished model comes back as checkpoint bytes, which
 the pool reads with the safe loader like any other checkpoint; the trainer's
-state (to resume) comes back as `torch.save` bytes that only a worker reads,
-with `torch.load(weights_only=True)`.
+state (to resume) comes back as `training.save_state` bytes that only a worker
+reads, with `training.load_state` (`torch.load(weights_only=True)`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import signal
@@ -34,7 +33,7 @@ from ..errors import CNFLabError
 from ..evaluation import record_evaluation
 from ..grid import Grid, make_grid
 from ..solvers import SolverConfig
-from ..training import TrainConfig, Trainer
+from ..training import TrainConfig, Trainer, load_state, save_state
 
 __all__ = ["RunRequest", "Outcome", "Snapshot", "make_snapshot", "serve", "send", "receive", "EVALUATION_POINTS"]
 
@@ -145,7 +144,7 @@ def train(connection, request: RunRequest) -> None:
     try:
         trainer = Trainer(request.config)
         if request.state is not None:
-            trainer.restore(torch.load(io.BytesIO(request.state), weights_only=True))
+            trainer.restore(load_state(request.state))
         sent = len(trainer.history)
         last = {"progress": 0.0, "snapshot": time.monotonic()}
 
@@ -188,9 +187,7 @@ def train(connection, request: RunRequest) -> None:
 
 def _finish(trainer: Trainer) -> Outcome:
     """Evaluate the trained model and pack it (checkpoint) with the trainer's state (to resume)."""
-    buffer = io.BytesIO()
-    torch.save(trainer.state(), buffer)
-    state = buffer.getvalue()
+    state = save_state(trainer)
     error = trainer.message if trainer.status == "failed" else None
     checkpoint = None
     try:
