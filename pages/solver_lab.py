@@ -6,12 +6,13 @@ import streamlit as st
 
 from cnf_core import datasets
 from cnf_core import solver_lab as lab
-from cnf_core.density import velocity_frames
+from cnf_core.density import MAX_PICKED_POINTS, parse_points, velocity_frames
 from cnf_core.figures.stepper import stepper_errors_figure, stepper_figure
 from cnf_core.grid import make_grid
 from cnf_core.solver_lab import stepper
 from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure
+from cnf_core.figures.density import clicked_points
 from cnf_core.figures.solvers import (
     CONFIG_COLORS,
     density_error_figure,
@@ -45,6 +46,14 @@ STEPPER_SHARED = {  # the stepper's settings, in the address too
     "lab_stepper_towards": Param(str, choices=TOWARDS),
     **STEPPER.params(),
 }
+
+
+def checked_starts(text: str) -> str:
+    """Path starts "x, y; x, y" from the address, kept only when they parse (`ConfigError` is a ValueError: ignored)."""
+    parse_points(text)
+    return text
+
+
 SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_field": Param(str, choices=[MODEL, SPIRAL]),
     "lab_omega": Param(int, choices=range(5, 401, 5)),
@@ -53,6 +62,7 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "lab_land": Param(bool),
     "lab_count": Param(int, choices=[2, 3, 4]),
     "lab_compare": views.comparison_param(),
+    "lab_starts": Param(checked_starts),  # path starts picked on the reference paths; empty: random draws of the base
     **{key: param for i in range(4) for key, param in SOLVER.params(f"_{i}").items()},
     **STEPPER_SHARED,
 }
@@ -63,9 +73,30 @@ publish_settings = url.shared("lab", SHARED)
 
 
 @cached(max_entries=16, show_spinner="Reference solve (dopri8, landing on t = 1)…")
-def reference(field, dataset, paths: int):
+def reference(field, dataset, paths: int, starts=None):
     test_points = lab.lab_test_points(field, dataset, TEST_POINTS)
-    return lab.reference_solution(field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths)
+    return lab.reference_solution(field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths, starts=starts)
+
+
+def add_start() -> None:
+    """A click on the reference paths: a path starts there (every solver's paths, and the round-trip check, use it)."""
+    event = st.session_state.get("lab_ref_paths")
+    picked = clicked_points(event["selection"] if event else None)
+    if not picked:
+        return
+    current = [piece for piece in (st.session_state.get("lab_starts") or "").split(";") if piece.strip()]
+    st.session_state.lab_starts_history = [*st.session_state.get("lab_starts_history", []), st.session_state.get("lab_starts") or ""][-20:]
+    st.session_state.lab_starts = "; ".join([*current, *(f"{x:.3g}, {y:.3g}" for x, y in picked)][-MAX_PICKED_POINTS:])
+
+
+def undo_start() -> None:
+    history = st.session_state.get("lab_starts_history") or []
+    st.session_state.lab_starts = history.pop() if history else ""
+
+
+def clear_starts() -> None:
+    st.session_state.lab_starts_history = [*st.session_state.get("lab_starts_history", []), st.session_state.get("lab_starts") or ""][-20:]
+    st.session_state.lab_starts = ""
 
 
 @cached(max_entries=64, show_spinner=False)
@@ -126,7 +157,8 @@ caps = dict(max_nfe=int(max_nfe), max_seconds=float(max_seconds))
 other = views.comparison_model("lab", top[2]) if field_choice == MODEL else None
 
 try:
-    ref = reference(field, dataset, 6 if field_choice == SPIRAL else 12)  # a spiral's turns crowd the view
+    starts = parse_points(st.session_state.lab_starts) if (st.session_state.get("lab_starts") or "").strip() else None
+    ref = reference(field, dataset, 6 if field_choice == SPIRAL else 12, starts)  # a spiral's turns crowd the view
 except CNFLabError as exc:
     st.error(f"The reference solve failed, so nothing can be compared: {exc}")
     st.stop()
@@ -139,7 +171,15 @@ with columns[0]:
     st.markdown("**Reference**")
     st.caption(f"dopri8 at {ref.solver.rtol:g} (grid: {ref.grid_solver.rtol:g}) · {ref.nfe} NFE in all · {ref.seconds:.1f} s")
     st.plotly_chart(density_figure(ref.log_density, ref.grid, title="p₁ (reference)"), key="lab_ref_density")
-    st.plotly_chart(path_figure(None, ref, title="Reference paths"), key="lab_ref_paths")
+    st.plotly_chart(
+        path_figure(None, ref, title="Reference paths · click to start one", pickable=True),
+        key="lab_ref_paths", on_select=add_start, selection_mode="points",
+    )
+    picked = bool((st.session_state.get("lab_starts") or "").strip())
+    buttons = st.columns(2)
+    buttons[0].button("Undo", key="lab_starts_undo", on_click=undo_start, disabled=not st.session_state.get("lab_starts_history"), width="stretch")
+    buttons[1].button("Random starts", key="lab_starts_clear", on_click=clear_starts, disabled=not picked, width="stretch")
+    st.caption(f"Paths start at {'the points you clicked' if picked else 'random draws of the base'}; every solver's paths and round trip start there too.")
 
 results, configs = [], []
 for index in range(count):

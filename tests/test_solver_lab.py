@@ -9,6 +9,8 @@ from cnf_core import solver_lab as lab
 from cnf_core.grid import make_grid
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError
+from cnf_core.figures.density import PICK_LAYER, PICK_SIDE, clicked_points
+from cnf_core.figures.solvers import path_figure
 from cnf_core.flow import standard_normal_log_prob
 from cnf_core.solvers import PLAUSIBLE_REACH, SolverConfig, convergence_order, landing
 
@@ -199,3 +201,24 @@ def test_bad_settings_are_refused_with_the_field_named(test_points):
         lab.work_precision(LinearTimeField(), test_points, exact, step_counts=tuple(range(1, 60)))
     with pytest.raises(ConfigError, match="^train_with:"):
         lab.train_eval_matrix("8gaussians", ["heun · 1000 steps"])
+
+
+def test_paths_start_where_a_person_picked(test_points):
+    starts = torch.tensor([[1.5, -0.5], [-2.0, 2.0]])
+    reference = lab.reference_solution(LinearTimeField(), make_grid(4.0, 10), test_points, starts=starts)
+    assert torch.equal(reference.base_points, starts.double()) and torch.equal(reference.paths[0], starts.double())
+    result = lab.evaluate_configuration(LinearTimeField(), SolverConfig.fixed("rk4", 8), reference)
+    assert torch.allclose(result.path.states[0], starts.double())  # every solver's paths start there too
+    for bad in (torch.zeros(0, 2), torch.zeros(3), torch.tensor([[0.0, float("nan")]])):
+        with pytest.raises(ConfigError, match="starts: expected finite points"):
+            lab.reference_solution(LinearTimeField(), make_grid(4.0, 10), test_points, starts=bad)
+
+
+def test_a_pickable_path_figure_reports_the_clicked_point(test_points):
+    reference = lab.reference_solution(LinearTimeField(), make_grid(4.0, 10), test_points, paths=3)
+    figure = path_figure(None, reference, pickable=True)
+    layer = next(trace for trace in figure.data if trace.name == PICK_LAYER)
+    assert len(layer.x) == PICK_SIDE**2 and layer.marker.opacity == 0 and min(layer.x) == -4.0 and max(layer.y) == 4.0
+    assert PICK_LAYER not in [trace.name for trace in path_figure(None, reference).data]
+    selection = {"points": [{"x": 1.25, "y": -0.5, "curve_number": 2}, {"x": "nan"}, "junk"], "box": []}
+    assert clicked_points(selection) == [(1.25, -0.5)] and clicked_points(None) == []

@@ -31,6 +31,8 @@ from .training import COLORS, DENSITY_SCALE, to_numpy, _square
 __all__ = [
     "LOG_FLOOR",
     "PICK_SIDE",
+    "pick_layer",
+    "clicked_points",
     "SLOW_MOTION",
     "display_values",
     "density_animation_figure",
@@ -69,7 +71,7 @@ def display_values(frames: DensityFrames, log_scale: bool = False, floor: float 
     return values.astype(np.float32), low, high
 
 
-def _arrow_segments(points: np.ndarray, velocity: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def arrow_segments(points: np.ndarray, velocity: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """x, y arrays (NaN-separated) drawing one arrow per point: shaft plus a two-stroke head."""
     tail = points
     tip = points + velocity * scale
@@ -198,7 +200,7 @@ def density_animation_figure(
             )
         ]
         if arrows is not None:
-            ax, ay = (a.astype(np.float32) for a in _arrow_segments(arrow_points, arrow_velocities[k], arrow_scale))
+            ax, ay = (a.astype(np.float32) for a in arrow_segments(arrow_points, arrow_velocities[k], arrow_scale))
             data.append(go.Scatter(x=ax, y=ay, mode="lines", line=dict(color=ARROW_COLOR, width=1.2), hoverinfo="skip", name="f(·, t)"))
         if paths is not None:
             px, py = _paths_until(paths, k)
@@ -256,12 +258,7 @@ def density_animation_figure(
         animation_frames.append(go.Frame(data=data, name=f"{k}", traces=list(range(len(data))), layout=frame_layout(k)))
     base = traces(start)
     if pickable:  # the whole click layer once; the frames change only its frame index and hover text
-        grid = np.linspace(-half_width, half_width, PICK_SIDE, dtype=np.float32)
-        gx, gy = np.meshgrid(grid, grid)
-        layer = click_layer(start)
-        layer.update(x=gx.ravel(), y=gy.ravel(), mode="markers", name=PICK_LAYER, marker=dict(size=8, opacity=0), showlegend=False,
-                     selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)))
-        base.append(layer)
+        base.append(pick_layer(half_width, click_layer(start)))
     if traced is not None:  # never changes from frame to frame: not in the frames
         base.append(
             go.Scatter(
@@ -322,6 +319,32 @@ def _finite(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if np.isfinite(number) else None
+
+
+def pick_layer(half_width: float, layer: go.Scatter | None = None) -> go.Scatter:
+    """An invisible grid of `PICK_SIDE`² points over the view, so a click anywhere selects a point there.
+
+    Plotly selects only points of traces (a heatmap cannot be clicked), and
+    Streamlit reports a selection only for them. `layer` may bring its own
+    hover text and data (the animation's frame tags); the grid is added to it.
+    """
+    grid = np.linspace(-half_width, half_width, PICK_SIDE, dtype=np.float32)
+    gx, gy = np.meshgrid(grid, grid)
+    layer = layer or go.Scatter(hovertemplate="(%{x:.2f}, %{y:.2f})<br>click: pick this point<extra></extra>")
+    layer.update(x=gx.ravel(), y=gy.ravel(), mode="markers", name=PICK_LAYER, marker=dict(size=8, opacity=0), showlegend=False,
+                 selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)))
+    return layer
+
+
+def clicked_points(selection) -> list[tuple[float, float]]:
+    """The (x, y) of every point a selection on a figure with a `pick_layer` holds (malformed entries are skipped)."""
+    found = []
+    for point in (selection or {}).get("points", []) or []:
+        if isinstance(point, dict):
+            x, y = _finite(point.get("x")), _finite(point.get("y"))
+            if x is not None and y is not None:
+                found.append((x, y))
+    return found
 
 
 def picked_from_selection(selection, figure: go.Figure, times: list[float], lattice: int = BOX_LATTICE) -> list[tuple[float, float, float]]:

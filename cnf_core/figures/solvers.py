@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from ..grid import Grid
 from ..solver_lab import ConfigurationResult, Reference, SolverPath, TrainEvalMatrix, WorkPrecision
 from ..solvers import SOLVERS
+from .density import pick_layer
 from .training import COLORS, to_numpy, _square
 
 __all__ = [
@@ -52,8 +53,12 @@ def density_error_figure(error, grid: Grid, title: str = "p₁ − p₁(referenc
     return _square(fig, grid.half_width)
 
 
-def path_figure(path: SolverPath | None, reference: Reference, title: str = "", color: str = CONFIG_COLORS[0], half_width: float = 4.0) -> go.Figure:
+def path_figure(
+    path: SolverPath | None, reference: Reference, title: str = "", color: str = CONFIG_COLORS[0], half_width: float = 4.0, pickable: bool = False
+) -> go.Figure:
     """Sample paths z(t), t from 0 to 1: the reference (grey) and the solver's own (coloured).
+
+    `pickable` adds an invisible click layer (`pick_layer`): a click picks a start z(0) there.
 
     A fixed-grid solver is drawn as straight segments between its steps (it
     computes nothing in between); an adaptive one as its dense output with
@@ -78,6 +83,8 @@ def path_figure(path: SolverPath | None, reference: Reference, title: str = "", 
             go.Scatter(x=steps[..., 0].reshape(-1), y=steps[..., 1].reshape(-1), mode="markers", name="solver steps", marker=dict(color=color, size=4))
         )
         half_width = max(half_width, min(reach * 1.05, 3 * half_width))
+    if pickable:
+        fig.add_trace(pick_layer(half_width, go.Scatter(hovertemplate="z(0) = (%{x:.2f}, %{y:.2f})<br>click: start a path here<extra></extra>")))
     fig.update_layout(title=title, showlegend=True, legend=dict(orientation="h", y=-0.1))
     return _square(fig, half_width)
 

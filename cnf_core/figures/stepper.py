@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..solver_lab.stepper import StepperState, StepTry
-from .density import _arrow_segments
+from .density import arrow_segments
 from .training import DENSITY_SCALE, to_numpy, _square
 
 __all__ = ["ACCEPTED_COLOR", "REJECTED_COLOR", "stepper_figure", "stepper_errors_figure", "batch_figure", "field_change_figure"]
@@ -56,7 +56,7 @@ def stepper_figure(state: StepperState, reference=None, arrows=None, half_width:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("The walk so far", "The last try up close"), horizontal_spacing=0.08)
     if arrows is not None:
         points, velocities = (to_numpy(a) for a in arrows)
-        ax, ay = _arrow_segments(points, velocities, _arrow_scale(points, velocities, half_width))
+        ax, ay = arrow_segments(points, velocities, _arrow_scale(points, velocities, half_width))
         fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", line=dict(color=ARROW_COLOR, width=1), hoverinfo="skip", name=f"f(·, {state.t:.2g})"), 1, 1)
     exact = None
     if reference is not None:
@@ -181,7 +181,7 @@ def field_change_figure(points, before, after, title: str = "", half_width: floa
         (after, scale, "f after the step", "#1f77b4", 1.5),
         (change, change_scale, f"change ×{change_scale / scale:.3g}" if scale > 0 and change_scale > 0 else "change", REJECTED_COLOR, 1.2),
     ):
-        ax, ay = _arrow_segments(points, velocity, s)
+        ax, ay = arrow_segments(points, velocity, s)
         fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", line=dict(color=color, width=width), name=name, hoverinfo="skip"))
     fig.update_layout(title=title, legend=dict(orientation="h", y=-0.08))
     return _square(fig, half_width)

@@ -70,9 +70,13 @@ def reference_solution(
     seed: int = 0,
     solver: SolverConfig = REFERENCE_SOLVER,
     grid_solver: SolverConfig = REFERENCE_GRID_SOLVER,
+    starts: torch.Tensor | None = None,
 ) -> Reference:
     """Solve everything the lab compares with: test points and paths with `solver` (dopri8 at 1e-10),
     the density grid with `grid_solver` (dopri8 at 1e-7), landing on t = 1, in float64.
+
+    The paths start at `starts` (m, 2) when given (points a person picked),
+    else at `paths` draws of the base under `seed`.
 
     Raises `SolveError` if the reference itself fails: nothing can be
     measured against it then.
@@ -82,7 +86,12 @@ def reference_solution(
     started = time.perf_counter()
     grid_outcome = attempt(lambda s: log_density_with_stats(field, grid.points(), 1.0, grid_solver, stats=s)[:2], grid_solver, lambda v: v[1])
     test_outcome = attempt(lambda s: log_density_with_stats(field, test_points.double(), 1.0, solver, stats=s)[:2], solver, lambda v: v[1])
-    base = torch.randn(paths, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    if starts is None:
+        base = torch.randn(paths, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    elif starts.ndim != 2 or starts.shape[0] < 1 or starts.shape[1] != 2 or not torch.isfinite(starts).all():
+        raise ConfigError(f"starts: expected finite points of shape (m, 2) with m ≥ 1, got shape {tuple(starts.shape)}")
+    else:
+        base = starts.detach().to(torch.float64)
     times = torch.linspace(0.0, 1.0, path_times, dtype=torch.float64)
     path_outcome = attempt(lambda s: integrate(field, base, times, solver, stats=s)[0], solver)
     for part, outcome in (("density", grid_outcome), ("test points", test_outcome), ("paths", path_outcome)):

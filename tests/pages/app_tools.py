@@ -1,5 +1,11 @@
 """Helpers for the Streamlit AppTest tests: open the app (optionally at a page, from an address) and check it."""
 
+import base64
+import json
+
+import numpy as np
+
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 APP = "../../app.py"  # relative to this folder, as AppTest resolves it
@@ -27,3 +33,26 @@ def open_page(page: str, params: dict) -> AppTest:
     at = open_app(page, params)
     no_errors(at)
     return at
+
+
+def select_on_chart(at: AppTest, key: str, points: list[dict], box: list[dict] | None = None) -> AppTest:
+    """What the browser sends when the user clicks (or boxes) points of the Plotly chart `key`: its selection, then a rerun.
+
+    AppTest has no helper for a chart's selection, so this sends the chart's
+    widget state as the browser does (the selection as JSON under the chart's
+    element id, with the other widgets' states) through `AppTest._run`.
+    """
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    states = at._tree.get_widget_states()
+    selection = {"points": points, "point_indices": [p.get("point_index", 0) for p in points], "box": box or [], "lasso": []}
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps({"selection": selection})))
+    at._run(states)
+    no_errors(at)
+    return at
+
+
+def plotly_array(values) -> np.ndarray:
+    """A Plotly JSON array as numbers: a list, or plotly.py's base64 typed array {"dtype", "bdata"}."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).astype(float)
+    return np.asarray(values, dtype=float)

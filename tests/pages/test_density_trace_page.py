@@ -1,16 +1,12 @@
 """Click to trace on the Density page under AppTest: a selection event on the animation adds points, the address carries them, Undo and Clear.
 
-AppTest has no helper for a Plotly chart's selection, so `select` sends the
-chart's widget state the way the browser does: the selection as JSON under
-the chart's element id, with the other widgets' states (`AppTest._run`).
+The selection is sent as the browser sends it (`app_tools.select_on_chart`).
 """
 
-import base64
 import json
 
 import numpy as np
-from app_tools import no_errors, open_page
-from streamlit.proto.WidgetStates_pb2 import WidgetState
+from app_tools import no_errors, open_page, plotly_array, select_on_chart
 
 from cnf_core.density import MAX_PICKED_POINTS, format_picked_points
 
@@ -26,25 +22,12 @@ def spec(at, key: str = "density_animation") -> dict:
     return json.loads(chart(at, key).proto.spec)
 
 
-def array(values) -> np.ndarray:
-    """A Plotly JSON array: a list, or plotly.py's base64 typed array {"dtype", "bdata"}."""
-    if isinstance(values, dict):
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).astype(float)
-    return np.asarray(values, dtype=float)
-
-
 def trace(data: list[dict], name: str) -> dict:
     return next(t for t in data if t.get("name") == name)
 
 
 def select(at, points: list[dict], box: list[dict] | None = None):
-    """What the browser sends when the user clicks (or boxes) the animation: its selection, then a rerun."""
-    states = at._tree.get_widget_states()
-    selection = {"points": points, "point_indices": [p.get("point_index", 0) for p in points], "box": box or [], "lasso": []}
-    states.widgets.append(WidgetState(id=chart(at).proto.id, string_value=json.dumps({"selection": selection})))
-    at._run(states)
-    no_errors(at)
-    return at
+    return select_on_chart(at, "density_animation", points, box)
 
 
 def click(at, x: float, y: float, frame: int):
@@ -68,12 +51,12 @@ def test_a_click_adds_a_traced_point_at_the_frames_time_and_the_address_carries_
     # in the frame clicked, the particle is where the click was; in the others it has moved
     for k, frame in enumerate(figure["frames"]):
         particle = trace(frame["data"], "traced particles")
-        at_k = np.array([array(particle["x"])[0], array(particle["y"])[0]])
+        at_k = np.array([plotly_array(particle["x"])[0], plotly_array(particle["y"])[0]])
         assert (np.abs(at_k - [0.933, -0.533]).max() < 1e-4) == (k == 2), (k, at_k)
     # the panel: log p_t and |f| along that point's path
     panel = spec(at, "density_trace_panel")
     assert panel["layout"]["title"]["text"] == "Point 1: (0.93, -0.53) picked at t = 0.50"
-    assert array(panel["data"][0]["x"])[0] == 0.0 and array(panel["data"][0]["x"])[-1] == 1.0
+    assert plotly_array(panel["data"][0]["x"])[0] == 0.0 and plotly_array(panel["data"][0]["x"])[-1] == 1.0
 
     # a second click appends; Undo removes it; Clear empties; Undo brings them back
     click(at, -2.0, 2.0, frame=4)
@@ -100,7 +83,7 @@ def test_a_shared_address_restores_the_picks_and_a_box_adds_the_samples_in_it_up
     assert at.text_input(key="density_points").value == picks
     figure = spec(at)
     stars = trace(figure["data"], "picked points")
-    assert array(stars["x"]).tolist() == [1.0, -1.0] and array(stars["y"]).tolist() == [1.0, 0.5]
+    assert plotly_array(stars["x"]).tolist() == [1.0, -1.0] and plotly_array(stars["y"]).tolist() == [1.0, 0.5]
 
     # a box over three samples of frame 1 (t = 0.25): the three samples join, at that time
     names = [t.get("name") for t in figure["data"]]

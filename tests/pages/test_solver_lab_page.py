@@ -1,7 +1,11 @@
 """The Solver lab page under Streamlit's AppTest."""
 
 import pytest
-from app_tools import no_errors, open_app, open_page
+import json
+
+from app_tools import no_errors, open_app, open_page, plotly_array, select_on_chart
+
+from cnf_core.figures.density import PICK_LAYER
 
 
 @pytest.mark.slow
@@ -48,3 +52,31 @@ def test_solver_lab_side_by_side_lists_both_models():
     assert list(table["model"]) == ["8gaussians (pretrained)"] * 2 + ["moons (pretrained)"] * 2
     assert list(table["configuration"][:2]) == list(table["configuration"][2:])
     assert (table["status"] == "ok").all()
+
+
+def test_a_click_on_the_reference_paths_starts_a_path_there_and_the_address_keeps_it():
+    at = open_page("pages/solver_lab.py", {"model": "8gaussians (pretrained)", "lab_count": "2"})
+    before = [trace for trace in json.loads(chart(at).proto.spec)["data"] if trace.get("name") == "start z(0)"][0]
+    assert len(plotly_array(before["x"])) == 12  # random draws of the base
+    layer = [trace.get("name") for trace in json.loads(chart(at).proto.spec)["data"]].index(PICK_LAYER)
+    select_on_chart(at, "lab_ref_paths", [{"curve_number": layer, "point_number": 3, "point_index": 3, "x": 1.2, "y": -0.8}])
+    select_on_chart(at, "lab_ref_paths", [{"curve_number": layer, "point_number": 4, "point_index": 4, "x": -2.0, "y": 2.4}])
+    assert at.query_params["lab_starts"] == "1.2, -0.8; -2, 2.4"
+    starts = [trace for trace in json.loads(chart(at).proto.spec)["data"] if trace.get("name") == "start z(0)"][0]
+    assert plotly_array(starts["x"]).tolist() == [1.2, -2.0] and plotly_array(starts["y"]).tolist() == [-0.8, 2.4]
+    assert "the points you clicked" in " ".join(c.value for c in at.caption)
+    at.button(key="lab_starts_undo").click().run()
+    assert at.session_state.lab_starts == "1.2, -0.8"
+    at.button(key="lab_starts_clear").click().run()
+    no_errors(at)
+    assert at.session_state.lab_starts == "" and "random draws of the base" in " ".join(c.value for c in at.caption)
+
+
+def test_a_bad_start_in_the_address_is_ignored():
+    at = open_page("pages/solver_lab.py", {"model": "8gaussians (pretrained)", "lab_starts": "1, nope"})
+    assert not at.session_state.lab_starts if "lab_starts" in at.session_state else True
+    assert "random draws of the base" in " ".join(c.value for c in at.caption)
+
+
+def chart(at, key: str = "lab_ref_paths"):
+    return next(c for c in at.get("plotly_chart") if c.key == key)
