@@ -323,7 +323,8 @@ def adopt(run: Run) -> None:
     """Make the stepped model the active one (no test NLL: Resume trains on in the pool, which measures it)."""
     model = Trainer(run.config.replace(device="cpu")).restore(load_state(run.trainer_state)).model()
     record_evaluation(model, run.config.dataset, n=0)
-    state.add_model(state.ModelEntry(state.unique_name(f"{run.label} (stepped)"), model, "trained"))
+    data = None if isinstance(run.config.dataset, str) else run.config.dataset
+    state.add_model(state.ModelEntry(state.unique_name(f"{run.label} (stepped)"), model, "trained", training_data=data))
 
 
 def step_panel(config: TrainConfig | None) -> None:
