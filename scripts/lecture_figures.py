@@ -1,7 +1,9 @@
 """The Lecture walk's live figures at their defaults: seconds on one thread, and what each shows (docs/PERFORMANCE.md)."""
 
-import time, torch
-torch.set_num_threads(1)
+import time
+
+import torch
+
 from cnf_core import load_model
 from cnf_core.lecture.trace_cost import measure_trace_cost, TraceCostConfig
 from cnf_core.lecture.hutchinson import hutchinson_variance, HutchinsonConfig
@@ -10,9 +12,18 @@ from cnf_core.lecture.flow_table import flow_table, FlowTableConfig
 from cnf_core.lecture.continuity import continuity_check
 from cnf_core.density import density_frames, FramesConfig
 from cnf_core.solvers import SolverConfig
+
+torch.set_num_threads(1)
 m = load_model("assets/models/8gaussians.pt")
+
+
 def timed(name, f):
-    t = time.perf_counter(); r = f(); print(f"{name}: {time.perf_counter()-t:.2f} s"); return r
+    started = time.perf_counter()
+    result = f()
+    print(f"{name}: {time.perf_counter() - started:.2f} s")
+    return result
+
+
 hutchinson_variance(m.field, HutchinsonConfig())  # warm-up of batched autograd
 cost = timed("trace cost (d up to 1024, 3 repeats)", lambda: measure_trace_cost(TraceCostConfig()))
 print("  slopes", {k: round(v, 2) for k, v in cost.slopes.items()})
