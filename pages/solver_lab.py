@@ -49,7 +49,12 @@ STEPPER_SHARED = {  # the stepper's settings, in the address too
 
 
 def checked_starts(text: str) -> str:
-    """Path starts "x, y; x, y" from the address, kept only when they parse (`ConfigError` is a ValueError: ignored)."""
+    """Path starts "x, y; x, y" from the address, kept only when they parse (`ConfigError` is a ValueError: ignored).
+
+    Blank text is no start at all: ignored too (random starts are the default).
+    """
+    if not text.strip():
+        raise ValueError("no starts")
     parse_points(text)
     return text
 

