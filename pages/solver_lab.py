@@ -90,7 +90,7 @@ def add_start() -> None:
     if not picked:
         return
     current = [piece for piece in (st.session_state.get("lab_starts") or "").split(";") if piece.strip()]
-    st.session_state.lab_starts_history = [*st.session_state.get("lab_starts_history", []), st.session_state.get("lab_starts") or ""][-20:]
+    remember_starts()
     st.session_state.lab_starts = "; ".join([*current, *(f"{x:.3g}, {y:.3g}" for x, y in picked)][-MAX_PICKED_POINTS:])
 
 
@@ -100,8 +100,13 @@ def undo_start() -> None:
 
 
 def clear_starts() -> None:
-    st.session_state.lab_starts_history = [*st.session_state.get("lab_starts_history", []), st.session_state.get("lab_starts") or ""][-20:]
+    remember_starts()
     st.session_state.lab_starts = ""
+
+
+def remember_starts() -> None:
+    """Keep the current starts for Undo (the last 20 changes)."""
+    st.session_state.lab_starts_history = [*st.session_state.get("lab_starts_history", []), st.session_state.get("lab_starts") or ""][-20:]
 
 
 @cached(max_entries=64, show_spinner=False)

@@ -25,25 +25,10 @@ from cnf_core.figures.density import density_animation_figure, display_values, f
 from cnf_core.flow import standard_normal_log_prob
 from cnf_core.grid import MAX_RESOLUTION, make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
+from linear_flow import A, closed_form_log_density, flow_map, time_dependent_linear_field
 
 ROOT = Path(__file__).resolve().parent.parent
 TIGHT = SolverConfig(method="dopri5", rtol=1e-8, atol=1e-8)
-A = torch.tensor([[0.3, -1.0], [0.8, -0.2]], dtype=torch.float64)
-
-
-def time_dependent_linear_field(t, z):
-    """f(z, t) = (1 + 3t²) A z, whose flow map from 0 to t is exp((t + t³) A)."""
-    return (1 + 3 * t**2) * (z @ A.T)
-
-
-def flow_map(t: float) -> torch.Tensor:
-    return torch.linalg.matrix_exp((t + t**3) * A)
-
-
-def closed_form_log_density(x, t):
-    """p_t is N(0, M Mᵀ) with M = exp((t + t³) A)."""
-    m = flow_map(t)
-    return torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), m @ m.T).log_prob(x)
 
 
 def random_network(scale: float, seed: int = 0, **config) -> ConcatSquashField:

@@ -15,20 +15,9 @@ from cnf_core.flow import (
     trajectories,
 )
 from cnf_core.solvers import SolverConfig
+from linear_flow import A, closed_form_log_density, time_dependent_linear_field
 
 TIGHT = SolverConfig(method="dopri5", rtol=1e-9, atol=1e-9)
-A = torch.tensor([[0.3, -1.0], [0.8, -0.2]], dtype=torch.float64)
-
-
-def time_dependent_linear_field(t, z):
-    """f(z, t) = (1 + 3t²) A z, whose flow map from 0 to t is exp((t + t³) A)."""
-    return (1 + 3 * t**2) * (z @ A.T)
-
-
-def closed_form_log_density(x, t):
-    flow_map = torch.linalg.matrix_exp((t + t**3) * A)
-    covariance = flow_map @ flow_map.T
-    return torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), covariance).log_prob(x)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.25, 0.5, 0.8, 1.0])

@@ -12,28 +12,10 @@ from cnf_core.figures.continuity import continuity_maps_figure, continuity_resid
 from cnf_core.grid import make_grid
 from cnf_core.lecture.continuity import DEFAULT_FLOOR, ContinuityCheck, continuity_check
 from cnf_core.solvers import SolverConfig, SolveStats
+from linear_flow import A, closed_form_log_density, covariance, speed, time_dependent_linear_field
 
 TIGHT = SolverConfig(method="dopri5", rtol=1e-7, atol=1e-7)  # its error in ∂p/∂t is far below the differences' own
-A = torch.tensor([[0.3, -1.0], [0.8, -0.2]], dtype=torch.float64)  # not symmetric: an x/y mix-up shows
-
-
-def speed(t):
-    return 1 + 3 * t**2
-
-
-def linear_field(t, z):
-    """f(z, t) = (1 + 3t²) A z, whose flow map from 0 to t is exp((t + t³) A)."""
-    return speed(t) * (z @ A.T)
-
-
-def covariance(t: float) -> torch.Tensor:
-    """p_t = N(0, M Mᵀ) with M = exp((t + t³) A)."""
-    m = torch.linalg.matrix_exp((t + t**3) * A)
-    return m @ m.T
-
-
-def analytic_log_density(points: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64), covariance(t)).log_prob(points)
+linear_field, analytic_log_density = time_dependent_linear_field, closed_form_log_density
 
 
 def analytic_flux_divergence(points: torch.Tensor, t: float) -> torch.Tensor:

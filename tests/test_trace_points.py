@@ -27,18 +27,9 @@ from cnf_core.figures.density import (
 from cnf_core.flow import log_density, standard_normal_log_prob
 from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
+from linear_flow import A, flow_map, time_dependent_linear_field
 
 TIGHT = SolverConfig(method="dopri5", rtol=1e-9, atol=1e-9)
-A = torch.tensor([[0.3, -1.0], [0.8, -0.2]], dtype=torch.float64)
-
-
-def time_dependent_linear_field(t, z):
-    """f(z, t) = (1 + 3t²) A z: its flow from time s to t is exp((t + t³ - s - s³) A)."""
-    return (1 + 3 * t**2) * (z @ A.T)
-
-
-def flow_map(t: float, s: float = 0.0) -> torch.Tensor:
-    return torch.linalg.matrix_exp((t + t**3 - s - s**3) * A)
 
 
 # ---------------------------------------------------------------- the engine against the closed form
