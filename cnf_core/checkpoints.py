@@ -30,7 +30,7 @@ from .field import ConcatSquashField, FieldConfig
 from .flow import CNF
 from .solvers import SolverConfig
 
-__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "checkpoint_bytes", "load_model"]
+__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "checkpoint_bytes", "load_model", "plain_payload", "load_weights"]
 
 SCHEMA_VERSION = 1
 MAX_CHECKPOINT_BYTES = 50 * 2**20  # the lab's models are tiny; anything bigger is not one of ours
@@ -84,8 +84,7 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
     intact zip archive whose pickle imports nothing but torch's tensor
     machinery reaches `torch.load(weights_only=True)`.
     """
-    payload = _payload(_read(source))
-    description, state_dict, snapshots = _contents(payload)
+    description, state_dict, snapshots = plain_payload(source)
     try:
         field_config = FieldConfig(**{**description["field"], "hidden": tuple(description["field"]["hidden"])})
     except Exception as exc:  # noqa: BLE001 - any malformed field description is the same diagnosis
@@ -101,10 +100,19 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
     _check_info(info)
     field = ConcatSquashField(field_config)
     for iteration, weights in snapshots.items():  # each snapshot must fit the same architecture
-        _load_weights(field, weights, f"the snapshot of iteration {iteration}")
-    _load_weights(field, state_dict, "the weights")
+        load_weights(field, weights, f"the snapshot of iteration {iteration}")
+    load_weights(field, state_dict, "the weights")
     field.eval()
     return CNF(field=field, solver=solver, trace=trace, info=info, snapshots=snapshots)
+
+
+def plain_payload(source: str | os.PathLike | bytes | BinaryIO) -> tuple[dict, dict, dict]:
+    """(description, weights, snapshots) of any file in the checkpoint format, read the safe way `load_model` describes.
+
+    Other things the lab saves in the same format (a fitted Neural ODE) are
+    read through here too; what the description means is the caller's to check.
+    """
+    return _contents(_payload(_read(source)))
 
 
 # What torch.save writes for dicts of tensors: the only imports a checkpoint's pickle may make.
@@ -276,7 +284,8 @@ def _check_info(info: dict) -> None:
                 raise CheckpointError(f"checkpoint description is damaged: its {where}{key} is {value!r:.60}, of the wrong type")
 
 
-def _load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
+def load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
+    """Load `state_dict` into `field`, or `CheckpointError` saying that `what` does not fit it or is not finite."""
     try:
         field.load_state_dict(state_dict)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for weights of another shape or kind

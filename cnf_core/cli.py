@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--seed", type=int, default=0)
     pretrain.add_argument("--quiet", action="store_true")
 
+    warm = commands.add_parser("warm-start", help="fit the small Neural ODE the Neural ODE page opens with (its warm start)")
+    warm.add_argument("--out", default="assets/neural_ode/pendulum.pt", help="file to write (read by the app with the safe loader)")
+    warm.add_argument("--quiet", action="store_true")
+
     bench = commands.add_parser("bench", help="benchmarks, each against its baseline in the same run")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
@@ -309,6 +313,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "pretrain":
         names = [name.strip() for name in args.datasets.split(",") if name.strip()]
         pretrain(args.out_dir, names, args.iters, args.seconds, args.hidden, args.eval_n, args.seed, log, args.regulariser_weight)
+        return 0
+    if args.command == "warm-start":
+        from .neural_ode import WARM_START, fit_bytes, fit_pendulum
+
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        _writable_folder(args.out, "--out")
+        fit = fit_pendulum(WARM_START)
+        with open(args.out, "wb") as handle:
+            handle.write(fit_bytes(fit))
+        if log:
+            log(f"wrote {args.out}  ({len(fit.history)} iterations, final loss {fit.history[-1]['loss']:.4f}, {fit.status})")
         return 0
     if args.command == "bench":
         from .bench import format_table, run_bench

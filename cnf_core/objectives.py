@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .evaluation import evaluation_solver, record_evaluation, test_nll
 from .flow import CNF, log_density_with_stats
 from .solvers import SolverConfig
-from .training import OBJECTIVES, TrainConfig, time_to_nll
+from .training import OBJECTIVES, Progress, TrainConfig, time_to_nll
 
 __all__ = ["PathStatistics", "path_statistics", "ObjectiveRun", "compare_objectives", "seconds_to_reach", "nll_work_precision"]
 
@@ -70,14 +71,27 @@ def compare_objectives(
     test_n: int = 2000,
     seed: int = 0,
     base: TrainConfig | None = None,
+    progress: Callable[[str, Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, ObjectiveRun]:
-    """Train the same architecture by each objective for `seconds` and measure both."""
+    """Train the same architecture by each objective for `seconds` and measure both.
+
+    `progress(objective, Progress)` sees every iteration. Once `should_stop()`
+    says so, training ends and only the objectives that trained their whole
+    budget are returned (a shortened run would not be a fair comparison).
+    """
     base = (base or TrainConfig()).replace(dataset=dataset, iterations=None, seconds=seconds, seed=seed)
+    stop = should_stop or (lambda: False)
     runs = {}
     for objective in OBJECTIVES:
+        if stop():
+            break
         config = base.replace(objective=objective)
+        report = None if progress is None else (lambda p, objective=objective: progress(objective, p))
         # a target below any reachable NLL: train the whole budget, recording the curve
-        result = time_to_nll(config, target=-math.inf, cap=seconds, check_every=check_every, test_n=test_n)
+        result = time_to_nll(config, target=-math.inf, cap=seconds, check_every=check_every, test_n=test_n, progress=report, should_stop=stop)
+        if stop():
+            break
         model = record_evaluation(result["model"], dataset, n=test_n, nll=result["final_nll"])
         runs[objective] = ObjectiveRun(
             objective=objective,

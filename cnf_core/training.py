@@ -562,20 +562,31 @@ def _cosine(fraction: float) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction))
 
 
-def time_to_nll(config: TrainConfig, target: float, cap: float, check_every: float = 1.0, test_n: int = 2000) -> dict:
+def time_to_nll(
+    config: TrainConfig,
+    target: float,
+    cap: float,
+    check_every: float = 1.0,
+    test_n: int = 2000,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
     """Train by `config` until the test NLL is ≤ `target` or `cap` seconds of training pass.
 
     The test NLL is measured every `check_every` seconds of training; only the
     trainer's step time counts, never the evaluations. Returns the seconds to
     the target (None if not reached), the checks (seconds, iteration, NLL) and
-    the final model.
+    the final model. `progress` sees every iteration; `should_stop` ends the
+    run early (its model and checks so far are returned all the same).
     """
     trainer = Trainer(config)
     found = {"seconds": None}
     checks = []
     next_check = [check_every]
 
-    def progress(p: Progress) -> None:
+    def check(p: Progress) -> None:
+        if progress is not None:
+            progress(p)
         if p.seconds >= next_check[0]:
             next_check[0] = p.seconds + check_every
             nll, _ = test_nll(trainer.model(), config.dataset, n=test_n)
@@ -583,7 +594,8 @@ def time_to_nll(config: TrainConfig, target: float, cap: float, check_every: flo
             if nll <= target and found["seconds"] is None:
                 found["seconds"] = p.seconds
 
-    trainer.run(seconds=cap, progress=progress, should_stop=lambda: found["seconds"] is not None)
+    stop = lambda: found["seconds"] is not None or (should_stop is not None and should_stop())  # noqa: E731
+    trainer.run(seconds=cap, progress=check, should_stop=stop)
     model = trainer.model()
     final_nll, _ = test_nll(model, config.dataset, n=test_n)
     return {

@@ -18,7 +18,8 @@ from cnf_core.figures.neural_ode import (
     reversal_figure,
 )
 from cnf_core.solvers import SolverConfig
-from ui import state, url, widgets
+from cnf_core.pool import PendulumFit
+from ui import jobs, state, url, widgets
 from ui.computations import DEPTHS, gradients, resnet_comparison
 from ui.cache import cached
 from ui.url import Param
@@ -47,7 +48,8 @@ SHARED = {  # the settings a copied address carries (see ui/url.py)
     "node_reversal_tolerance": Param(float, choices=TOLERANCES[:7]),
 }
 publish_settings = url.shared("node", SHARED)
-WARM_START_ITERATIONS = 60  # cheap (a few seconds once per server), and the spirals already show
+WARM_START_FILE = state.ASSETS_ROOT / "neural_ode" / "pendulum.pt"
+JOB = "neural_ode"  # this page's slot for its fit in the session
 
 
 # ---------------------------------------------------------------- cached engine calls
@@ -75,10 +77,16 @@ def reversal(field, per_side: int, euler_steps: int, tolerance: float):
     return starts, sweep, shown
 
 
-@st.cache_resource(show_spinner="Warm start: training the small Neural ODE for a few iterations…")
-def warm_start(iterations: int):
-    """Shared by every session and never modified (each computation works on a copy of the field)."""
-    return node.fit_pendulum(node.FitConfig(iterations=iterations, seed=FIT_SEED))
+@st.cache_resource(show_spinner=False)
+def warm_start() -> node.FitResult | None:
+    """The shipped warm start (`python -m cnf_core warm-start`), read once per process by the safe loader; None if missing or damaged.
+
+    Shared by every session and never modified (each computation works on a copy of the field).
+    """
+    try:
+        return node.load_fit(WARM_START_FILE)
+    except CNFLabError:
+        return None
 
 
 @cached(max_entries=16, show_spinner=False)
@@ -153,30 +161,34 @@ else:
 
 st.header("A small Neural ODE: learning a damped pendulum")
 st.latex(r"\text{truth: } \dot\theta = s\,\omega,\ \ \dot\omega = s(-\sin\theta - c\,\omega);\qquad \text{model: } \dot z = f(z, t; \theta_{\mathrm{net}}),\quad L = \tfrac{1}{nT}\sum_{i,j} \lVert \hat z_j(t_i) - z_j(t_i) \rVert^2")
-fit = st.session_state.get("node_fit")
 train_controls = st.columns([2, 2, 3, 2])
 mode = train_controls[0].radio("Gradients", ["backprop", "adjoint"], horizontal=True, key="node_fit_mode", help="The adjoint is slower here: it solves a second, larger ODE backwards every iteration.")
 solver_label = train_controls[1].selectbox("Solver", list(FIT_SOLVERS), key="node_fit_solver")
 iterations = train_controls[2].slider("Iterations", 20, 600, 200, step=20, key="node_fit_iterations")
-pressed = train_controls[3].button("Train", type="primary", key="node_fit_train", width="stretch")
+pressed = train_controls[3].button("Train", type="primary", key="node_fit_train", width="stretch", help="Trains in the server's training queue, like a run from the Train page.")
 if pressed:
     try:
         config = node.FitConfig(iterations=iterations, adjoint=mode == "adjoint", seed=FIT_SEED, max_seconds=90.0, **FIT_SOLVERS[solver_label])
     except CNFLabError as exc:
-        st.error(str(exc))
+        widgets.refused(exc)
     else:
-        bar = st.progress(0.0, text="Training…")
-        result = node.fit_pendulum(
-            config,
-            progress=lambda record: bar.progress(
-                record["iteration"] / config.iterations, text=f"iteration {record['iteration']} · loss {record['loss']:.4f}"
-            ),
-        )
-        bar.empty()
-        st.session_state.node_fit = fit = result
+        jobs.start(JOB, PendulumFit(config))
+fit_job = jobs.latest(JOB)
+jobs.live_status(JOB)
+if fit_job is not None and not fit_job.active:
+    if fit_job.result is not None:
+        st.session_state.node_fit = fit_job.result  # the latest fit this session trained, shown until the next one ends
+    else:
+        jobs.run_status(fit_job)
+        if fit_job.error:
+            st.error(fit_job.error)
+fit = st.session_state.get("node_fit")
 warm = fit is None
 if warm:
-    fit = warm_start(WARM_START_ITERATIONS)
+    fit = warm_start()
+    if fit is None:
+        st.info(f"The shipped warm start ({WARM_START_FILE.name}) is missing or unreadable: an untrained field is shown. Press **Train**.")
+        fit = node.FitResult(node.WARM_START, node.WARM_START.initial_field(), node.WARM_START.problem(), [])
 model_field, problem = fit.field, fit.problem
 if fit.status != "finished":
     st.warning(f"Training {fit.status}: {fit.message}. The last good weights are kept.")

@@ -7,14 +7,14 @@ from cnf_core.divergence import TRACE_ESTIMATORS
 from cnf_core.errors import CNFLabError
 from cnf_core.field import ACTIVATIONS, FieldConfig
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
-from cnf_core.pool import CANCELLED, FINISHED, QUEUED, RUNNING
+from cnf_core.pool import FINISHED
 from cnf_core.training import TrainConfig
 from cnf_core.density import velocity_frames
 from cnf_core.evaluation import record_evaluation
 from cnf_core.figures.stepper import batch_figure, field_change_figure
 from cnf_core.pool import Run
 from cnf_core.training import Trainer, load_state, save_state
-from ui import drawing, state, url, widgets
+from ui import drawing, jobs, state, url, widgets
 from ui.url import Param
 
 state.require_app()
@@ -175,39 +175,6 @@ with settings:
 
 
 # ---------------------------------------------------------------- live panel
-def run_status(run, pool) -> None:
-    """Where a run stands: its place in the queue, its progress, or how it ended."""
-    if run.state == QUEUED:
-        place, length = pool.place(run) or (1, 1)
-        wait_s = pool.expected_start(run) or 0.0
-        st.info(
-            f"Waiting for a free trainer: place **{place}** of {length} in the queue, starting in about "
-            f"**{wait_s:.0f} s** ({pool.size} run{'s' * (pool.size != 1)} train at once on this server)."
-        )
-    elif run.state == RUNNING:
-        progress = run.progress
-        if progress is None:
-            st.progress(0.0, text="starting…")
-            return
-        if run.iterations:
-            done = progress.iteration - run.start_iteration
-            fraction, left = done / run.iterations, (run.iterations - done) / max(progress.iterations_per_second, 1e-9)
-        else:
-            trained = progress.seconds - run.start_seconds
-            fraction, left = trained / run.seconds, run.seconds - trained
-        st.progress(
-            min(max(fraction, 0.0), 1.0),
-            text=f"iteration {progress.iteration} · {progress.iterations_per_second:.1f} it/s · about {max(left, 0):.0f} s left · loss {progress.loss:.3f}",
-        )
-    elif run.state == CANCELLED:
-        st.warning(f"Run stopped before it started ({run.message}).")
-    else:
-        summary = f"Run {run.state}: {run.iteration} iterations in {run.seconds_trained:.1f} s"
-        if run.model is not None and run.model.info.get("test_nll") is not None:
-            summary += f", test NLL {run.model.info['test_nll']:.3f} nats"
-        (st.success if run.state == FINISHED else st.warning)(summary + ".")
-
-
 def live_panel(shown_state: str | None) -> None:
     run = state.latest_run()
     if run is None:
@@ -222,7 +189,7 @@ def live_panel(shown_state: str | None) -> None:
             line.caption(f"Your earlier run ({other.label}) is {other.state}: iteration {other.iteration}.")
             if button.button("Stop it", key=f"train_stop_{other.id}"):
                 pool.stop(other)
-    run_status(run, pool)
+    jobs.run_status(run)
     if run.error:
         st.error(run.error)
 

@@ -69,6 +69,31 @@ def open_page(browser, url: str, viewport=(1300, 900)):
     return context, context.new_page()
 
 
+class ConnectionLog:
+    """What happened to one page's connection to the server: websockets opened and closed, navigations, a crash.
+
+    A page whose session ends up fresh (its models gone) shows here whether
+    it reloaded (a navigation) or reconnected (a second websocket), and when.
+    """
+
+    def __init__(self, page) -> None:
+        self.events: list[tuple[float, str]] = []
+        page.on("websocket", self._websocket)
+        page.on("framenavigated", lambda frame: frame.parent_frame is None and self._note("navigated"))
+        page.on("crash", lambda _: self._note("crashed"))
+
+    def _note(self, what: str) -> None:
+        self.events.append((time.perf_counter(), what))
+
+    def _websocket(self, socket) -> None:
+        if "_stcore/stream" in socket.url:
+            self._note("websocket opened")
+            socket.on("close", lambda _: self._note("websocket closed"))
+
+    def since(self, started: float) -> list[str]:
+        return [f"{at - started:.0f} s {what}" for at, what in self.events if at >= started]
+
+
 def probe(browser, url: str, tag: str, timeout_s: float) -> dict:
     """Open each probe page in a fresh session; seconds until it has settled (None: not within `timeout_s`)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -207,10 +232,11 @@ def _rss_kib(pid: int) -> int:
 
 def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None) -> dict:
     """N sessions press Start together; the probe visits while they train; every session is checked at the end."""
-    opened = []
+    opened, connections = [], []
     for index in range(sessions):
         dataset = DATASETS[index % len(DATASETS)]
         context, page = open_page(browser, url, viewport=(1100, 800))
+        connections.append(ConnectionLog(page))
         page.goto(f"{url}/train?train_dataset={dataset}")
         settled(page, time.perf_counter())
         opened.append((context, page, dataset))
@@ -237,6 +263,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
     _set_group_niceness(class_browser_pid, 0)
     own_models = 0
     problems, training_s = [], []
+    connection_events = {index: log_.since(started) for index, log_ in enumerate(connections) if log_.since(started)}
     for index, (context, page, dataset) in enumerate(opened):
         if index not in done_at:
             panel = page.locator('[data-testid="stMain"]').inner_text()[-400:].replace("\n", " | ")
@@ -270,6 +297,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
         "own_model_only": own_models,
         "training_s_median": round(statistics.median(training_s), 1) if training_s else None,
         "problems": problems,
+        "connection_events": connection_events,  # per session, after Start: reconnects, reloads, crashes
         "probe_loaded_s": page_times,
         "probe_window_s": probe_window,
         "health_slow_polls": [(round(at - started, 1), latency) for at, latency in sampler.slow],
@@ -312,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up", type=float, default=3600.0, help="seconds after which sessions not done are reported as such")
     parser.add_argument("--probe-timeout", type=float, default=300.0, help="seconds after which a probe page that has not settled is reported as such")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--server-log-level", default=None, help="Streamlit's log level for the loaded server (debug: every session connect and disconnect)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -333,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["one_run_alone_s"] = round(one_run_alone(browser, url), 1)
                 log(f"  one run alone {result['one_run_alone_s']:.1f} s")
         log(f"loaded server: {args.sessions} sessions")
-        with running_app(log_name="load-loaded-server.log", root=args.root) as (url, server):
+        server_env = {"STREAMLIT_LOGGER_LEVEL": args.server_log_level} if args.server_log_level else None
+        with running_app(env=server_env, log_name="load-loaded-server.log", root=args.root) as (url, server):
             warm_up(probe_browser, url)
             result.update(class_load(browser, probe_browser, url, server.pid, args.sessions, args.give_up, args.probe_timeout, class_browser_pid))
         browser.close()

@@ -21,7 +21,7 @@ def run_cli(*args):
 def test_help_lists_the_subcommands():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("train", "eval", "sample", "pretrain"):
+    for command in ("train", "eval", "sample", "pretrain", "warm-start"):
         assert command in result.stdout
 
 
@@ -98,3 +98,15 @@ def test_pretrain_writes_a_loadable_checkpoint_per_dataset(tmp_path):
         model = load_model(tmp_path / f"{name}.pt")
         assert model.info["dataset"] == name and model.info["pretrained"] is True
         assert model.info["test_nll"] is not None
+
+
+def test_warm_start_writes_the_fit_the_neural_ode_page_opens_with(tmp_path, capsys):
+    from cnf_core import neural_ode as node
+
+    out = tmp_path / "neural_ode" / "pendulum.pt"  # its folder is made
+    assert main(["warm-start", "--out", str(out)]) == 0
+    assert f"wrote {out}  (60 iterations" in capsys.readouterr().err
+    fit = node.load_fit(out)
+    assert fit.config == node.WARM_START and len(fit.history) == 60 and fit.status == "finished"
+    assert main(["warm-start", "--out", str(tmp_path)]) == 2  # a folder, not a file
+    assert "is a folder" in capsys.readouterr().err

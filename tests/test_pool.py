@@ -43,6 +43,10 @@ def test_start_estimates_are_list_scheduling_over_the_workers():
     assert start_estimates([10.0, 4.0], [5.0, 5.0, 20.0]) == [4.0, 9.0, 10.0]
     assert start_estimates([0.0], [3.0, 3.0]) == [0.0, 3.0]
     assert start_estimates([], [1.0]) == [0.0]
+    # the first in line waits 8 s for its owner's own run; the free workers take the others meanwhile
+    assert start_estimates([0.0, 8.0], [5.0, 2.0, 2.0], [8.0, 0.0, 0.0]) == [8.0, 0.0, 2.0]
+    # nobody may start before 3 s: the run that may start soonest goes first
+    assert start_estimates([0.0], [1.0, 1.0], [5.0, 3.0]) == [5.0, 3.0]
 
 
 def test_runs_train_in_workers_and_come_back_as_models(pool):

@@ -25,7 +25,8 @@ from cnf_core.flow import CNF
 from cnf_core.pool import PoolSettings, Run, TrainingPool
 from cnf_core.training import TrainConfig
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
+ASSETS_ROOT = Path(__file__).resolve().parent.parent / "assets"  # what the app ships, made by the project's own commands
+ASSETS = ASSETS_ROOT / "models"
 DEFAULT_MODEL = "8gaussians (pretrained)"
 
 
@@ -187,7 +188,7 @@ def latest_run() -> Run | None:
 
 def start_run(config: TrainConfig, dataset_label: str, budget: dict, resume: Run | None = None) -> Run:
     """Queue a run for this session (or the continuation of `resume`); `PoolRefusal` says why not."""
-    run = training_pool().submit(_current_session_id() or "local", config, dataset_label, resume=resume, **budget)
+    run = training_pool().submit(session_owner(), config, dataset_label, resume=resume, **budget)
     st.session_state.runs.append(run)
     return run
 
@@ -207,6 +208,11 @@ def collect_finished_runs() -> list[ModelEntry]:
         add_model(entry, make_active=run.error is None)
         added.append(entry)
     return added
+
+
+def session_owner() -> str:
+    """Who the pool runs this session's work for: the browser session's id ("local" outside a server)."""
+    return _current_session_id() or "local"
 
 
 def _current_session_id() -> str | None:

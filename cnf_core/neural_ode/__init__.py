@@ -21,7 +21,7 @@ underneath), which counts NFE and enforces the caps.
 from .adjoint import AdjointDynamics, AdjointPath, GradientCheck, adjoint_path, gradient_check
 from .common import MAX_BLOCKS, MAX_POINTS, MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, ScaledField, endpoint_loss, random_field, start_grid
 from .memory import MemoryPoint, MemorySweep, SavedTensorMeter, memory_sweep
-from .pendulum import DampedPendulum, FitConfig, FitResult, TrajectoryMatching, TrajectoryProblem, fit_pendulum, pendulum_problem, trajectory_comparison
+from .pendulum import WARM_START, DampedPendulum, FitConfig, FitResult, TrajectoryMatching, TrajectoryProblem, fit_bytes, fit_pendulum, load_fit, pendulum_problem, trajectory_comparison
 from .resnet import ResNetVsODE, euler_equality, residual_network, resnet_vs_ode
 from .reversal import ReversalPoint, TimeReversal, round_trip, time_reversal
 
@@ -40,6 +40,8 @@ __all__ = [
     "DampedPendulum",
     "TrajectoryProblem",
     "pendulum_problem",
+    "fit_bytes",
+    "load_fit",
     "endpoint_loss",
     "GradientCheck",
     "gradient_check",
@@ -55,6 +57,7 @@ __all__ = [
     "round_trip",
     "time_reversal",
     "FitConfig",
+    "WARM_START",
     "FitResult",
     "TrajectoryMatching",
     "fit_pendulum",

@@ -4,17 +4,24 @@
 phase portraits); `fit_pendulum` fits a `ConcatSquashField` to them with the
 same training loop as the CNFs (`cnf_core.training.Trainer`), its loss part
 `TrajectoryMatching`; `trajectory_comparison` draws truth and model side by side.
+`fit_bytes` / `load_fit` keep a fit in the checkpoint format, read the safe
+way (the warm start the app ships, and fits trained in the pool's workers).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
+import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..checkpoints import SCHEMA_VERSION, load_weights, plain_payload
+from ..errors import CheckpointError, ConfigError
 from ..field import ConcatSquashField, FieldConfig
 from ..flow import Field, FieldDynamics, trajectories
 from ..solvers import SOLVERS, SolverConfig, SolveStats, in_float64, integrate, number
@@ -27,8 +34,11 @@ __all__ = [
     "pendulum_problem",
     "FitConfig",
     "FitResult",
+    "WARM_START",
     "TrajectoryMatching",
     "fit_pendulum",
+    "fit_bytes",
+    "load_fit",
     "trajectory_comparison",
 ]
 
@@ -170,6 +180,9 @@ class FitConfig:
         return pendulum_problem(self.trajectories, self.observations, seed=self.seed)
 
 
+WARM_START = FitConfig(iterations=60, seed=0)  # what the Neural ODE page opens with: the spirals already show, training improves them
+
+
 @dataclass
 class FitResult:
     """A trained (or partly trained) field, its per-iteration history, and how the run ended."""
@@ -217,6 +230,53 @@ def fit_pendulum(
     if status == "finished" and trainer.iteration < config.iterations:
         status, message = "time-cap", f"stopped after {trainer.iteration} iterations: the time budget of {config.max_seconds:g} s ran out"
     return FitResult(config, trainer.field, problem, trainer.history, status, message)
+
+
+FIT_KIND = "pendulum-fit"  # what a fit's description says it is, so no other checkpoint reads as one
+FIT_STATUSES = ("finished", "stopped", "failed", "time-cap")
+
+
+def fit_bytes(fit: FitResult) -> bytes:
+    """A fit in the checkpoint format: its config, history and ending as JSON, the field's weights as tensors."""
+    description = {
+        "kind": FIT_KIND,
+        "config": dataclasses.asdict(fit.config),
+        "history": fit.history,
+        "status": fit.status,
+        "message": fit.message,
+    }
+    payload = {
+        "schema": SCHEMA_VERSION,
+        "description": json.dumps(description, allow_nan=True),
+        "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in fit.field.state_dict().items()},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def load_fit(source: str | os.PathLike | bytes | BinaryIO) -> FitResult:
+    """The fit `fit_bytes` wrote, read by the checkpoints' safe reader; `CheckpointError` says what is wrong with anything else."""
+    description, state_dict, _ = plain_payload(source)
+    if description.get("kind") != FIT_KIND:
+        raise CheckpointError("not a fitted Neural ODE: the file is another kind of CNF Lab checkpoint")
+    try:
+        raw = dict(description["config"])
+        config = FitConfig(**{**raw, "hidden": tuple(raw["hidden"])})
+    except Exception as exc:  # noqa: BLE001 - any malformed or invalid config is the same diagnosis
+        raise CheckpointError(f"the fit's settings are damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    history, status, message = description.get("history"), description.get("status"), description.get("message")
+    number_ = (int, float)
+    if not isinstance(history, list) or not all(
+        isinstance(record, dict) and all(isinstance(record.get(key), number_) for key in ("iteration", "loss", "nfe_forward", "nfe_backward", "seconds"))
+        for record in history
+    ):
+        raise CheckpointError("the fit's history is damaged: every record needs its iteration, loss, NFE and seconds")
+    if status not in FIT_STATUSES or not isinstance(message, str):
+        raise CheckpointError(f"the fit's ending is damaged: status {status!r:.40}")
+    field = config.initial_field()
+    load_weights(field, state_dict, "the fit's weights")
+    return FitResult(config, field, config.problem(), history, status, message)
 
 
 def trajectory_comparison(

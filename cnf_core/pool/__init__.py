@@ -2,15 +2,21 @@
 
 - `settings`: how many workers, the queue and budget limits (from the environment);
 - `worker`: the worker process (one run at a time: iterations, snapshots, evaluation);
-- `pool`: `TrainingPool` and the `Run` handles sessions hold.
+- `pool`: `TrainingPool` and the `Run` handles sessions hold;
+- `jobs`: the other pages' training (the objectives race, a Neural ODE fit), queued like runs.
 """
 
+from .jobs import JobProgress, ObjectiveRace, PendulumFit, RaceResult
 from .pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STOPPED, PoolRefusal, Run, TrainingPool, start_estimates
 from .settings import PoolSettings
 from .worker import Snapshot, make_snapshot
 
 __all__ = [
     "TrainingPool",
+    "JobProgress",
+    "ObjectiveRace",
+    "PendulumFit",
+    "RaceResult",
     "Run",
     "PoolRefusal",
     "PoolSettings",

@@ -1,5 +1,8 @@
 """The training pool: runs of many sessions, trained first come, first served by a bounded set of worker processes.
 
+Runs come from the Train page; the other pages' training (the objectives
+race, a Neural ODE fit: `jobs.py`) queues here too, under the same limits.
+
 Training in the web server's own process makes every visitor wait on the
 same interpreter (one GIL, one core). Here the server only keeps `Run`
 handles; worker processes (`worker.py`, one per core by default, at a lower
@@ -29,14 +32,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..checkpoints import load_model
 from ..errors import CNFLabError
 from ..flow import CNF
 from ..training import Progress, TrainConfig
 from .settings import PoolSettings
-from .worker import Outcome, RunRequest, Snapshot, receive, send
+from .worker import JobRequest, Outcome, RunRequest, Snapshot, receive, send
 
 __all__ = ["TrainingPool", "Run", "PoolRefusal", "start_estimates", "QUEUED", "RUNNING", "FINISHED", "STOPPED", "FAILED", "CANCELLED"]
 
@@ -59,14 +62,18 @@ class Run:
     cancelled. `history` holds every iteration's record (a resumed run starts
     with its predecessor's), `model` the finished model (loaded by the safe
     checkpoint loader), `trainer_state` what a resumed run starts from.
+    A page's job (`jobs.py`) has `job` instead of `config`, and `result`
+    instead of a model; its `seconds` is the job's expected length.
     """
 
     id: int
     owner: str
     label: str
-    config: TrainConfig
+    config: TrainConfig | None
     iterations: int | None
     seconds: float | None
+    job: Any = None
+    result: Any = None
     resume_state: bytes | None = None
     start_iteration: int = 0  # the trainer's iteration count and seconds when this run starts (a resumed run continues)
     start_seconds: float = 0.0
@@ -92,19 +99,28 @@ class Run:
         return self.state in ACTIVE
 
 
-def start_estimates(busy: list[float], durations: list[float]) -> list[float]:
-    """When each queued run starts, in seconds from now, if runs go in order to the first free worker.
+def start_estimates(busy: list[float], durations: list[float], not_before: list[float] | None = None) -> list[float]:
+    """When each queued run starts, in seconds from now, as the dispatcher hands them out.
 
     `busy`: each worker's remaining seconds on its current run (0 when idle);
-    `durations`: the queued runs' expected durations, first in line first.
+    `durations`: the queued runs' expected durations, first in line first;
+    `not_before`: when each may start at the earliest (its owner's own run
+    still training: one run at a time per owner), 0 by default. A free worker
+    takes the first run in line that may start; when none may yet, the one
+    that may start soonest.
     """
+    waits = list(not_before or [0.0] * len(durations))
     free = list(busy) or [0.0]
     heapq.heapify(free)
-    starts = []
-    for duration in durations:
-        start = heapq.heappop(free)
-        starts.append(start)
-        heapq.heappush(free, start + duration)
+    starts: list[float] = [0.0] * len(durations)
+    pending = list(range(len(durations)))
+    while pending:
+        now = heapq.heappop(free)
+        ready = [index for index in pending if waits[index] <= now]
+        index = ready[0] if ready else min(pending, key=lambda i: (waits[i], i))
+        starts[index] = max(now, waits[index])
+        pending.remove(index)
+        heapq.heappush(free, starts[index] + durations[index])
     return starts
 
 
@@ -170,19 +186,30 @@ class TrainingPool:
             raise PoolRefusal(f"This server trains at most {limits.max_run_seconds:g} s per run; lower the budget.")
         if resume is not None and (resume.active or resume.trainer_state is None):
             raise PoolRefusal("That run cannot be resumed: it is still going, or it ended before it saved its state.")
+        run = Run(0, owner, label, config, iterations, seconds)
+        if resume is not None:
+            run.resume_state, run.history = resume.trainer_state, list(resume.history)
+            run.iteration, run.seconds_trained = resume.iteration, resume.seconds_trained
+            run.start_iteration, run.start_seconds = resume.iteration, resume.seconds_trained
+        return self._enqueue(run)
+
+    def submit_job(self, owner: str, job) -> Run:
+        """Queue a page's job (`jobs.py`) for `owner`, under the same queue and limits as a run."""
+        return self._enqueue(Run(0, owner, job.label, None, None, float(job.expected_seconds()), job=job))
+
+    def _enqueue(self, run: Run) -> Run:
         with self._lock:
             if self._closed:
                 raise PoolRefusal("The training pool has shut down; reload the page.")
-            mine = [run for run in self._runs.values() if run.owner == owner and run.active]
-            if any(run.state == QUEUED for run in mine):
-                raise PoolRefusal("You already have a run waiting in the queue: stop it, or wait until it starts.")
-            if len(self._queue) >= limits.max_queue:
+            mine = [other for other in self._runs.values() if other.owner == run.owner and other.active]
+            if any(other.state == QUEUED for other in mine):
+                raise PoolRefusal(
+                    f"You already have a run waiting in the queue ({next(o for o in mine if o.state == QUEUED).label}): "
+                    "stop it, or wait until it starts."
+                )
+            if len(self._queue) >= self.settings.max_queue:
                 raise PoolRefusal(f"The training queue is full ({len(self._queue)} runs waiting). Try again in a minute.")
-            run = Run(next(self._ids), owner, label, config, iterations, seconds)
-            if resume is not None:
-                run.resume_state, run.history = resume.trainer_state, list(resume.history)
-                run.iteration, run.seconds_trained = resume.iteration, resume.seconds_trained
-                run.start_iteration, run.start_seconds = resume.iteration, resume.seconds_trained
+            run.id = next(self._ids)
             self._runs[run.id] = run
             self._queue.append(run)
             self._dispatch()
@@ -214,9 +241,15 @@ class TrainingPool:
             if run.state != QUEUED:
                 return None
             busy = [self._remaining(w.run) if w.run is not None else 0.0 for w in self._workers]
+            training = {w.run.owner: self._remaining(w.run) for w in self._workers if w.run is not None}
             queue = list(self._queue)
-            starts = start_estimates(busy, [self._remaining(r) for r in queue[: queue.index(run) + 1]])
-            return starts[-1]
+            starts = start_estimates(busy, [self._remaining(r) for r in queue], [training.get(r.owner, 0.0) for r in queue])
+            return starts[queue.index(run)]
+
+    def training_for(self, owner: str) -> Run | None:
+        """The run or job now training for `owner` (each owner trains one at a time), or None."""
+        with self._lock:
+            return next((w.run for w in self._workers if w.run is not None and w.run.owner == owner), None)
 
     def expected_duration(self, run: Run) -> float:
         with self._lock:
@@ -342,6 +375,11 @@ class TrainingPool:
     def _finish(self, run: Run, outcome: Outcome) -> None:
         run.iteration, run.seconds_trained, run.trainer_state = outcome.iteration, outcome.seconds, outcome.state
         error = outcome.error
+        if run.job is not None and outcome.result is not None and not run.abandoned:
+            try:
+                run.result = run.job.receive(outcome.result)
+            except CNFLabError as exc:
+                error = f"the result came back unreadable ({exc})"
         if outcome.checkpoint is not None and not run.abandoned:
             try:
                 run.model = load_model(outcome.checkpoint)
@@ -354,7 +392,7 @@ class TrainingPool:
     def _learn(self, run: Run, outcome: Outcome) -> None:
         """Update the pool's estimates (iterations per second, time around the iterations) from a run that ended."""
         iterations, seconds = outcome.iteration - run.start_iteration, outcome.seconds - run.start_seconds
-        if run.started_at is None or iterations <= 0 or seconds <= 0:
+        if run.job is not None or run.started_at is None or iterations <= 0 or seconds <= 0:  # a job's pace is not a run's
             return
         wall = time.monotonic() - run.started_at
         self._iterations_per_second = 0.5 * self._iterations_per_second + 0.5 * iterations / seconds
@@ -390,10 +428,13 @@ class TrainingPool:
             if run.abandoned:
                 self._end(run, CANCELLED, "its session closed")
                 continue
-            request = RunRequest(
-                run.id, run.config, run.iterations, run.seconds, run.resume_state,
-                self.settings.max_run_seconds, self.settings.snapshot_every, self.settings.progress_every,
-            )
+            if run.job is not None:
+                request = JobRequest(run.id, run.job, self.settings.max_run_seconds, self.settings.progress_every)
+            else:
+                request = RunRequest(
+                    run.id, run.config, run.iterations, run.seconds, run.resume_state,
+                    self.settings.max_run_seconds, self.settings.snapshot_every, self.settings.progress_every,
+                )
             worker.run, run.state, run.started_at, run.worker = run, RUNNING, time.monotonic(), worker.index
             if not self._send(worker, request):
                 worker.run = None

@@ -3,8 +3,8 @@
 The pool (`pool.py`) starts each worker as `python -m cnf_core.pool`
 and talks to it over a private socket pair:
 
-- to the worker: a `RunRequest`, ("stop", run_id, discard) while that run
-  trains, or None to exit;
+- to the worker: a `RunRequest` or a `JobRequest` (a page's job, `jobs.py`),
+  ("stop", run_id, discard) while that run trains, or None to exit;
 - from the worker: ("progress", run_id, Progress,
   new history records), ("snapshot", run_id, Snapshot) and one
   ("done", run_id, Outcome) per run.
@@ -24,6 +24,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -35,7 +36,7 @@ from ..grid import Grid, make_grid
 from ..solvers import SolverConfig
 from ..training import TrainConfig, Trainer, load_state, save_state
 
-__all__ = ["RunRequest", "Outcome", "Snapshot", "make_snapshot", "serve", "send", "receive", "EVALUATION_POINTS"]
+__all__ = ["RunRequest", "JobRequest", "Outcome", "Snapshot", "make_snapshot", "serve", "send", "receive", "EVALUATION_POINTS"]
 
 EVALUATION_POINTS = 2000  # test points of a finished run's NLL
 
@@ -51,6 +52,16 @@ class RunRequest:
     state: bytes | None
     max_seconds: float  # the server's wall-clock cap of one run
     snapshot_every: float
+    progress_every: float
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A page's job for a worker (`jobs.Job`), with the same caps as a run."""
+
+    run_id: int
+    job: Any
+    max_seconds: float
     progress_every: float
 
 
@@ -75,6 +86,7 @@ class Outcome:
     checkpoint: bytes | None = None  # None: nothing trained, or the evaluation failed
     state: bytes | None = None
     error: str | None = None  # what the person should read, when something went wrong
+    result: Any = None  # a job's result (plain data, see jobs.py)
 
 
 def send(connection, message) -> None:
@@ -118,29 +130,64 @@ def serve(connection, nice: int = 0) -> None:
             return
         if isinstance(request, RunRequest):  # a stop that crossed its run's end is stale: dropped
             train(connection, request)
+        elif isinstance(request, JobRequest):
+            do_job(connection, request)
+
+
+class _Listener:
+    """A run's stop requests (read between steps) and the server's wall-clock cap."""
+
+    def __init__(self, connection, run_id: int, max_seconds: float) -> None:
+        self.connection, self.run_id, self.max_seconds = connection, run_id, max_seconds
+        self.started = time.monotonic()
+        self.stop_asked = self.discard = self.capped = False
+
+    def should_stop(self) -> bool:
+        while self.connection.poll():
+            message = receive(self.connection)
+            if message is not None and message[0] == "stop" and message[1] == self.run_id:
+                self.stop_asked, self.discard = True, self.discard or bool(message[2])
+        if time.monotonic() - self.started >= self.max_seconds:
+            self.capped = True
+        return self.stop_asked or self.capped
+
+
+def do_job(connection, request: JobRequest) -> None:
+    """Run a page's job, reporting its progress; always ends with one ("done", run_id, Outcome)."""
+    run_id, listener = request.run_id, _Listener(connection, request.run_id, request.max_seconds)
+    last = {"progress": 0.0, "seen": None}
+
+    def report(progress) -> None:
+        last["seen"] = progress
+        if time.monotonic() - last["progress"] >= request.progress_every:
+            last["progress"] = time.monotonic()
+            send(connection, ("progress", run_id, progress, []))
+
+    try:
+        result = request.job.run(report, listener.should_stop)
+        seconds = time.monotonic() - listener.started
+        if listener.discard:
+            result = None
+        if listener.capped and not listener.stop_asked:
+            status, message = "stopped", f"stopped after {seconds:.0f} s: this server allows {request.max_seconds:g} s per run"
+        elif listener.stop_asked:
+            status, message = "stopped", "stopped on request"
+        else:
+            status, message = "finished", f"done in {seconds:.1f} s"
+        iteration = last["seen"].iteration if last["seen"] is not None else 0
+        send(connection, ("done", run_id, Outcome(status, message, iteration, seconds, result=result)))
+    except Exception as exc:  # noqa: BLE001 - a worker reports every failure and stays up for the next run
+        error = f"{exc}" if isinstance(exc, CNFLabError) else f"the job failed unexpectedly: {type(exc).__name__}: {exc}"
+        try:
+            send(connection, ("done", run_id, Outcome("failed", error, 0, time.monotonic() - listener.started, error=error)))
+        except (OSError, ValueError):
+            pass
 
 
 def train(connection, request: RunRequest) -> None:
     """Run one request, reporting over `connection`; always ends with one ("done", run_id, Outcome)."""
-    run_id = request.run_id
-    asked = {"stop": False, "discard": False}
-    started = time.monotonic()
-    capped = False
+    run_id, listener = request.run_id, _Listener(connection, request.run_id, request.max_seconds)
     trainer = None
-
-    def listen() -> None:
-        while connection.poll():
-            message = receive(connection)
-            if message is not None and message[0] == "stop" and message[1] == run_id:
-                asked["stop"], asked["discard"] = True, asked["discard"] or bool(message[2])
-
-    def should_stop() -> bool:
-        nonlocal capped
-        listen()
-        if time.monotonic() - started >= request.max_seconds:
-            capped = True
-        return asked["stop"] or capped
-
     try:
         trainer = Trainer(request.config)
         if request.state is not None:
@@ -162,13 +209,13 @@ def train(connection, request: RunRequest) -> None:
                     send(connection, ("snapshot", run_id, snapshot))
 
         latest = {}
-        trainer.run(request.iterations, request.seconds, progress=lambda p: (latest.update(last=p), report(p)), should_stop=should_stop)
+        trainer.run(request.iterations, request.seconds, progress=lambda p: (latest.update(last=p), report(p)), should_stop=listener.should_stop)
         if latest:
             send(connection, ("progress", run_id, latest["last"], trainer.history[sent:]))
-        if asked["discard"]:  # the session that asked for it is gone: nobody will read the result
+        if listener.discard:  # the session that asked for it is gone: nobody will read the result
             send(connection, ("done", run_id, Outcome(trainer.status, trainer.message, trainer.iteration, trainer.seconds)))
             return
-        if capped and not asked["stop"]:
+        if listener.capped and not listener.stop_asked:
             trainer.message = f"stopped at iteration {trainer.iteration}: this server allows {request.max_seconds:g} s per run"
         snapshot = make_snapshot(trainer)
         if snapshot is not None:

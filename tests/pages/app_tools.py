@@ -2,6 +2,7 @@
 
 import base64
 import json
+import time
 
 import numpy as np
 
@@ -26,6 +27,17 @@ def open_app(page: str | None = None, params: dict | None = None, timeout: float
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def wait_for_job(at: AppTest, slot: str, timeout: float = 180):
+    """Wait until the page's job (`ui.jobs`, in the server's training pool) has ended, then rerun the page; returns the job."""
+    run = at.session_state["jobs"][slot]
+    deadline = time.monotonic() + timeout
+    while run.active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not run.active, f"the {slot} job is still {run.state} after {timeout} s"
+    at.run()
+    return run
 
 
 def open_page(page: str, params: dict) -> AppTest:

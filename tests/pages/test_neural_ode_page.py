@@ -1,7 +1,7 @@
 """The Neural ODE & adjoint page under Streamlit's AppTest."""
 
 import pytest
-from app_tools import open_app
+from app_tools import open_app, wait_for_job
 
 
 def metric(at, label_start: str) -> str:
@@ -23,9 +23,13 @@ def test_page_renders_and_responds():
     # a loose tolerance: the adjoint's gradient drifts away from backprop's
     at.select_slider(key="node_tolerance").set_value(1e-3).run()
     assert float(metric(at, "‖g_bp")) > 1e-5
-    # train a few iterations of the small Neural ODE with the adjoint
+    # the shipped warm start, then a few iterations of the small Neural ODE with the adjoint, trained in the pool
+    assert any(c.value.startswith("A warm start, shared by everyone: 60 iterations") for c in at.caption)
     at.radio(key="node_fit_mode").set_value("adjoint")
     at.slider(key="node_fit_iterations").set_value(20)
     at.button(key="node_fit_train").click().run()
+    assert not at.exception and not at.error
+    fit = wait_for_job(at, "neural_ode")
+    assert fit.state == "finished" and fit.result.config.adjoint and len(fit.result.history) == 20
     assert not at.exception and not at.error
     assert any("20 iterations with the adjoint method" in c.value for c in at.caption)
