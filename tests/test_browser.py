@@ -39,6 +39,19 @@ def test_start_and_stop_a_training_run(app_url, browser):
     page.close()
 
 
+def test_a_neural_ode_fit_trains_in_the_pool_and_replaces_the_warm_start(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app_url + "/neural_ode?node_fit_iterations=20")
+    wait_until_idle(page)
+    page.wait_for_selector("text=/A warm start, shared by everyone: 60 iterations/")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_selector("text=/20 iterations with backprop/", timeout=120_000)  # trained in a worker, drawn here
+    wait_until_idle(page)
+    assert page.locator("text=/A warm start, shared by everyone/").count() == 0
+    assert_healthy(page, "neural-ode-after-fit")
+    page.close()
+
+
 def test_density_animation_plays_in_the_browser(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(app_url + "/density")
