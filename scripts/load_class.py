@@ -230,6 +230,13 @@ def _rss_kib(pid: int) -> int:
         return 0
 
 
+def own_model_shown(page, dataset: str) -> tuple[bool, list[str]]:
+    """Whether the sidebar shows this session's trained model, active and alone among trained ones; and the trained names listed."""
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    trained = [name for name in model_names(page) if "(trained)" in name]
+    return f"trained · data: {dataset}" in sidebar and trained == [f"{dataset} (trained)"], trained
+
+
 def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None) -> dict:
     """N sessions press Start together; the probe visits while they train; every session is checked at the end."""
     opened, connections = [], []
@@ -261,7 +268,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
     sampler.stopped.set()
     sampler.join()
     _set_group_niceness(class_browser_pid, 0)
-    own_models = 0
+    own_models = stale_pages = 0
     problems, training_s = [], []
     connection_events = {index: log_.since(started) for index, log_ in enumerate(connections) if log_.since(started)}
     for index, (context, page, dataset) in enumerate(opened):
@@ -280,13 +287,20 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
         match = re.search(r"in ([0-9.]+) s", summary)
         if match:
             training_s.append(float(match.group(1)))
-        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-        trained = [name for name in model_names(page) if "(trained)" in name]
-        ok = f"trained · data: {dataset}" in sidebar and trained == [f"{dataset} (trained)"]
-        own_models += ok
+        ok, trained = own_model_shown(page, dataset)
         if not ok:
-            problems.append(f"session {index} ({dataset}): trained models {trained}")
             page.screenshot(path=str(ARTIFACTS / f"load-session-{index}.png"), full_page=True)
+            # a page that missed its last update, or a session without its model? One more run of the app says which
+            page.locator('[data-testid="stMain"]').click(position={"x": 5, "y": 5})
+            page.keyboard.press("r")  # Streamlit's "rerun" shortcut
+            wait_until_idle(page)
+            ok_after_rerun, after = own_model_shown(page, dataset)
+            problems.append(
+                f"session {index} ({dataset}): trained models shown {trained}; after one more run of the app "
+                + ("its own model is there (the page had missed an update)" if ok_after_rerun else f"still {after}")
+            )
+            stale_pages += ok_after_rerun
+        own_models += ok
     for context, _, _ in opened:
         context.close()
     return {
@@ -295,6 +309,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
         "done": len(done_at),
         "done_times_s": [round(done_at[i], 1) for i in sorted(done_at)],
         "own_model_only": own_models,
+        "own_model_after_one_more_rerun": stale_pages,  # pages that showed it only after a rerun (a missed update, not a lost model)
         "training_s_median": round(statistics.median(training_s), 1) if training_s else None,
         "problems": problems,
         "connection_events": connection_events,  # per session, after Start: reconnects, reloads, crashes

@@ -82,7 +82,7 @@ def test_stop_keeps_a_fits_weights_so_far_and_discard_drops_them(pool):
     wait_for(lambda: job.state == RUNNING and job.progress is not None and job.progress.iteration >= 3, what="the fit to train")
     pool.stop(job)
     wait_for(lambda: not job.active, what="the fit to stop")
-    assert job.state == STOPPED and job.message == "stopped on request"
+    assert job.state == STOPPED and job.message == "on request"
     assert job.result.status == "stopped" and 3 <= len(job.result.history) < 5000
     discarded = pool.submit_job("d", PendulumFit(ENDLESS_FIT))
     wait_for(lambda: discarded.state == RUNNING and discarded.progress is not None, what="the second fit to train")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnf_core.errors import CNFLabError
-from cnf_core.pool import CANCELLED, FINISHED, QUEUED, RUNNING, JobProgress, Run
+from cnf_core.pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, JobProgress, Run
 
 from . import state
 
@@ -49,7 +49,10 @@ def run_status(run: Run) -> None:
     elif run.state == CANCELLED:
         st.warning(f"Stopped before it started ({run.message}).")
     elif run.job is not None:
-        (st.success if run.state == FINISHED and run.result is not None else st.warning)(f"{run.label}: {run.state}, {run.message}.")
+        if run.state == FAILED:
+            st.warning(f"{run.label}: failed.")  # the page shows `run.error`, which says why
+        else:
+            (st.success if run.state == FINISHED and run.result is not None else st.warning)(f"{run.label}: {run.state} {run.message}.")
     else:
         summary = f"Run {run.state}: {run.iteration} iterations in {run.seconds_trained:.1f} s"
         if run.model is not None and run.model.info.get("test_nll") is not None:

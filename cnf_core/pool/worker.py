@@ -168,12 +168,13 @@ def do_job(connection, request: JobRequest) -> None:
         seconds = time.monotonic() - listener.started
         if listener.discard:
             result = None
+        # the message completes "<label>: <status> ..." on the page
         if listener.capped and not listener.stop_asked:
-            status, message = "stopped", f"stopped after {seconds:.0f} s: this server allows {request.max_seconds:g} s per run"
+            status, message = "stopped", f"after {seconds:.0f} s: this server allows {request.max_seconds:g} s per run"
         elif listener.stop_asked:
-            status, message = "stopped", "stopped on request"
+            status, message = "stopped", "on request"
         else:
-            status, message = "finished", f"done in {seconds:.1f} s"
+            status, message = "finished", f"in {seconds:.1f} s"
         iteration = last["seen"].iteration if last["seen"] is not None else 0
         send(connection, ("done", run_id, Outcome(status, message, iteration, seconds, result=result)))
     except Exception as exc:  # noqa: BLE001 - a worker reports every failure and stays up for the next run
