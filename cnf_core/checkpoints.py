@@ -30,7 +30,7 @@ from .field import ConcatSquashField, FieldConfig
 from .flow import CNF
 from .solvers import SolverConfig
 
-__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "checkpoint_bytes", "load_model", "plain_payload", "load_weights"]
+__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "checkpoint_bytes", "load_model", "payload_bytes", "plain_payload", "load_weights"]
 
 SCHEMA_VERSION = 1
 MAX_CHECKPOINT_BYTES = 50 * 2**20  # the lab's models are tiny; anything bigger is not one of ours
@@ -46,13 +46,22 @@ def checkpoint_bytes(model: CNF) -> bytes:
         solver=model.solver.to_dict(),
         trace=model.trace,
     )
+    return payload_bytes(description, model.field.state_dict(), model.snapshots)
+
+
+def payload_bytes(description: dict, state_dict: dict, snapshots: dict | None = None) -> bytes:
+    """Bytes in the checkpoint format (see the module's docstring): the description as JSON, CPU copies of the tensors.
+
+    Models (`checkpoint_bytes`) and the other things the lab saves this way
+    (a fitted Neural ODE) are all written here, and read by `plain_payload`.
+    """
     payload = {
         "schema": SCHEMA_VERSION,
         "description": json.dumps(description, allow_nan=True),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.field.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "snapshots": {
             str(iteration): {k: v.detach().cpu().clone() for k, v in weights.items()}
-            for iteration, weights in model.snapshots.items()
+            for iteration, weights in (snapshots or {}).items()
         },
     }
     buffer = io.BytesIO()
@@ -109,8 +118,9 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
 def plain_payload(source: str | os.PathLike | bytes | BinaryIO) -> tuple[dict, dict, dict]:
     """(description, weights, snapshots) of any file in the checkpoint format, read the safe way `load_model` describes.
 
-    Other things the lab saves in the same format (a fitted Neural ODE) are
-    read through here too; what the description means is the caller's to check.
+    Other things the lab saves in the same format (`payload_bytes`: a fitted
+    Neural ODE) are read through here too; what the description means is the
+    caller's to check.
     """
     return _contents(_payload(_read(source)))
 

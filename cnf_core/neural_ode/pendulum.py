@@ -11,8 +11,6 @@ way (the warm start the app ships, and fits trained in the pool's workers).
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
@@ -20,7 +18,7 @@ from typing import BinaryIO, Callable
 import torch
 from torch import nn
 
-from ..checkpoints import SCHEMA_VERSION, load_weights, plain_payload
+from ..checkpoints import load_weights, payload_bytes, plain_payload
 from ..errors import CheckpointError, ConfigError
 from ..field import ConcatSquashField, FieldConfig
 from ..flow import Field, FieldDynamics, trajectories
@@ -245,14 +243,7 @@ def fit_bytes(fit: FitResult) -> bytes:
         "status": fit.status,
         "message": fit.message,
     }
-    payload = {
-        "schema": SCHEMA_VERSION,
-        "description": json.dumps(description, allow_nan=True),
-        "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in fit.field.state_dict().items()},
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    return payload_bytes(description, fit.field.state_dict())
 
 
 def load_fit(source: str | os.PathLike | bytes | BinaryIO) -> FitResult:

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .. import datasets
 from ..checkpoints import checkpoint_bytes, load_model
+from ..errors import CNFLabError, ConfigError
 from ..neural_ode import FitConfig, fit_bytes, fit_pendulum, load_fit
 from ..objectives import OBJECTIVES, compare_objectives, nll_work_precision
 from ..solvers import number
-from ..errors import CNFLabError, ConfigError
 
 __all__ = ["Job", "JobProgress", "ObjectiveRace", "PendulumFit", "RaceResult"]
 
@@ -67,8 +68,6 @@ class ObjectiveRace:
     test_n: int = 1500
 
     def __post_init__(self) -> None:
-        from .. import datasets
-
         datasets.get(self.dataset)  # ConfigError naming a dataset it does not know
         seconds = number("seconds", self.seconds, integer=True)
         if not RACE_SECONDS[0] <= seconds <= RACE_SECONDS[1]:

@@ -201,12 +201,9 @@ class TrainingPool:
         with self._lock:
             if self._closed:
                 raise PoolRefusal("The training pool has shut down; reload the page.")
-            mine = [other for other in self._runs.values() if other.owner == run.owner and other.active]
-            if any(other.state == QUEUED for other in mine):
-                raise PoolRefusal(
-                    f"You already have a run waiting in the queue ({next(o for o in mine if o.state == QUEUED).label}): "
-                    "stop it, or wait until it starts."
-                )
+            waiting = next((other for other in self._queue if other.owner == run.owner), None)
+            if waiting is not None:
+                raise PoolRefusal(f"You already have a run waiting in the queue ({waiting.label}): stop it, or wait until it starts.")
             if len(self._queue) >= self.settings.max_queue:
                 raise PoolRefusal(f"The training queue is full ({len(self._queue)} runs waiting). Try again in a minute.")
             run.id = next(self._ids)
