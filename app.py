@@ -14,7 +14,7 @@ import pandas  # noqa: F401
 import streamlit as st
 import torch
 
-from ui import projector, sidebar, state, url
+from ui import address, projector, settings, sidebar, state
 
 # Sessions run torch side by side in this one process (training runs in worker processes); with
 # several OpenMP threads each they oversubscribe the cores and everything slows
@@ -27,6 +27,7 @@ torch.set_num_threads(1)
 # them 5 ms at a time (the default switch interval); 1 ms keeps the server answering.
 sys.setswitchinterval(0.001)
 
+settings.read_infinite_address_numbers_as_defaults()  # a Streamlit 1.67 crash on ?train_batch=inf (ui/settings.py)
 st.set_page_config(page_title="CNF Lab", page_icon=":material/cyclone:", layout="wide")
 state.mark_app_run()
 state.init()
@@ -50,12 +51,13 @@ page = st.navigation(
     [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()],
     position="hidden" if presenting else "sidebar",
 )
-# the active model travels in the address too (only names every session has: the pretrained ones)
-url.restore("app", {"model": url.Param(str, choices=[n for n, e in state.models().items() if e.source == "pretrained"])})
-if "model" in st.session_state:
-    st.session_state.active_model = st.session_state.pop("model")
+# the active model travels in the address too, read once per session (only names every session has: the pretrained ones)
+if not st.session_state.get("address_model_read"):
+    st.session_state.address_model_read = True
+    pretrained = [name for name, entry in state.models().items() if entry.source == "pretrained"]
+    st.session_state.active_model = address.read("model", lambda name: pretrained[pretrained.index(name)], st.session_state.active_model)
 state.collect_finished_runs()  # runs that ended since the last rerun join the model list first
 if not presenting:
     sidebar.render()
 page.run()
-url.publish({}, extra={"model": st.session_state.get("active_model")})
+address.write("model", st.session_state.get("active_model"), default=state.DEFAULT_MODEL)

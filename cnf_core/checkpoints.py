@@ -11,6 +11,13 @@ imports only torch's tensor machinery, found by a static `pickletools` scan)
 before `torch.load(..., weights_only=True)` sees them, so a file can never run
 code, and every way a file can fail to be a checkpoint is one
 `CheckpointError` saying which.
+
+Nothing is built from what a file declares before it is checked against
+the lab's limits: the network's dimension (2), widths and depth (the
+bounds `FieldConfig` declares), the number of snapshots (`MAX_SNAPSHOTS`,
+next to the training loop's snapshot schedule) and every tensor's shape
+(exactly those the declared network has). A small file that declares a
+huge network is refused in milliseconds instead of allocating gigabytes.
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ from typing import BinaryIO
 import torch
 
 from .divergence import TRACE_ESTIMATORS
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .field import ConcatSquashField, FieldConfig
 from .flow import CNF
+from .settings import declared
 from .solvers import SolverConfig
+from .training.loop import MAX_SNAPSHOTS
 
-__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "save_checkpoint", "checkpoint_bytes", "load_model", "payload_bytes", "plain_payload", "load_weights"]
+__all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "MAX_SNAPSHOTS", "MODEL_DIM", "expected_shapes", "check_shapes", "save_checkpoint", "checkpoint_bytes", "load_model", "payload_bytes", "plain_payload", "load_weights"]
 
 SCHEMA_VERSION = 1
 MAX_CHECKPOINT_BYTES = 50 * 2**20  # the lab's models are tiny; anything bigger is not one of ours
+MODEL_DIM = declared(FieldConfig)["dim"].default  # a CNF Lab model is 2-D (higher dimensions are only the Lecture's cost figure)
 
 
 def checkpoint_bytes(model: CNF) -> bytes:
@@ -86,18 +96,34 @@ def save_checkpoint(model: CNF, path: str | os.PathLike) -> None:
 def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
     """The trained flow stored in a checkpoint (a path, bytes or a binary file).
 
-    Whatever the bytes, the only exception is `CheckpointError`, whose message
-    says what the file is: not a CNF Lab checkpoint, truncated or damaged,
-    unsafe content, another architecture, or written by a newer CNF Lab. The
-    file is classified by its container before anything is unpickled: only an
-    intact zip archive whose pickle imports nothing but torch's tensor
-    machinery reaches `torch.load(weights_only=True)`.
+    The file is classified by its container before anything is unpickled:
+    only an intact zip archive whose pickle imports nothing but torch's tensor
+    machinery reaches `torch.load(weights_only=True)`; the architecture it
+    declares is checked against the lab's limits (a 2-D model, `FieldConfig`'s
+    declared widths and depth, at most `MAX_SNAPSHOTS` snapshots, every
+    tensor's shape) before any network is built.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object.
+
+    Returns:
+        The `CNF`: its `.field` is a callable `field(t, z)` that `flow.log_density` accepts.
+
+    Raises:
+        CheckpointError: the only exception, whatever the bytes; its message says what
+            the file is (not a CNF Lab checkpoint, truncated or damaged, unsafe content,
+            beyond the lab's limits, another architecture, written by a newer CNF Lab).
+
+    >>> model = load_model("assets/models/8gaussians.pt")
+    >>> model.info["dataset"], tuple(model.field(0.5, torch.zeros(3, 2)).shape)
+    ('8gaussians', (3, 2))
+    >>> load_model(b"hello world")
+    Traceback (most recent call last):
+    ...
+    cnf_core.errors.CheckpointError: not a CNF Lab checkpoint: the file is text, not a PyTorch checkpoint (a zip archive)
     """
     description, state_dict, snapshots = plain_payload(source)
-    try:
-        field_config = FieldConfig(**{**description["field"], "hidden": tuple(description["field"]["hidden"])})
-    except Exception as exc:  # noqa: BLE001 - any malformed field description is the same diagnosis
-        raise CheckpointError(f"the checkpoint describes an architecture this CNF Lab does not know: {_first_line(exc)}") from None
+    field_config = _field_config(description)
     try:
         solver = SolverConfig.from_dict(description["solver"])
     except Exception as exc:  # noqa: BLE001
@@ -107,12 +133,62 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
         raise CheckpointError(f"checkpoint description is damaged: unknown trace estimator {trace!r}")
     info = {k: v for k, v in description.items() if k not in ("field", "solver", "trace")}
     _check_info(info)
+    shapes = expected_shapes(field_config)  # checked before the network (or any tensor of its size) is made
+    check_shapes(state_dict, shapes, "the weights")
+    for iteration, weights in snapshots.items():
+        check_shapes(weights, shapes, f"the snapshot of iteration {iteration}")
     field = ConcatSquashField(field_config)
     for iteration, weights in snapshots.items():  # each snapshot must fit the same architecture
         load_weights(field, weights, f"the snapshot of iteration {iteration}")
     load_weights(field, state_dict, "the weights")
     field.eval()
+    # snapshots are kept in the network's own precision (a file's float64 copies would take twice the memory)
+    dtype = next(field.parameters()).dtype
+    snapshots = {iteration: {name: tensor.to(dtype) for name, tensor in weights.items()} for iteration, weights in snapshots.items()}
     return CNF(field=field, solver=solver, trace=trace, info=info, snapshots=snapshots)
+
+
+def _field_config(description: dict) -> FieldConfig:
+    """The network a description declares, checked against the lab's limits (nothing is allocated)."""
+    raw = description.get("field")
+    dim = raw.get("dim", MODEL_DIM) if isinstance(raw, dict) else MODEL_DIM
+    if isinstance(dim, (int, float)) and not isinstance(dim, bool) and dim != MODEL_DIM:
+        shown = f"{dim:,}" if isinstance(dim, int) else f"{dim:g}"
+        raise CheckpointError(f"the checkpoint describes an architecture beyond this CNF Lab's limits: a CNF Lab model is {MODEL_DIM}-D, this one is {shown[:24]}-D")
+    try:
+        return FieldConfig(**{**raw, "hidden": tuple(raw["hidden"])})
+    except ConfigError as exc:  # a width, depth or activation outside what the field declares
+        raise CheckpointError(f"the checkpoint describes an architecture beyond this CNF Lab's limits: {_first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - any malformed field description is the same diagnosis
+        raise CheckpointError(f"the checkpoint describes an architecture this CNF Lab does not know: {_first_line(exc)}") from None
+
+
+def expected_shapes(config: FieldConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of a `ConcatSquashField(config)`, without allocating its weights.
+
+    The network is built on PyTorch's "meta" device (shapes, no storage), so
+    the shapes are those of the one definition of the network.
+    """
+    with torch.device("meta"):
+        return {name: tuple(tensor.shape) for name, tensor in ConcatSquashField(config).state_dict().items()}
+
+
+def check_shapes(weights, shapes: dict[str, tuple[int, ...]], what: str) -> None:
+    """`CheckpointError` unless `weights` holds exactly the tensors `shapes` names, each of that shape, of a floating type."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: a {type(weights).__name__}, not named tensors")
+    missing, unexpected = [n for n in shapes if n not in weights], [n for n in weights if n not in shapes]
+    if missing or unexpected:
+        names = ", ".join(f"{'missing' if n in missing else 'unexpected'} {str(n)[:40]!r}" for n in (missing + unexpected)[:3])
+        raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {names}")
+    for name, shape in shapes.items():
+        tensor = weights[name]
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            kind = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {name} is {kind}, not floating-point weights")
+        if tuple(tensor.shape) != shape:
+            shown = "×".join(map(str, tensor.shape))[:60] or "a scalar"
+            raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {name} is {shown}, the network needs {'×'.join(map(str, shape))}")
 
 
 def plain_payload(source: str | os.PathLike | bytes | BinaryIO) -> tuple[dict, dict, dict]:
@@ -260,7 +336,14 @@ def _contents(payload) -> tuple[dict, dict, dict]:
         if not isinstance(description, dict):
             raise TypeError(f"a JSON {type(description).__name__}, not an object")
         state_dict = payload["state_dict"]
-        snapshots = {int(iteration): weights for iteration, weights in payload.get("snapshots", {}).items()}
+        stored = payload.get("snapshots", {})
+        if len(stored) > MAX_SNAPSHOTS:
+            raise CheckpointError(
+                f"the checkpoint holds {len(stored):,} weight snapshots; CNF Lab keeps at most {MAX_SNAPSHOTS} (the limit), so this is not one of its models"
+            )
+        snapshots = {int(iteration): weights for iteration, weights in stored.items()}
+    except CheckpointError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any malformed part of the payload is the same diagnosis
         raise CheckpointError(f"checkpoint description is damaged or incomplete: {type(exc).__name__}: {_first_line(exc)}") from None
     return description, state_dict, snapshots
@@ -296,6 +379,7 @@ def _check_info(info: dict) -> None:
 
 def load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
     """Load `state_dict` into `field`, or `CheckpointError` saying that `what` does not fit it or is not finite."""
+    check_shapes(state_dict, {name: tuple(tensor.shape) for name, tensor in field.state_dict().items()}, what)
     try:
         field.load_state_dict(state_dict)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for weights of another shape or kind

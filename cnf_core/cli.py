@@ -19,11 +19,11 @@ import torch
 from . import datasets
 from .checkpoints import load_model, save_checkpoint
 from .errors import CNFLabError, UsageError
-from .field import ACTIVATIONS, FieldConfig
-from .solvers import SOLVERS, SolverConfig, number
-from .divergence import TRACE_ESTIMATORS
+from .field import FieldConfig
+from .settings import add_arguments, arguments_of
+from .solvers import SOLVERS, SolverConfig
 from .evaluation import evaluate, record_evaluation
-from .training import OBJECTIVES, TrainConfig, Trainer
+from .training import TrainConfig, Trainer
 
 __all__ = ["main", "build_parser", "train_model", "pretrain", "pretrain_config", "pretrain_settings", "PretrainSettings", "PRETRAIN_DEFAULT", "PRETRAIN_SETTINGS"]
 
@@ -82,33 +82,21 @@ def pretrain_config(
     )
 
 
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 64,64,64, got {text!r}") from None
-
-
-def _add_solver_arguments(parser: argparse.ArgumentParser, default_method: str | None) -> None:
-    parser.add_argument("--solver", default=default_method, choices=list(SOLVERS), help="ODE solver (torchdiffeq method)")
-    parser.add_argument("--rtol", type=float, default=None, help="relative tolerance (adaptive solvers)")
-    parser.add_argument("--atol", type=float, default=None, help="absolute tolerance (adaptive solvers)")
-    parser.add_argument("--step-size", type=float, default=None, help="step size as a fraction of [0, 1] (fixed-grid solvers)")
-    parser.add_argument("--max-nfe", type=int, default=None, help="cap on function evaluations per solve")
+def _add_solver_arguments(parser: argparse.ArgumentParser) -> None:
+    """The solver's declared settings as options, all unset by default (`_solver_from` fills in the base solver)."""
+    add_arguments(parser, SolverConfig, ("method", "rtol", "atol", "step_size", "max_nfe"), defaults={"method": None, "max_nfe": None})
 
 
 def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
-    if args.solver is None and args.rtol is None and args.atol is None and args.step_size is None and args.max_nfe is None:
-        return base
-    method = args.solver or base.method
-    values = {"method": method, "adjoint": getattr(args, "adjoint", False) or False}
-    # every setting given goes to SolverConfig, which refuses one that does not apply to the method;
-    # a NaN or infinity is refused first, whatever the method
-    values.update({name: number(name, getattr(args, name)) for name in ("rtol", "atol", "step_size") if getattr(args, name) is not None})
-    if "step_size" not in values and not SOLVERS[method].adaptive and not base.adaptive:
+    """`base` with the solver options given on the command line; a fixed-grid method keeps `base`'s step size unless one is given."""
+    given = {name: value for name, value in arguments_of(args, SolverConfig).items() if value is not None and name != "adjoint"}
+    adjoint = getattr(args, "adjoint", False) or False
+    if not given:
+        return base.replace(adjoint=adjoint) if adjoint != base.adjoint else base
+    method = given.pop("method", base.method)
+    values = {"method": method, "adjoint": adjoint, **given}
+    if "step_size" not in values and method in SOLVERS and not SOLVERS[method].adaptive and not base.adaptive:
         values["step_size"] = base.step_size
-    if args.max_nfe is not None:
-        values["max_nfe"] = args.max_nfe
     return SolverConfig(**values)
 
 
@@ -120,67 +108,62 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: each subcommand's options, its settings read from their declarations (`cnf_core.settings`)."""
     parser = _Parser(prog="python -m cnf_core", description="CNF Lab: continuous normalizing flows on 2-D data.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a CNF and write a checkpoint")
-    train.add_argument("--dataset", default="8gaussians", help=f"one of: {', '.join(datasets.names())}")
-    budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, default=None, help="number of training iterations")
-    budget.add_argument("--seconds", type=float, default=None, help="training time budget in seconds")
-    train.add_argument("--objective", default="mle", choices=list(OBJECTIVES), help="mle: maximum likelihood through the log-density ODE; fm: flow matching (simulation-free)")
-    train.add_argument("--coupling", default="independent", choices=["ot", "independent"], help="flow matching: minibatch optimal-transport pairs or independent ones")
-    _add_solver_arguments(train, None)
-    train.add_argument("--adjoint", action="store_true", help="gradients by the adjoint method")
-    train.add_argument("--kinetic-weight", type=float, default=TrainConfig().kinetic_weight, help="RNODE: weight of ∫|f|² dt (maximum likelihood)")
-    train.add_argument("--jacobian-weight", type=float, default=TrainConfig().jacobian_weight, help="RNODE: weight of ∫‖∂f/∂z‖²_F dt (maximum likelihood)")
-    train.add_argument("--trace", default="exact", choices=list(TRACE_ESTIMATORS), help="divergence estimator")
-    train.add_argument("--hidden", type=_hidden, default=FieldConfig().hidden, help="hidden widths, e.g. 64,64,64")
-    train.add_argument("--activation", default="tanh", choices=list(ACTIVATIONS))
-    train.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
-    train.add_argument("--lr", type=float, default=TrainConfig().lr)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=_train)
+    add_arguments(train, TrainConfig, ("dataset",))
+    add_arguments(train.add_mutually_exclusive_group(), TrainConfig, ("iterations", "seconds"), defaults={"iterations": None})
+    add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed"))
+    _add_solver_arguments(train)
+    add_arguments(train, SolverConfig, ("adjoint",))
+    add_arguments(train, FieldConfig, ("hidden", "activation"))
     train.add_argument("--eval-n", type=int, default=5000, help="test samples for the NLL stored in the checkpoint (0: skip)")
     train.add_argument("--out", required=True, help="checkpoint path to write")
     train.add_argument("--quiet", action="store_true")
 
     evaluate_ = commands.add_parser("eval", help="evaluate a checkpoint on test samples")
+    evaluate_.set_defaults(run=_evaluate)
     evaluate_.add_argument("path")
     evaluate_.add_argument("--dataset", default=None, help="dataset to test on (default: the one it was trained on)")
     evaluate_.add_argument("--n", type=int, default=5000, help="number of test samples")
     evaluate_.add_argument("--seed", type=int, default=0)
-    _add_solver_arguments(evaluate_, None)
+    _add_solver_arguments(evaluate_)
     evaluate_.add_argument("--json", action="store_true", help="print one JSON object")
 
-    pretrain = commands.add_parser("pretrain", help="train the small models the app ships with (one per built-in dataset)")
-    pretrain.add_argument("--out-dir", default="assets/models", help="folder for NAME.pt checkpoints")
-    pretrain.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated dataset names")
-    pretrain_budget = pretrain.add_mutually_exclusive_group()
+    pretrain_ = commands.add_parser("pretrain", help="train the small models the app ships with (one per built-in dataset)")
+    pretrain_.set_defaults(run=_pretrain)
+    pretrain_.add_argument("--out-dir", default="assets/models", help="folder for NAME.pt checkpoints")
+    pretrain_.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated dataset names")
+    pretrain_budget = pretrain_.add_mutually_exclusive_group()
     pretrain_budget.add_argument("--iters", type=int, default=None, help="iterations per dataset (default: each dataset's entry in PRETRAIN_SETTINGS)")
     pretrain_budget.add_argument("--seconds", type=float, default=None, help="time budget per dataset")
-    pretrain.add_argument("--hidden", type=_hidden, default=None, help="hidden widths for every dataset (default: each dataset's own)")
-    pretrain.add_argument("--regulariser-weight", type=float, default=None, help="RNODE kinetic and Jacobian weight for every dataset (0: plain maximum likelihood; default: each dataset's own)")
-    pretrain.add_argument("--eval-n", type=int, default=5000)
-    pretrain.add_argument("--seed", type=int, default=0)
-    pretrain.add_argument("--quiet", action="store_true")
+    add_arguments(pretrain_, FieldConfig, ("hidden",), defaults={"hidden": None})
+    pretrain_.add_argument("--regulariser-weight", type=float, default=None, help="RNODE kinetic and Jacobian weight for every dataset (0: plain maximum likelihood; default: each dataset's own)")
+    pretrain_.add_argument("--eval-n", type=int, default=5000)
+    pretrain_.add_argument("--seed", type=int, default=0)
+    pretrain_.add_argument("--quiet", action="store_true")
 
     warm = commands.add_parser("warm-start", help="fit the small Neural ODE the Neural ODE page opens with (its warm start)")
+    warm.set_defaults(run=_warm_start)
     warm.add_argument("--out", default="assets/neural_ode/pendulum.pt", help="file to write (read by the app with the safe loader)")
     warm.add_argument("--quiet", action="store_true")
 
     bench = commands.add_parser("bench", help="benchmarks, each against its baseline in the same run")
+    bench.set_defaults(run=_bench)
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
     bench.add_argument("--device", default="cpu", help="cpu (default) or cuda: where training, frames and the trace are measured")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint")
+    sample.set_defaults(run=_sample)
     sample.add_argument("path")
     sample.add_argument("--n", type=int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="-", help="CSV file to write (default: standard output)")
-    _add_solver_arguments(sample, None)
+    _add_solver_arguments(sample)
     return parser
 
 
@@ -250,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return _run(args)
+        return args.run(args, None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr)))
     except CNFLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -268,85 +251,80 @@ def _writable_folder(path: str, what: str) -> None:
         raise UsageError(f"{what}: the folder {folder!r} does not exist")
 
 
-def _run(args: argparse.Namespace) -> int:
-    log = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr))
-    if args.command == "train":
-        _writable_folder(args.out, "--out")
-        iterations = args.iters if args.iters is not None or args.seconds is not None else TrainConfig().iterations
-        config = TrainConfig(
-            dataset=args.dataset,
-            field=FieldConfig(hidden=args.hidden, activation=args.activation),
-            solver=_solver_from(args, TrainConfig().solver.replace(adjoint=args.adjoint)),
-            trace=args.trace,
-            objective=args.objective,
-            coupling=args.coupling,
-            kinetic_weight=args.kinetic_weight,
-            jacobian_weight=args.jacobian_weight,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            iterations=iterations,
-            seconds=args.seconds,
-            seed=args.seed,
-            device=args.device,
-        )
-        model = train_model(config, eval_n=args.eval_n, log=log)
-        save_checkpoint(model, args.out)
-        if log:
-            nll = model.info.get("test_nll")
-            log(f"wrote {args.out}" + ("" if nll is None else f"  (test NLL {nll:.4f} nats)"))
-        return 0
-    if args.command == "eval":
-        model = load_model(args.path)
-        dataset = args.dataset or model.info.get("dataset")
-        if dataset is None:
-            print("error: the checkpoint does not say its dataset; pass --dataset", file=sys.stderr)
-            return 2
-        solver = _solver_from(args, model.solver)
-        result = {k: _json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, solver=solver).items()}
-        if args.json:
-            print(json.dumps(result))
-        else:
-            for key, value in result.items():
-                print(f"{key:>8}: {value}")
-        return 0
-    if args.command == "pretrain":
-        names = [name.strip() for name in args.datasets.split(",") if name.strip()]
-        pretrain(args.out_dir, names, args.iters, args.seconds, args.hidden, args.eval_n, args.seed, log, args.regulariser_weight)
-        return 0
-    if args.command == "warm-start":
-        from .neural_ode import WARM_START, fit_bytes, fit_pendulum
+def _train(args: argparse.Namespace, log) -> int:
+    _writable_folder(args.out, "--out")
+    values = arguments_of(args, TrainConfig)
+    if values["iterations"] is None and values["seconds"] is None:
+        values["iterations"] = TrainConfig().iterations
+    config = TrainConfig(
+        **values,
+        field=FieldConfig(**arguments_of(args, FieldConfig)),
+        solver=_solver_from(args, TrainConfig().solver),
+    )
+    model = train_model(config, eval_n=args.eval_n, log=log)
+    save_checkpoint(model, args.out)
+    if log:
+        nll = model.info.get("test_nll")
+        log(f"wrote {args.out}" + ("" if nll is None else f"  (test NLL {nll:.4f} nats)"))
+    return 0
 
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        _writable_folder(args.out, "--out")
-        fit = fit_pendulum(WARM_START)
-        with open(args.out, "wb") as handle:
-            handle.write(fit_bytes(fit))
-        if log:
-            log(f"wrote {args.out}  ({len(fit.history)} iterations, final loss {fit.history[-1]['loss']:.4f}, {fit.status})")
-        return 0
-    if args.command == "bench":
-        from .bench import format_table, run_bench
 
-        result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)), device=args.device)
-        print(json.dumps(_json_safe(result)) if args.json else format_table(result))
-        return 0
-    if args.command == "sample":
-        model = load_model(args.path)
-        model.solver = _solver_from(args, model.solver)
-        if not 1 <= args.n <= datasets.MAX_SAMPLES:
-            print(f"error: --n must be between 1 and {datasets.MAX_SAMPLES:,}", file=sys.stderr)
-            return 2
-        if args.out != "-":
-            _writable_folder(args.out, "--out")
-        with torch.no_grad():
-            x, log_p = model.sample(args.n, seed=args.seed)
-        lines = ["x,y,log_density"] + [f"{a:.6f},{b:.6f},{c:.6f}" for (a, b), c in zip(x.tolist(), log_p.tolist())]
-        text = "\n".join(lines) + "\n"
-        if args.out == "-":
-            sys.stdout.write(text)
-        else:
-            with open(args.out, "w") as handle:
-                handle.write(text)
-        return 0
-    raise AssertionError(args.command)
+def _evaluate(args: argparse.Namespace, log) -> int:
+    model = load_model(args.path)
+    dataset = args.dataset or model.info.get("dataset")
+    if dataset is None:
+        raise UsageError("the checkpoint does not say its dataset; pass --dataset")
+    solver = _solver_from(args, model.solver)
+    result = {k: _json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, solver=solver).items()}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>8}: {value}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace, log) -> int:
+    names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    pretrain(args.out_dir, names, args.iters, args.seconds, args.hidden, args.eval_n, args.seed, log, args.regulariser_weight)
+    return 0
+
+
+def _warm_start(args: argparse.Namespace, log) -> int:
+    from .neural_ode import WARM_START, fit_bytes, fit_pendulum
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    _writable_folder(args.out, "--out")
+    fit = fit_pendulum(WARM_START)
+    with open(args.out, "wb") as handle:
+        handle.write(fit_bytes(fit))
+    if log:
+        log(f"wrote {args.out}  ({len(fit.history)} iterations, final loss {fit.history[-1]['loss']:.4f}, {fit.status})")
+    return 0
+
+
+def _bench(args: argparse.Namespace, log) -> int:
+    from .bench import format_table, run_bench
+
+    result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)), device=args.device)
+    print(json.dumps(_json_safe(result)) if args.json else format_table(result))
+    return 0
+
+
+def _sample(args: argparse.Namespace, log) -> int:
+    model = load_model(args.path)
+    model.solver = _solver_from(args, model.solver)
+    if not 1 <= args.n <= datasets.MAX_SAMPLES:
+        raise UsageError(f"--n must be between 1 and {datasets.MAX_SAMPLES:,}")
+    if args.out != "-":
+        _writable_folder(args.out, "--out")
+    with torch.no_grad():
+        x, log_p = model.sample(args.n, seed=args.seed)
+    lines = ["x,y,log_density"] + [f"{a:.6f},{b:.6f},{c:.6f}" for (a, b), c in zip(x.tolist(), log_p.tolist())]
+    text = "\n".join(lines) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.out, "w") as handle:
+            handle.write(text)
+    return 0

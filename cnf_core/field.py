@@ -23,15 +23,18 @@ this module does not depend on it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .settings import Setting, validate
 
-__all__ = ["ACTIVATIONS", "EVALUATION_CHUNK", "FieldConfig", "ConcatSquashLinear", "ConcatSquashField", "as_time"]
+__all__ = ["ACTIVATIONS", "EVALUATION_CHUNK", "MAX_DEPTH", "MAX_WIDTH", "MAX_DIM", "FieldConfig", "ConcatSquashLinear", "ConcatSquashField", "as_time"]
 
 EVALUATION_CHUNK = 2048  # points per pass: keeps the (dim, n, width) tangents in cache
+MAX_DEPTH, MAX_WIDTH = 6, 256  # hidden layers and units per layer: the largest network the lab builds or loads
+MAX_DIM = 1024  # the Lecture's cost-of-the-trace figure grows the dimension; a CNF Lab model is 2-D
 
 
 def _tanh_derivative(pre: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -78,23 +81,14 @@ def as_time(t: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FieldConfig:
-    """Architecture of a `ConcatSquashField`: hidden widths and activation."""
+    """Architecture of a `ConcatSquashField`: hidden widths, activation and dimension (declared settings)."""
 
-    hidden: tuple[int, ...] = (64, 64, 64)
-    activation: str = "tanh"
-    dim: int = 2
+    hidden: Annotated[tuple[int, ...], Setting("Hidden widths", "widths of the hidden layers of f(z, t; θ), e.g. 64,64,64", low=1, high=MAX_WIDTH, length=(1, MAX_DEPTH))] = (64, 64, 64)
+    activation: Annotated[str, Setting("Activation", "Smooth activations keep the ODE easy to solve.", choices=tuple(ACTIVATIONS))] = "tanh"
+    dim: Annotated[int, Setting("Dimension", "dimension of z", low=1, high=MAX_DIM, flag="")] = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if not 1 <= len(self.hidden) <= 8:
-            raise ConfigError(f"hidden: depth must be 1..8 layers, got {len(self.hidden)}")
-        for width in self.hidden:
-            if not 1 <= width <= 1024:
-                raise ConfigError(f"hidden: every width must be 1..1024, got {width}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation: unknown {self.activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if self.dim < 1:
-            raise ConfigError(f"dim: must be ≥ 1, got {self.dim}")
+        validate(self)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"hidden": list(self.hidden)}

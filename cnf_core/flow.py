@@ -102,13 +102,24 @@ def log_density_with_stats(
     stats: SolveStats | None = None,
     regularisers: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, SolveStats]:
-    """log p_t(x), the base point z(0), and the solve's stats.
+    """log p_t(x), the base point z(0), and the solve's stats: `log_density` with what training and the frames need.
 
-    `t` is one time for all points or a tensor of shape (n,) with each point's
-    own time (frames of an animation solved in one batch). Raises `SolveError`
-    when a cap is hit or the solve diverges (the stats say which). Pass a dict
-    as `regularisers` to also get the per-point RNODE integrals ∫|f|² dt
-    ("kinetic") and ∫‖∂f/∂z‖²_F dt ("jacobian_frobenius") written into it.
+    Args:
+        field, x, t, solver, trace: as in `log_density`; `t` may also be a
+            tensor (n,) with each point's own time (frames solved in one batch).
+        record_steps: keep each accepted and rejected step in the stats.
+        stats: a `SolveStats` to count into (a new one by default).
+        regularisers: a dict that receives the per-point RNODE integrals
+            ∫|f|² dt ("kinetic") and ∫‖∂f/∂z‖²_F dt ("jacobian_frobenius").
+
+    Returns:
+        (log p_t(x) of shape (n,), z(0) of shape (n, d), the solve's `SolveStats`).
+
+    Raises:
+        SolveError: a cap was hit or the solve diverged (the stats say which).
+
+    References:
+        Finlay et al., 2020, "How to train your neural ODE" (the RNODE integrals).
     """
     x = _field_tensor_like(field, torch.as_tensor(x))
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
@@ -139,8 +150,36 @@ def log_density(
 ) -> torch.Tensor:
     """log p_t(x) for any callable vector field `field(t, z)`, standard-normal base at t = 0.
 
-    `field(t, z)` gets z of shape (n, 2) and t as a 0-dim tensor (or (n, 1)
-    when points have their own times), and returns dz/dt of shape (n, 2).
+    Each point starts at its own time t and is solved back to 0 with the
+    augmented state [z, Δlog p]: log p_t(x) = log N(z(0)) - ∫_0^t tr(∂f/∂z) ds.
+
+    Args:
+        field: dz/dt = field(t, z); gets z of shape (n, d) and t as a 0-dim
+            tensor (or (n, 1) when points have their own times). A network
+            field, a closed form, anything callable.
+        x: points of shape (n, d) at time t.
+        t: the time of the points, in [0, 1] (0: the base itself).
+        solver: how to integrate (`SolverConfig`, with its NFE and time caps).
+        trace: how tr(∂f/∂z) is computed, a key of `divergence.TRACE_ESTIMATORS`.
+
+    Returns:
+        log p_t(x), shape (n,).
+
+    Raises:
+        SolveError: a cap was hit or the solve diverged.
+
+    References:
+        Chen et al., 2018, "Neural Ordinary Differential Equations";
+        Grathwohl et al., 2019, "FFJORD".
+
+    A linear field f(z, t) = a·z moves N(0, I) to N(0, e^{2at} I), so
+    log p_t(0) = -log 2π - 2at:
+
+    >>> import torch
+    >>> from cnf_core.solvers import SolverConfig
+    >>> value = log_density(lambda t, z: 0.5 * z, torch.zeros(1, 2), 1.0, SolverConfig(rtol=1e-8, atol=1e-8))
+    >>> round(value.item(), 5), round(-math.log(2 * math.pi) - 1.0, 5)
+    (-2.83788, -2.83788)
     """
     return log_density_with_stats(field, x, t, solver, trace)[0]
 
@@ -153,7 +192,20 @@ def sample_with_log_density(
     *,
     t: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, SolveStats]:
-    """Push base points z0 forward to time t: (x, log p_t(x), stats)."""
+    """Push base points forward to time t, with their log-densities: how a CNF samples.
+
+    Args:
+        field: dz/dt = field(t, z).
+        z0: base points of shape (n, d) (draws of N(0, I)).
+        solver, trace: as in `log_density`.
+        t: the time to push them to (1: the data).
+
+    Returns:
+        (x = z(t) of shape (n, d), log p_t(x) of shape (n,), the solve's `SolveStats`).
+
+    Raises:
+        SolveError: a cap was hit or the solve diverged.
+    """
     z0 = _field_tensor_like(field, z0)
     state0 = torch.cat([z0, standard_normal_log_prob(z0).unsqueeze(-1)], dim=-1)
     dynamics = LogDensityDynamics(field, trace, z0, start=0.0, speed=float(t))
@@ -179,8 +231,18 @@ def trajectories(
 ) -> tuple[torch.Tensor, SolveStats]:
     """Positions of particles at `times` (increasing or decreasing), starting at times[0].
 
-    Returns (paths of shape (len(times), n, 2), stats). Fixed-grid step sizes
-    are taken as fractions of the whole span, as everywhere else.
+    Args:
+        field: dz/dt = field(t, z).
+        z: the particles at times[0], shape (n, d).
+        times: the output times, monotone.
+        solver: how to integrate; a fixed-grid step size is a fraction of the
+            whole span [times[0], times[-1]], as everywhere else.
+
+    Returns:
+        (paths of shape (len(times), n, d), the solve's `SolveStats`).
+
+    Raises:
+        SolveError: a cap was hit or the solve diverged.
     """
     z = _field_tensor_like(field, z)
     times = torch.as_tensor(times, dtype=z.dtype, device=z.device)

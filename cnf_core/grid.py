@@ -2,42 +2,46 @@
 
 A density frame, a solver's density error and the manifold pictures all
 evaluate log p at the points of one square grid over [-half_width,
-half_width]²; `Grid` holds that grid's two settings, validated once, and
-lays out its points in the order a heatmap wants.
+half_width]²; `Grid` holds that grid's two settings, declared once here
+(`Resolution`, `HalfWidth`, also the fields of `density.FramesConfig`) and
+validated by `settings.validate`, and lays out its points in the order a
+heatmap wants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
-from .errors import ConfigError
-from .solvers import number
+from .settings import Setting, validate
 
-__all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "MAX_HALF_WIDTH", "Grid", "make_grid"]
+__all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "MAX_HALF_WIDTH", "Resolution", "HalfWidth", "Grid", "make_grid"]
 
 MAX_RESOLUTION = 200
 MIN_RESOLUTION = 2
 MAX_HALF_WIDTH = 20.0
+
+Resolution = Annotated[int, Setting(
+    "Grid resolution", "Points per side; the work grows with its square.",
+    low=MIN_RESOLUTION, high=MAX_RESOLUTION, step=4, ui=(16, MAX_RESOLUTION),
+)]
+HalfWidth = Annotated[float, Setting(
+    "View half-width", "The grid covers [-w, w]². The data of the built-in sets lies within w = 4.",
+    low=0.0, low_open=True, high=MAX_HALF_WIDTH, step=0.5, ui=(1.0, 10.0),
+)]
 
 
 @dataclass(frozen=True)
 class Grid:
     """A square grid over [-half_width, half_width]², `resolution` points a side."""
 
-    half_width: float
-    resolution: int
+    half_width: HalfWidth
+    resolution: Resolution
 
     def __post_init__(self) -> None:
-        half_width = number("half_width", self.half_width)
-        if not 0 < half_width <= MAX_HALF_WIDTH:
-            raise ConfigError(f"half_width: the view must be in (0, {MAX_HALF_WIDTH:g}], got {self.half_width!r}")
-        resolution = number("resolution", self.resolution, integer=True)
-        if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-            raise ConfigError(f"resolution: must be {MIN_RESOLUTION}..{MAX_RESOLUTION} points a side, got {self.resolution!r}")
-        object.__setattr__(self, "half_width", half_width)
-        object.__setattr__(self, "resolution", resolution)
+        validate(self)
 
     @property
     def axis(self) -> torch.Tensor:

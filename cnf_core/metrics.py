@@ -1,4 +1,4 @@
-"""Sample-based metrics: k-NN precision/recall, density/coverage, Fréchet distance, mode metrics.
+"""Sample-set metrics of generative models: k-NN precision/recall, density/coverage, and the Fréchet distance.
 
 - Precision and recall (Kynkäänniemi et al., 2019, "Improved Precision and
   Recall Metric for Assessing Generative Models"): the manifold of a set is
@@ -11,9 +11,10 @@
   Metrics for Generative Models") from the same real balls.
 - The Fréchet distance between Gaussian fits of two sets (Heusel et al.,
   2017: FID with the identity as the "embedding", as fits 2-D data).
-- For data with known discrete modes (8gaussians): an Inception-Score
-  analogue exp(E_x KL(p(y|x) ‖ p(y))) (Salimans et al., 2016) with p(y|x)
-  the exact mixture posterior, and mode coverage.
+
+Metrics of data with discrete modes (the IS analogue, mode coverage) are in
+`cnf_core.modes`; a model's samples and everything measured on them together
+in `cnf_core.evaluation`.
 
 Distances are compared as squared distances computed by one formula,
 (a₁ - b₁)² + (a₂ - b₂)² in float64, for radii and memberships alike, so
@@ -25,22 +26,17 @@ with n, not as an n × n distance matrix.
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from scipy.special import logsumexp
 
-from . import datasets
 from .errors import ConfigError
-from .flow import Field, trajectories
-from .solvers import SolverConfig, SolveStats
 
 __all__ = [
     "as_points",
+    "squared_distances",
     "KNNManifold",
     "ManifoldComparison",
     "compare_manifolds",
@@ -49,28 +45,22 @@ __all__ = [
     "gaussian_fit",
     "gaussian_frechet_distance",
     "frechet_distance",
-    "GaussianModes",
-    "MODES",
-    "modes_of",
-    "mode_posterior",
-    "inception_score",
-    "ModeCoverage",
-    "mode_coverage",
-    "mode_metrics",
-    "likelihood_gap",
-    "sample_metrics",
-    "truncated_samples",
-    "metrics_over_training",
 ]
-
-MODE_RADIUS_IN_STD = 3.0  # a sample belongs to a mode if it lies within 3σ of its centre
-MODE_SHARE_FLOOR = 0.25  # a mode counts as covered with ≥ 1/4 of its fair share 1/K of the samples
-MAX_TAU = 3.0  # base scales past this push samples far outside the region a flow was trained on
-MAX_TRUNCATION_POINTS = 200_000  # n × number of τ values in one batched solve
 
 
 def as_points(points, name: str = "points") -> np.ndarray:
-    """A float64 array (n, 2) from an array, tensor or nested list; ConfigError naming `name` otherwise."""
+    """A point set as a float64 array of shape (n, 2): the one input check of every metric here.
+
+    Args:
+        points: an array, tensor (any device, detached here) or nested list of shape (n, 2), n ≥ 1.
+        name: the argument's name, first in the message.
+
+    Returns:
+        The points as a new or shared float64 NumPy array.
+
+    Raises:
+        ConfigError: not numbers, not of shape (n, 2), empty, or holding NaN or infinite points.
+    """
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().to(torch.float64).numpy()
     try:
@@ -85,8 +75,8 @@ def as_points(points, name: str = "points") -> np.ndarray:
     return array
 
 
-def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a₁ - b₁)² + (a₂ - b₂)² row by row: the one formula every comparison uses."""
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a₁ - b₁)² + (a₂ - b₂)² over the last axis (broadcast): the one formula every comparison uses."""
     dx = a[..., 0] - b[..., 0]
     dy = a[..., 1] - b[..., 1]
     return dx * dx + dy * dy
@@ -115,7 +105,22 @@ class KNNManifold:
 
     @classmethod
     def of(cls, points, k: int = 3, name: str = "points") -> "KNNManifold":
-        """The manifold of `points` (n, 2) with balls out to each point's k-th nearest neighbour."""
+        """The manifold of a point set, each ball reaching to its centre's k-th nearest neighbour.
+
+        Args:
+            points: shape (n, 2), n ≥ 2.
+            k: the neighbour, 1 ≤ k < n.
+            name: the set's name in messages.
+
+        Returns:
+            The manifold (its points as float64, k, and the squared radii).
+
+        Raises:
+            ConfigError: not a finite (n, 2) array, or k out of range.
+
+        References:
+            Kynkäänniemi et al., 2019, "Improved Precision and Recall Metric for Assessing Generative Models".
+        """
         array = as_points(points, name)
         k = _check_k(k, len(array), name)
         tree = cKDTree(array)
@@ -123,7 +128,7 @@ class KNNManifold:
         # of them is the k-th nearest neighbour proper. Recompute their squared
         # distances with the shared formula rather than trusting the tree's.
         _, nearest = tree.query(array, k=k + 1)
-        squared = _squared_distances(array[:, None, :], array[nearest])
+        squared = squared_distances(array[:, None, :], array[nearest])
         return cls(array, k, squared.max(axis=1))
 
     @property
@@ -150,7 +155,7 @@ class KNNManifold:
             reach = float(radii[members].max()) * (1 + 1e-9)  # margin for the tree's own rounding
             found = cKDTree(self.points[members]).sparse_distance_matrix(query_tree, reach, output_type="ndarray")
             balls, hits = members[found["i"]], found["j"]
-            inside = _squared_distances(queries[hits], self.points[balls]) <= self.squared_radii[balls]
+            inside = squared_distances(queries[hits], self.points[balls]) <= self.squared_radii[balls]
             query_parts.append(hits[inside])
             ball_parts.append(balls[inside])
         if not query_parts:
@@ -214,7 +219,23 @@ class ManifoldComparison:
 
 
 def compare_manifolds(real, fake, k: int = 3) -> ManifoldComparison:
-    """Both k-NN manifolds and every point's membership: what the four metrics count."""
+    """Both k-NN manifolds and every point's membership: what the four metrics count (and the figures draw).
+
+    Args:
+        real: the real set, shape (n, 2).
+        fake: the generated set, shape (m, 2).
+        k: each ball reaches to its centre's k-th nearest neighbour in its own set; 1 ≤ k < n and k < m.
+
+    Returns:
+        The `ManifoldComparison`, whose properties are the four metrics.
+
+    Raises:
+        ConfigError: a set is not a finite (n, 2) array, or k is not a whole number in range.
+
+    References:
+        Kynkäänniemi et al., 2019, "Improved Precision and Recall Metric for Assessing Generative Models";
+        Naeem et al., 2020, "Reliable Fidelity and Diversity Metrics for Generative Models".
+    """
     real_manifold = KNNManifold.of(real, k, "real")
     fake_manifold = KNNManifold.of(fake, k, "fake")
     fake_index, real_ball = real_manifold.ball_pairs(fake_manifold.points)
@@ -228,17 +249,55 @@ def compare_manifolds(real, fake, k: int = 3) -> ManifoldComparison:
 
 
 def precision_recall(real, fake, k: int = 3) -> dict[str, float]:
-    """k-NN precision and recall (Kynkäänniemi et al., 2019), density and coverage (Naeem et al., 2020).
+    """k-NN precision and recall, density and coverage of a generated set against a real one.
 
-    `real`, `fake`: arrays or tensors of shape (n, 2). Returns a dict of floats
-    `precision`, `recall`, `density`, `coverage`. A point is inside a ball
-    when its distance to the centre is ≤ the radius.
+    A point is inside a ball when its distance to the centre is ≤ the radius,
+    the distance to the centre's k-th nearest neighbour in its own set.
+
+    Args:
+        real: the real set, an array, tensor or nested list of shape (n, 2).
+        fake: the generated set, shape (m, 2).
+        k: the neighbour that sets each ball's radius; 1 ≤ k < n and k < m.
+
+    Returns:
+        A dict of floats: ``precision`` (share of generated points in the real
+        manifold), ``recall`` (share of real points in the generated manifold),
+        ``density`` (real balls holding each generated point, over k; about 1 for
+        matching sets) and ``coverage`` (share of real balls holding a generated point).
+
+    Raises:
+        ConfigError: a set is not a finite (n, 2) array, or k is out of range.
+
+    References:
+        Kynkäänniemi et al., 2019, "Improved Precision and Recall Metric for Assessing Generative Models";
+        Naeem et al., 2020, "Reliable Fidelity and Diversity Metrics for Generative Models".
+
+    Four real points on the unit square's corners, k = 3: every ball reaches
+    the opposite corner, radius √2. Of the generated points, (0.5, 0.5) lies in
+    all four balls, (2, 1) and (0, -1) exactly on two balls' boundaries (≤
+    counts them in), (3, 3) in none:
+
+    >>> real = [[0, 0], [1, 0], [0, 1], [1, 1]]
+    >>> fake = [[0.5, 0.5], [2, 1], [3, 3], [0, -1]]
+    >>> precision_recall(real, fake, k=3)
+    {'precision': 0.75, 'recall': 1.0, 'density': 0.6666666666666666, 'coverage': 1.0}
     """
     return compare_manifolds(real, fake, k).as_dict()
 
 
 def precision_recall_over_k(real, fake, ks) -> dict[str, list[float]]:
-    """The four metrics for each k in `ks`: {"k": [...], "precision": [...], ...}."""
+    """The four metrics of `precision_recall` for each k in `ks`.
+
+    Args:
+        real, fake: the two sets, shape (n, 2) and (m, 2).
+        ks: the k values, each 1 ≤ k < min(n, m).
+
+    Returns:
+        ``{"k": [...], "precision": [...], "recall": [...], "density": [...], "coverage": [...]}``.
+
+    Raises:
+        ConfigError: as `precision_recall`.
+    """
     real, fake = as_points(real, "real"), as_points(fake, "fake")
     table: dict[str, list[float]] = {"k": [], "precision": [], "recall": [], "density": [], "coverage": []}
     for k in ks:
@@ -253,7 +312,11 @@ def precision_recall_over_k(real, fake, ks) -> dict[str, list[float]]:
 
 
 def gaussian_fit(points) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (2,) and unbiased covariance (2, 2) of a point set, in float64."""
+    """Mean (2,) and unbiased covariance (2, 2) of a point set, in float64.
+
+    Raises:
+        ConfigError: not a finite (n, 2) array of at least 2 points.
+    """
     array = as_points(points)
     if len(array) < 2:
         raise ConfigError(f"points: a covariance needs at least 2 points, got {len(array)}")
@@ -283,200 +346,24 @@ def gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
 
 
 def frechet_distance(real, fake) -> float:
-    """The 2-D analogue of FID (Heusel et al., 2017): D² between Gaussian fits of two sets."""
+    """The 2-D analogue of FID: D² between Gaussian fits of two sets (the identity as the "embedding").
+
+    D² = ‖m_real - m_fake‖² + tr(Σ_real + Σ_fake - 2 (Σ_real Σ_fake)^{1/2}): only
+    the sets' means and covariances count.
+
+    Args:
+        real, fake: the two sets, shape (n, 2) and (m, 2), at least 2 points each.
+
+    Returns:
+        D² ≥ 0, in squared units of the data.
+
+    Raises:
+        ConfigError: a set is not a finite (n, 2) array of at least 2 points.
+
+    References:
+        Heusel et al., 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium".
+
+    >>> frechet_distance([[0, 0], [2, 0], [0, 2], [2, 2]], [[1, 0], [3, 0], [1, 2], [3, 2]])  # a shift by 1
+    1.0
+    """
     return gaussian_frechet_distance(*gaussian_fit(as_points(real, "real")), *gaussian_fit(as_points(fake, "fake")))
-
-
-# ---------------------------------------------------------------- discrete modes
-
-
-@dataclass(frozen=True)
-class GaussianModes:
-    """A dataset's discrete modes: K isotropic Gaussians N(c_y, σ²I) with weights w_y.
-
-    The exact posterior p(y|x) ∝ w_y N(x; c_y, σ²I) plays the classifier of
-    the Inception Score (Salimans et al., 2016).
-    """
-
-    centres: np.ndarray  # (K, 2)
-    std: float
-    weights: np.ndarray  # (K,), sums to 1
-
-    @property
-    def count(self) -> int:
-        return len(self.centres)
-
-    def log_posterior(self, points) -> np.ndarray:
-        """log p(y|x), shape (n, K)."""
-        array = as_points(points)
-        logits = -_squared_distances(array[:, None, :], self.centres[None, :, :]) / (2 * self.std**2) + np.log(self.weights)
-        return logits - logsumexp(logits, axis=1, keepdims=True)
-
-    def nearest(self, points) -> tuple[np.ndarray, np.ndarray]:
-        """Index of the nearest centre and the distance to it, per point."""
-        array = as_points(points)
-        squared = _squared_distances(array[:, None, :], self.centres[None, :, :])
-        index = squared.argmin(axis=1)
-        return index, np.sqrt(squared[np.arange(len(array)), index])
-
-    def sample(self, n: int, seed: int = 0, modes=None, std_scale: float = 1.0) -> np.ndarray:
-        """n points from the mixture restricted to `modes` (indices; all when None), std × `std_scale`.
-
-        For hand-made generated sets (mode collapse, blur); real data comes from `datasets.sample`.
-        """
-        chosen = np.arange(self.count) if modes is None else np.asarray(modes, dtype=np.int64)
-        generator = np.random.default_rng(seed)
-        weights = self.weights[chosen] / self.weights[chosen].sum()
-        which = chosen[generator.choice(len(chosen), size=n, p=weights)]
-        return self.centres[which] + generator.standard_normal((n, 2)) * self.std * std_scale
-
-
-MODES: dict[str, GaussianModes] = {
-    "8gaussians": GaussianModes(datasets.EIGHT_GAUSSIANS_CENTRES.numpy().copy(), float(datasets.EIGHT_GAUSSIANS_STD), np.full(8, 1 / 8)),
-}
-
-
-def modes_of(dataset) -> GaussianModes | None:
-    """The known modes of a dataset (a name or `datasets.Dataset`), or None where it has none."""
-    name = dataset if isinstance(dataset, str) else getattr(dataset, "name", None)
-    return MODES.get(name)
-
-
-def mode_posterior(points, dataset: str = "8gaussians") -> np.ndarray:
-    """p(y|x) (n, K) under a dataset's known mixture; ConfigError where it has no discrete modes."""
-    modes = modes_of(dataset)
-    if modes is None:
-        raise ConfigError(f"dataset: {dataset!r} has no known discrete modes; known: {', '.join(MODES)}")
-    return np.exp(modes.log_posterior(points))
-
-
-def inception_score(points, modes: GaussianModes) -> float:
-    """IS analogue exp(E_x KL(p(y|x) ‖ p(y))), p(y) = E_x p(y|x) (Salimans et al., 2016).
-
-    1 when every sample has the same posterior (e.g. all in one mode); at
-    most K, reached when samples are confidently spread evenly over K modes.
-    """
-    log_conditional = modes.log_posterior(points)
-    log_marginal = logsumexp(log_conditional, axis=0) - math.log(len(log_conditional))
-    kl = (np.exp(log_conditional) * (log_conditional - log_marginal[None, :])).sum(axis=1)
-    return float(math.exp(kl.mean()))
-
-
-@dataclass(frozen=True)
-class ModeCoverage:
-    """Where the samples fall among the modes.
-
-    A sample belongs to the nearest mode when it lies within
-    MODE_RADIUS_IN_STD (3) standard deviations of its centre (else to none);
-    a mode is covered when it holds at least MODE_SHARE_FLOOR / K of all
-    samples (a quarter of its fair share).
-    """
-
-    counts: np.ndarray  # samples per mode (K,)
-    total: int
-    covered: np.ndarray  # (K,) bool
-
-    @property
-    def coverage(self) -> float:
-        """Share of modes covered."""
-        return float(self.covered.mean())
-
-    @property
-    def in_mode_share(self) -> float:
-        """Share of samples within 3σ of some mode ("high-quality" samples)."""
-        return float(self.counts.sum() / self.total)
-
-
-def mode_coverage(points, modes: GaussianModes) -> ModeCoverage:
-    """Samples per mode (within 3σ) and which modes hold at least a quarter of their fair share."""
-    index, distance = modes.nearest(points)
-    near = distance <= MODE_RADIUS_IN_STD * modes.std
-    counts = np.bincount(index[near], minlength=modes.count)
-    covered = counts >= MODE_SHARE_FLOOR * len(index) / modes.count
-    return ModeCoverage(counts, len(index), covered)
-
-
-def mode_metrics(dataset, points) -> dict[str, float | None]:
-    """`inception_score`, `mode_coverage`, `in_mode_share` of samples; None values where the dataset has no modes."""
-    modes = modes_of(dataset)
-    if modes is None:
-        return {"inception_score": None, "mode_coverage": None, "in_mode_share": None}
-    coverage = mode_coverage(points, modes)
-    return {
-        "inception_score": inception_score(points, modes),
-        "mode_coverage": coverage.coverage,
-        "in_mode_share": coverage.in_mode_share,
-    }
-
-
-# ---------------------------------------------------------------- likelihood
-
-
-def likelihood_gap(nll: float, dataset) -> dict[str, float | None]:
-    """Test NLL next to the data entropy H: NLL - H = KL(data ‖ model) ≥ 0 where H is known."""
-    entropy = datasets.entropy(dataset)
-    return {"nll": nll, "entropy": entropy, "kl_gap": None if entropy is None else nll - entropy}
-
-
-def sample_metrics(real, fake, dataset=None, k: int = 3) -> dict[str, float | int | None]:
-    """Every sample-based figure at once: the four k-NN metrics, the Fréchet distance, and the mode metrics.
-
-    `dataset` (a name or `datasets.Dataset`) decides whether the IS analogue
-    and mode coverage are defined; they are None otherwise.
-    """
-    values: dict[str, float | int | None] = {"k": int(k), **precision_recall(real, fake, k)}
-    values["frechet"] = frechet_distance(real, fake)
-    values.update(mode_metrics(dataset, fake))
-    return values
-
-
-def truncated_samples(
-    field: Field, n: int, seed: int = 0, taus=(1.0,), solver: SolverConfig = SolverConfig()
-) -> tuple[np.ndarray, SolveStats]:
-    """Positions x = z(1) of base points z(0) = τ ε, ε ~ N(0, I), for each τ: array (len(taus), n, 2).
-
-    Sampling from a shrunk base N(0, τ²I) trades recall for precision (the
-    truncation trick of BigGAN, Brock et al., 2019). The same ε (drawn as
-    `CNF.sample(n, seed)` draws them) serves every τ, and all τ are pushed
-    through the flow in one batched solve. Only positions are returned: the
-    flow's log-density assumes the standard base, so it would not be the
-    density of these samples.
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n: expected a whole number ≥ 1, got {n!r}")
-    taus = [float(tau) for tau in taus]
-    if not taus:
-        raise ConfigError("taus: give at least one base scale τ")
-    for tau in taus:
-        if not (0 < tau <= MAX_TAU):
-            raise ConfigError(f"taus: each τ must be in (0, {MAX_TAU:g}], got {tau!r}")
-    if n * len(taus) > MAX_TRUNCATION_POINTS:
-        raise ConfigError(f"n: {n:,} points × {len(taus)} values of τ exceed the limit of {MAX_TRUNCATION_POINTS:,} points per solve")
-    noise = torch.randn(int(n), 2, generator=torch.Generator().manual_seed(int(seed)))
-    base = torch.cat([tau * noise for tau in taus])
-    with torch.no_grad():
-        paths, stats = trajectories(field, base, torch.tensor([0.0, 1.0]), solver)
-    points = paths[-1].detach().cpu().double().numpy().reshape(len(taus), int(n), 2)
-    return points, stats
-
-
-def metrics_over_training(
-    model, real, n: int | None = None, k: int = 3, seed: int = 0, solver: SolverConfig = SolverConfig()
-) -> list[dict[str, float]]:
-    """Precision, recall, density and coverage of each weight snapshot a trained model keeps.
-
-    One row per snapshot, by iteration: the snapshot's samples (the same base
-    noise for every snapshot, `n` points, default as many as `real`) against
-    `real`. Empty when the model keeps no snapshots.
-    """
-    real = as_points(real, "real")
-    n = len(real) if n is None else n
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_TRUNCATION_POINTS:
-        raise ConfigError(f"n: expected a whole number in 1..{MAX_TRUNCATION_POINTS:,}, got {n!r}")
-    field = copy.deepcopy(model.field)
-    rows = []
-    for iteration in sorted(model.snapshots):
-        field.load_state_dict(model.snapshots[iteration])
-        points, stats = truncated_samples(field, int(n), seed, (1.0,), solver)
-        rows.append({"iteration": iteration, "nfe": stats.nfe_forward, **precision_recall(real, points[0], k)})
-    return rows

@@ -13,8 +13,7 @@ method. This module adds what a teaching lab needs around it:
   `SolveError` with a status, and optionally records accepted/rejected steps;
 - `attempt`: a solve that reports its failure as a `SolveOutcome` instead of
   raising, for pages that show "diverged: …" in a table;
-- what every comparison of solvers needs: `number` (the one validation of a
-  numeric setting), `in_float64`, `fixed_grid_times`, `convergence_order`.
+- what every comparison of solvers needs: `in_float64`, `fixed_grid_times`.
 """
 
 from __future__ import annotations
@@ -23,21 +22,20 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable
 
-import numpy as np
 import torch
 import torchdiffeq
 from torch import nn
 
 from .errors import ConfigError, SolveError
+from .settings import Setting, declared, number, validate
 
 __all__ = [
     "SolverSpec",
     "SOLVERS",
     "FIXED_GRID",
     "ADAPTIVE",
-    "number",
     "SolverConfig",
     "landing",
     "SolveStats",
@@ -49,7 +47,6 @@ __all__ = [
     "attempt",
     "in_float64",
     "fixed_grid_times",
-    "convergence_order",
 ]
 
 
@@ -84,60 +81,38 @@ SOLVERS: dict[str, SolverSpec] = {
 FIXED_GRID = tuple(name for name, spec in SOLVERS.items() if not spec.adaptive)
 ADAPTIVE = tuple(name for name, spec in SOLVERS.items() if spec.adaptive)
 DEFAULT_STEP_SIZE = 0.05
-MIN_STEP_SIZE = 1e-6
+MIN_STEP_SIZE = 1e-6  # a million steps: the solver allocates its whole time grid first (1e-9 asked for 8 GB)
+MAX_STEPS = 10_000  # what a person picks as a number of steps (the NFE and time caps bound the work)
 DEFAULT_TOLERANCE = 1e-5
+TOLERANCE_RANGE = (1e-8, 0.5)  # what a tolerance box offers a person
+MAX_NFE = 10_000_000
+MAX_SOLVE_SECONDS = 3600.0
 BLOWUP = 1e8  # |state| beyond this is a numerical blow-up here: the lab's data live in [-4, 4]²
-
-
-def number(name: str, value, *, integer: bool = False) -> float:
-    """A finite number from `value` (an int with `integer`), or a ConfigError naming the setting.
-
-    The one check of every numeric setting in cnf_core: NaN, infinities,
-    booleans, None and text that is not a number are refused here.
-    """
-    if isinstance(value, bool) or value is None:
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ConfigError(f"{name}: must be a finite number, got {value!r}")
-    if integer:
-        if number != int(number):
-            raise ConfigError(f"{name}: must be a whole number, got {value!r}")
-        return int(number)
-    return number
 
 
 @dataclass(frozen=True)
 class SolverConfig:
     """How to integrate an ODE. Validated on construction (`ConfigError` names the field).
 
-    - method: a key of `SOLVERS`.
-    - rtol, atol: tolerances of adaptive methods, in (0, 1) (default 1e-5);
-      refused for fixed-grid methods, which have none.
-    - step_size: step of fixed-grid methods in (0, 1] of the time span
-      (default 0.05); refused for adaptive methods, which choose their own.
-    - max_nfe: cap on field evaluations per solve (forward or backward).
-    - max_seconds: cap on wall time per solve (None: no cap).
-    - adjoint: gradients by the adjoint method instead of backprop through the solver.
-    - land_at: adaptive steps end exactly at this time (torchdiffeq's `step_t`)
-      instead of stepping past it and interpolating; see `landing`.
+    Each setting is declared once here (`cnf_core.settings`): the app's
+    widgets, the address bar and the command line read these declarations.
+    Tolerances apply to adaptive methods only and a step size to fixed-grid
+    ones only: a setting that does not apply to the method is refused.
+    `land_at` makes adaptive steps end exactly at that time (torchdiffeq's
+    `step_t`) instead of stepping past it and interpolating; see `landing`.
     """
 
-    method: str = "dopri5"
-    rtol: float | None = None
-    atol: float | None = None
-    step_size: float | None = None
-    max_nfe: int = 100_000
-    max_seconds: float | None = 120.0
-    adjoint: bool = False
+    method: Annotated[str, Setting("Method", "ODE solver (a torchdiffeq method): fixed-grid methods take a number of steps, adaptive ones tolerances", choices=tuple(SOLVERS), flag="--solver")] = "dopri5"
+    rtol: Annotated[float | None, Setting("rtol", "relative tolerance (adaptive solvers)", low=0.0, high=1.0, low_open=True, high_open=True, format="%.0e", ui=TOLERANCE_RANGE)] = None
+    atol: Annotated[float | None, Setting("atol", "absolute tolerance (adaptive solvers)", low=0.0, high=1.0, low_open=True, high_open=True, format="%.0e", ui=TOLERANCE_RANGE)] = None
+    step_size: Annotated[float | None, Setting("Step size", "step as a fraction of the time span [0, 1] (fixed-grid solvers)", low=MIN_STEP_SIZE, high=1.0)] = None
+    max_nfe: Annotated[int, Setting("NFE cap per solve", "cap on function evaluations per solve (forward or backward)", low=1, high=MAX_NFE, step=500, ui=(10, 100_000))] = 100_000
+    max_seconds: Annotated[float | None, Setting("Time cap per solve", "cap on the wall time of one solve", low=0.0, low_open=True, high=MAX_SOLVE_SECONDS, unit="s", step=0.5, flag="", ui=(0.5, 120.0))] = 120.0
+    adjoint: Annotated[bool, Setting("Adjoint gradients", "Backpropagate by solving the adjoint ODE backwards (constant memory) instead of through the solver's steps.")] = False
     land_at: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.method, str) or self.method not in SOLVERS:
-            raise ConfigError(f"method: unknown solver {self.method!r}; choose one of {', '.join(SOLVERS)}")
+        validate(self)
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         if self.adaptive:
             if self.step_size is not None:
@@ -146,11 +121,8 @@ class SolverConfig:
                     "set rtol/atol instead, or pick a fixed-grid method"
                 )
             for name in ("rtol", "atol"):
-                value = getattr(self, name)
-                value = DEFAULT_TOLERANCE if value is None else number(name, value)
-                if not 0 < value < 1:
-                    raise ConfigError(f"{name}: must be between 0 and 1 (exclusive), got {value!r}")
-                set_(name, value)
+                if getattr(self, name) is None:
+                    set_(name, DEFAULT_TOLERANCE)
         else:
             for name in ("rtol", "atol"):
                 if getattr(self, name) is not None:
@@ -158,23 +130,8 @@ class SolverConfig:
                         f"{name}: {self.method} is a fixed-grid method and has no tolerance; "
                         "set step_size instead, or pick an adaptive method"
                     )
-            step = DEFAULT_STEP_SIZE if self.step_size is None else number("step_size", self.step_size)
-            if not 0 < step <= 1:
-                raise ConfigError(f"step_size: must be in (0, 1] (a fraction of the time span), got {step!r}")
-            if step < MIN_STEP_SIZE:  # the solver allocates its whole time grid first: 1e-9 asked for 8 GB
-                raise ConfigError(f"step_size: at least {MIN_STEP_SIZE:g} (a million steps), got {step!r}")
-            set_("step_size", step)
-        max_nfe = number("max_nfe", self.max_nfe, integer=True)
-        if max_nfe < 1:
-            raise ConfigError(f"max_nfe: must be at least 1, got {self.max_nfe!r}")
-        set_("max_nfe", max_nfe)
-        if self.max_seconds is not None:
-            seconds = number("max_seconds", self.max_seconds)
-            if seconds <= 0:
-                raise ConfigError(f"max_seconds: must be positive, got {self.max_seconds!r}")
-            set_("max_seconds", seconds)
-        if not isinstance(self.adjoint, bool):
-            raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
+            if self.step_size is None:
+                set_("step_size", DEFAULT_STEP_SIZE)
         if self.adjoint and self.method == "scipy_solver":
             raise ConfigError("adjoint: scipy_solver gives no gradients; pick a torchdiffeq method")
         if self.land_at is not None:
@@ -187,11 +144,9 @@ class SolverConfig:
         return SOLVERS[self.method].adaptive
 
     @classmethod
-    def fixed(cls, method: str, steps: int, **kwargs) -> "SolverConfig":
+    def fixed(cls, method: str, steps: Annotated[int, Setting("Steps over [0, 1]", "equal steps over the time span (fixed-grid solvers)", low=1, high=MAX_STEPS, flag="", ui=(1, 1000))] = 20, **kwargs) -> "SolverConfig":
         """A fixed-grid config with `steps` equal steps over the time span."""
-        steps = number("steps", steps, integer=True)
-        if steps < 1:
-            raise ConfigError(f"steps: must be at least 1, got {steps!r}")
+        steps = declared(cls.fixed)["steps"].check(steps)
         return cls(method=method, step_size=1.0 / steps, **kwargs)
 
     @classmethod
@@ -444,19 +399,3 @@ def fixed_grid_times(step_size: float) -> list[float]:
     """torchdiffeq's grid for a step size on [0, 1]: k·h, with the last point moved to 1."""
     count = math.ceil(1.0 / step_size + 1)  # as torchdiffeq builds it
     return [k * step_size for k in range(count - 1)] + [1.0]
-
-
-def convergence_order(step_sizes: Sequence[float], errors: Sequence[float | None], floor: float = 0.0, finest: int = 3) -> float | None:
-    """Slope of log(error) against log(h), least squares over the `finest` smallest steps above `floor`.
-
-    The small-h end is the asymptotic range where error ≈ C h^p; errors at
-    or below `floor` (the reference's own accuracy) carry no information.
-    None with fewer than two usable points.
-    """
-    usable = sorted((h, e) for h, e in zip(step_sizes, errors) if e is not None and math.isfinite(e) and e > floor and h > 0)
-    usable = usable[:finest]
-    if len({h for h, _ in usable}) < 2:
-        return None
-    log_h = np.log([h for h, _ in usable])
-    log_e = np.log([e for _, e in usable])
-    return float(np.polyfit(log_h, log_e, 1)[0])

@@ -1,24 +1,24 @@
 """MLE vs flow matching: the same network trained by both objectives, side by side."""
 
 import streamlit as st
-import torch
 
 from cnf_core import datasets
-from cnf_core.errors import CNFLabError
-from cnf_core.figures.objectives import OBJECTIVE_NAMES, nll_over_time_figure, paths_figure, work_precision_figure
-from cnf_core.flow import trajectories
-from cnf_core.objectives import seconds_to_reach
-from cnf_core.evaluation import evaluation_solver
+from cnf_core.figures.objectives import OBJECTIVE_NAMES, nll_over_time_figure, paths_figure, race_rows, work_precision_figure
+from cnf_core.objectives import sample_paths
 from cnf_core.pool import ObjectiveRace
-from cnf_core.pool.jobs import RACE_SECONDS
-from ui import jobs, state, url, widgets
-from ui.url import Param
+from ui import jobs, settings, state
+from ui.cache import cached
 
 state.require_app()
 
-SHARED = {"objectives_dataset": Param(str, choices=datasets.names()), "objectives_seconds": Param(int, low=RACE_SECONDS[0], high=RACE_SECONDS[1])}
-publish_settings = url.shared("objectives", SHARED)
 JOB = "objectives"  # this page's slot for its job in the session
+
+
+@cached(max_entries=32, show_spinner=False)
+def paths(model):
+    """40 base samples' paths through a trained model (the model is hashed by its weights)."""
+    return sample_paths(model)
+
 
 st.title("Maximum likelihood vs flow matching")
 st.caption(
@@ -31,61 +31,40 @@ st.caption(
 )
 st.latex(r"\mathcal{L}_{\mathrm{FM}} = \mathbb{E}_{t, x_0, x_1}\,\big\|f(x_t, t) - (x_1 - x_0)\big\|^2, \qquad \text{straightness} = \frac{\mathbb{E}\|z(1)-z(0)\|^2}{\mathbb{E}\int_0^1 \|f\|^2\,dt} \le 1")
 
-left, right = st.columns(2)
-dataset = left.selectbox("Dataset", datasets.names(), key="objectives_dataset")
-seconds = right.slider("Training seconds per objective", *RACE_SECONDS, 8, key="objectives_seconds")
+# ---------------------------------------------------------------- the race's settings, and the race in the pool
 
-results = st.session_state.setdefault("objective_runs", {})  # (dataset, seconds) → RaceResult, every race this session ran
-key = (dataset, seconds)
-if st.button("Train both", type="primary", help=f"About {2 * seconds} s of training plus evaluation, in the server's training queue."):
-    try:
-        jobs.start(JOB, ObjectiveRace(dataset, seconds))
-    except CNFLabError as exc:
-        widgets.refused(exc)
+left, right = st.columns(2)
+dataset = settings.widget(ObjectiveRace, "dataset", "objectives_dataset", container=left)
+seconds = settings.widget(ObjectiveRace, "seconds", "objectives_seconds", container=right, kind="slider")
+chosen = settings.make(ObjectiveRace, dataset=dataset, seconds=seconds)
+if chosen is None:
+    st.stop()
+results = st.session_state.setdefault("objective_runs", {})  # ObjectiveRace → RaceResult, every race this session ran
+if st.button("Train both", type="primary", help=f"About {2 * chosen.seconds} s of training plus evaluation, in the server's training queue."):
+    jobs.start(JOB, chosen)
 race = jobs.latest(JOB)
 if race is not None:
     jobs.live_status(JOB)
     if not race.active:
         if race.result is not None:
-            results[(race.job.dataset, race.job.seconds)] = race.result
-        elif (race.job.dataset, race.job.seconds) == key:
+            results[race.job] = race.result
+        elif race.job == chosen:
             jobs.run_status(race)
             if race.error:
                 st.error(race.error)
-
-if key not in results:
+if chosen not in results:
     if race is None or not race.active:
         st.info("Press **Train both** to race the two objectives on this dataset.")
-    publish_settings()  # after the widgets: writing the address mid-run would drop a button click
     st.stop()
 
-runs, curves = results[key].runs, results[key].curves
-entropy = datasets.entropy(dataset)
-common = max(run.final_nll for run in runs.values())  # the NLL both runs reached
-st.plotly_chart(nll_over_time_figure(runs, entropy), key="objectives_nll")
-rows = []
-for name, run in runs.items():
-    reached = seconds_to_reach(run.checks, common)
-    rows.append(
-        {
-            "objective": OBJECTIVE_NAMES[name],
-            "iterations": run.iterations,
-            "final test NLL": round(run.final_nll, 4),
-            "NLL − entropy": None if entropy is None else round(run.final_nll - entropy, 4),
-            f"seconds to NLL {common:.3f}": reached,
-            "NFE to sample (dopri5 1e-5)": run.paths.sampling_nfe,
-            "straightness": round(run.paths.straightness, 3),
-            "kinetic energy ∫|f|²": round(run.paths.kinetic_energy, 3),
-        }
-    )
-st.dataframe(rows, hide_index=True)
+# ---------------------------------------------------------------- the two flows, judged alike
 
+runs, curves = results[chosen].runs, results[chosen].curves
+st.plotly_chart(nll_over_time_figure(runs, datasets.entropy(dataset)), key="objectives_nll")
+st.dataframe(race_rows(runs, datasets.entropy(dataset)), hide_index=True)
 columns = st.columns(3)
-z0 = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
 for column, (name, run) in zip(columns, runs.items()):
-    with torch.no_grad():
-        paths, _ = trajectories(run.model.field, z0, torch.linspace(0, 1, 41), evaluation_solver())
-    column.plotly_chart(paths_figure(paths, name), key=f"objectives_paths_{name}")
+    column.plotly_chart(paths_figure(paths(run.model), name), key=f"objectives_paths_{name}")
 columns[2].plotly_chart(work_precision_figure(curves), key="objectives_work_precision")
 st.caption(
     "Straighter paths need fewer solver steps for the same accuracy: compare the NFE column and "
@@ -95,4 +74,3 @@ for name, run in runs.items():
     entry_name = f"{dataset} ({OBJECTIVE_NAMES[name]}, {seconds} s)"
     if entry_name not in state.models():
         state.add_model(state.ModelEntry(entry_name, run.model, "trained"), make_active=False)
-publish_settings()

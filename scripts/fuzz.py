@@ -6,7 +6,10 @@ Runs the properties of `tests/doors.py` (the same ones `tests/test_fuzz_doors.py
 runs for a few seeded cases) with hypothesis: per door up to N inputs or S
 seconds, in batches of fresh seeds. Prints per door the number of inputs tried,
 how they ended, and each failure with its exception and the minimal input
-hypothesis shrank it to. Exit code 1 when any door failed.
+hypothesis shrank it to; for the resource doors (hostile declared sizes,
+counts and shapes, each input measured in a worker process) also the largest
+input, the most CPU time and peak memory any input took, against the bounds.
+Exit code 1 when any door failed.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         tried, outcomes, failures = fuzz_door(name.strip(), args.examples, args.seconds, args.seed, args.input_seconds)
         shown = ", ".join(f"{outcome}: {count}" for outcome, count in outcomes.most_common())
         print(f"{name:>10}: {tried} inputs in {time.monotonic() - started:.0f} s, {len(failures)} failure(s)  [{shown}]", flush=True)
+        measured = doors.MEASURED.get(name.strip().removesuffix("-resources"), [])
+        if name.strip().endswith("-resources") and measured:
+            size, seconds, peak = (max(column) for column in zip(*measured))
+            print(f"{'':>10}  largest input {size / 2**20:.2f} MB; most CPU {seconds:.2f} s (bound 2 s, + 6 µs a CSV line); "
+                  f"highest peak {peak:.0f} MB (bound {doors.PEAK_MB:.0f} MB over the worker's size)", flush=True)
         for failure in failures:
             print("    " + failure.replace("\n", "\n    "), flush=True)
         failed = failed or bool(failures)

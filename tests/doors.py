@@ -7,8 +7,15 @@ exception. `tests/test_fuzz_doors.py` runs each door for a few seeded,
 bounded examples; `scripts/fuzz.py` runs the same properties far longer.
 
 Doors: checkpoint bytes (`load_model`), CSV and image uploads
-(`datasets.from_csv`, `datasets.from_image`), address-bar values (every page's
-`ui.url.Param`), and the command line (`cnf_core.cli.main`).
+(`datasets.from_csv`, `datasets.from_image`), address-bar values (for the key
+of every widget a page draws, the page opened under AppTest), and the command
+line (`cnf_core.cli.main`).
+
+The resource doors (`hostile_checkpoint`, `hostile_csv`, `hostile_image`) send
+small files whose declared sizes, counts and shapes are hostile, each measured
+in a worker process (`bounded.py`): the property there is that the input ends
+in a result or the project's error within a CPU-time and peak-memory bound
+(`BOUNDS`).
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ import io
 import json
 import math
 import pickletools
-import runpy
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +43,9 @@ from cnf_core.errors import CheckpointError, CNFLabError
 from cnf_core.field import ConcatSquashField, FieldConfig
 from cnf_core.flow import CNF
 from cnf_core.solvers import SOLVERS, SolverConfig
+
+import hostile_files
+from bounded import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +62,7 @@ CHECKPOINT_DIAGNOSES = (
     "contain NaN or infinity",
     "the checkpoint file is empty",
     "cannot read",
+    "weight snapshots; CNF Lab keeps at most",
 )
 
 
@@ -247,65 +258,162 @@ def _check_dataset(reader, data: bytes, as_file: bool) -> str:
 
 
 # ---------------------------------------------------------------- address bar
+# Implementation-free: whatever a page draws, the keys of its widgets are what an address can name.
+# Each page is opened under Streamlit's AppTest at its defaults, the keys of its keyed widgets are
+# collected, and hostile text is sent for them as address parameters: the page must run without an
+# exception (a bound widget takes a valid value and ignores an invalid one).
+
+PAGE_FILES = tuple(sorted(f"pages/{path.name}" for path in (ROOT / "pages").glob("*.py")))
+HOSTILE_ADDRESS_TEXT = ("nan", "NaN", "inf", "-inf", "1e309", "-1", "-0", "0", "1e52", "0x1f", "true", "", "abc", "٣", "9" * 5000, "x" * 10_000)
 
 
-class _Declared(Exception):
-    """Raised by the stand-in `url.shared` to stop a page once it has declared its settings."""
+def _app_tools():
+    sys.path.insert(0, str(ROOT / "tests" / "pages"))
+    import app_tools
+    import conftest  # noqa: F401 - outside pytest too (scripts/fuzz.py), AppTest runs in navigation mode as the suite's
+
+    return app_tools
+
+
+def widget_keys(at) -> list[str]:
+    """The keys of every keyed widget drawn in an AppTest run (sidebar, main area, fragments)."""
+    from streamlit.testing.v1.element_tree import Widget
+
+    keys, pending = [], [at._tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Widget) and node.key:
+            keys.append(node.key)
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            pending.extend(children.values())
+    return sorted(set(keys))
 
 
 @functools.lru_cache(maxsize=None)
-def declared_params() -> dict[str, dict]:
-    """Every page's shared settings (`url.Param`s), read by running each page file up to its `url.shared` call."""
-    from ui import state, url
-
-    found: dict[str, dict] = {}
-
-    def record(page, params):
-        found[page] = params
-        raise _Declared
-
-    saved = url.shared, state.require_app
-    url.shared, state.require_app = record, lambda: None
-    try:
-        for page in sorted((ROOT / "pages").glob("*.py")):
-            if "url.shared(" not in page.read_text():
-                continue
-            with contextlib.suppress(_Declared):
-                with contextlib.redirect_stderr(io.StringIO()):
-                    runpy.run_path(str(page), run_name="__page__")
-    finally:
-        url.shared, state.require_app = saved
+def page_widget_keys() -> dict[str, tuple[str, ...]]:
+    """Every page's widget keys (by page file), read by opening it at its defaults; a page that fails to open has none."""
+    open_app = _app_tools().open_app
+    found = {}
+    for page in PAGE_FILES:
+        at = open_app(page)
+        found[page] = () if at.exception else tuple(key for key in widget_keys(at) if key != "active_model_choice")
     return found
 
 
 def url_inputs():
-    """(page, key, text): any text for any page's shared setting, with number-like text weighted in."""
-    params = declared_params()
-    keys = [(page, key) for page, declared in sorted(params.items()) for key in declared]
-    numberish = st.sampled_from(["nan", "NaN", "inf", "-inf", "1e309", "-0", "0", "1", "-1", "1.5", "1e-300", "1_0", " 2 ", "0x1f", "true", "False", "", "٣", "9" * 5000])
-    return st.tuples(st.sampled_from(keys), st.text(max_size=40) | numberish | st.floats().map(str) | st.integers().map(str))
+    """(page, {key: text}): a page and hostile or random text for some of its widgets' keys (and the active model)."""
+    pages = sorted(page for page, keys in page_widget_keys().items() if keys)
+    text = st.sampled_from(HOSTILE_ADDRESS_TEXT) | st.text(max_size=40) | st.floats().map(str) | st.integers().map(str)
+
+    @st.composite
+    def address(draw):
+        page = draw(st.sampled_from(pages))
+        keys = draw(st.lists(st.sampled_from(list(page_widget_keys()[page]) + ["model"]), min_size=1, max_size=8, unique=True))
+        return page, {key: draw(text) for key in keys}
+
+    return address()
 
 
-def check_url(page_key: tuple[str, str], text: str) -> str:
-    """A shared setting's parse is None (ignored) or a value its Param allows."""
-    page, key = page_key
-    param = declared_params()[page][key]
-    value = param.parse(text)
-    if value is None:
-        return "ignored"
-    if param.cast is bool:
-        assert isinstance(value, bool)
-    else:
-        assert type(value) is param.cast, (key, text, value)
-    if isinstance(value, float):
-        assert math.isfinite(value), (key, text, value)
-    if param.choices is not None:
-        assert value in param.choices, (key, text, value)
-    if param.low is not None:
-        assert value >= param.low, (key, text, value)
-    if param.high is not None:
-        assert value <= param.high, (key, text, value)
-    return "taken"
+def check_url(page: str, params: dict[str, str]) -> str:
+    """The page opened from an address with `params` runs without an exception; returns "shown"."""
+    at = _app_tools().open_app(page, params)
+    assert not at.exception, (page, {k: v[:40] for k, v in params.items()}, [e.value for e in at.exception])
+    return "shown"
+
+
+# ---------------------------------------------------------------- resources: hostile declared sizes, counts and shapes
+# Small files that declare a huge network, tens of thousands of snapshots, tensors of absurd shapes,
+# images of 16 M pixels or CSVs of a million rows or of no spread. Each runs through the door's
+# property (`check_checkpoint`, `check_csv`, `check_image`) in a worker process that measures it.
+
+HOSTILE_DIMS = [0, 1, 2, 3, 1024, 1025, 10**6, 2**31, 2**63, -1, 2.5, 1e300]
+HOSTILE_WIDTHS = [0, 1, 2, 256, 257, 1024, 10**6, 2**40, -3]
+HOSTILE_SHAPES = [(), (0,), (10**6, 10**6), (2**31, 1), (10**4, 10**4, 10**4), (2, 2)]
+CHECK_OF = {"checkpoint": "doors:check_checkpoint", "csv": "doors:check_csv", "image": "doors:check_image"}
+PEAK_MB = 300.0  # the most memory one input may take over the worker's resident size
+MEASURED: dict[str, list] = {}  # door -> [(bytes, CPU s, peak MB)] of every input checked in this process (scripts/fuzz.py's table)
+
+
+def cpu_bound(door: str, data: bytes) -> float:
+    """The most CPU seconds one input may take: 2 s, plus 6 µs a line for a CSV (read line by line: 1 M rows take about 3.5 s)."""
+    return 2.0 + (6e-6 * data.count(b"\n") if door == "csv" else 0.0)
+
+
+def _field(hidden) -> dict:
+    return {"hidden": list(hidden), "activation": "tanh", "dim": 2}
+
+
+@st.composite
+def hostile_checkpoints(draw) -> bytes:
+    """A checkpoint file of at most about 1 MB declaring a hostile architecture, snapshot count, tensor shape or key count."""
+    kind = draw(st.sampled_from(["architecture", "snapshots", "shapes", "keys"]))
+    if kind == "architecture":
+        hidden = draw(st.lists(st.sampled_from(HOSTILE_WIDTHS), max_size=40))
+        field = {"hidden": hidden, "activation": "tanh", "dim": draw(st.sampled_from(HOSTILE_DIMS))}
+        return hostile_files.checkpoint_file(field, hostile_files.tiny_state_dict((2, 64, 64, 2)))
+    hidden = draw(st.sampled_from([(8,), (64, 64), (128, 128, 128)]))
+    weights = hostile_files.tiny_state_dict((2, *hidden, 2))
+    if kind == "snapshots":
+        count = draw(st.sampled_from([0, 1, 13, 14, 100, 20_000, 50_000]))
+        return hostile_files.checkpoint_file(_field(hidden), weights, {25 * (k + 1): weights for k in range(count)})
+    if kind == "shapes":  # a zero-stride view declares any shape from one stored number
+        name, shape = draw(st.sampled_from(sorted(weights))), draw(st.sampled_from(HOSTILE_SHAPES))
+        changed = dict(weights, **{name: torch.zeros(()).expand(shape)})
+        if draw(st.booleans()):
+            return hostile_files.checkpoint_file(_field(hidden), changed)
+        return hostile_files.checkpoint_file(_field(hidden), weights, {25: changed})
+    extra = draw(st.sampled_from([1, 1000, 20_000]))
+    return hostile_files.checkpoint_file(_field(hidden), dict(weights, **{f"extra.{k}": weights["layers.0.linear.bias"] for k in range(extra)}))
+
+
+@st.composite
+def hostile_csvs(draw) -> bytes:
+    """A CSV of up to a million and one rows whose points span nothing, a subnormal number, or most of float64's range."""
+    kind = draw(st.sampled_from(["points", "points", "long line", "blank lines"]))
+    if kind == "long line":
+        return b"1," + b"9" * draw(st.sampled_from([10**3, 10**6, 10**7])) + b"\n"
+    if kind == "blank lines":
+        return b"1,2\n3,4\n" * 6 + b"\n" * draw(st.sampled_from([10**5, 5 * 10**6]))
+    rows = draw(st.sampled_from([10, 12, 1000, 100_000, 1_000_000, 1_000_001]))
+    spread = draw(st.sampled_from([0.0, 5e-324, 1e-320, 1e-300, 1e-15, 1.0, 1e300, 1.7e308]))
+    offset = draw(st.sampled_from([0.0, 1.0, 1e10, 1e300, -1.7e308]))
+    pattern = [f"{offset + spread * (k % 3)!r},{offset + spread * (k // 3 % 2)!r}\n".encode() for k in range(6)]
+    return b"".join(pattern) * (rows // 6) + b"".join(pattern[: rows % 6])
+
+
+@st.composite
+def hostile_images(draw) -> bytes:
+    """A small (compressed) image file of up to 16 M pixels, of an extreme shape, mode and format."""
+    width, height = draw(st.sampled_from([(4096, 4096), (4097, 4096), (2**24, 1), (1, 2**24), (65_535, 256), (513, 2), (1, 1)]))
+    mode = draw(st.sampled_from(["1", "L", "LA", "RGB", "RGBA", "I;16", "P"]))
+    form = draw(st.sampled_from(["PNG", "PNG", "JPEG", "GIF", "WEBP"]))
+    shade = draw(st.sampled_from([0, 128, 255]))
+    buffer = io.BytesIO()
+    try:
+        Image.new("L", (width, height), shade).convert(mode).save(buffer, format=form)
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):  # this format cannot hold this mode or size: PNG of L instead
+        buffer = io.BytesIO()
+        Image.new("L", (width, height), shade).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=None)
+def resource_worker() -> Worker:
+    """The worker process every resource check runs in (one per test process, closed at exit)."""
+    worker = Worker(memory_cap_mb=2048, wall_limit=60)
+    atexit.register(worker.close)
+    return worker
+
+
+def check_resources(door: str, data: bytes) -> str:
+    """The door's property holds for `data` in the worker, within `cpu_bound` CPU seconds and PEAK_MB; returns how it ended."""
+    measured = resource_worker().measure(CHECK_OF[door], data)
+    MEASURED.setdefault(door, []).append((len(data), measured.seconds, measured.peak_mb))
+    assert measured.outcome == "str", f"{door} ({len(data):,} bytes): {measured.outcome}: {measured.message}"
+    assert measured.seconds <= cpu_bound(door, data), f"{door} ({len(data):,} bytes) took {measured.seconds} s of CPU: {measured.message}"
+    assert measured.peak_mb <= PEAK_MB, f"{door} ({len(data):,} bytes) took {measured.peak_mb} MB at its peak: {measured.message}"
+    return measured.message
 
 
 # ---------------------------------------------------------------- command line
@@ -406,11 +514,14 @@ def check_cli(argv: list[str]) -> str:
     return str(code)
 
 
-# One entry per door: (strategy, check). The check takes the drawn input and whether to pass it as a file.
+# One entry per door: (strategy, check of one drawn input).
 DOORS = {
     "checkpoint": (checkpoint_inputs, check_checkpoint),
     "csv": (csv_inputs, check_csv),
     "image": (image_inputs, check_image),
     "url": (url_inputs, lambda drawn: check_url(*drawn)),
     "cli": (cli_inputs, check_cli),
+    "checkpoint-resources": (hostile_checkpoints, lambda data: check_resources("checkpoint", data)),
+    "csv-resources": (hostile_csvs, lambda data: check_resources("csv", data)),
+    "image-resources": (hostile_images, lambda data: check_resources("image", data)),
 }

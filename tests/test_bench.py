@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cnf_core import kernels
-from cnf_core.bench import _naive_frames, bench_trace
+from cnf_core.bench import bench_trace, naive_frames
 from cnf_core.density import density_frames
 from cnf_core.field import ConcatSquashField
 from cnf_core.grid import make_grid
@@ -62,7 +62,7 @@ def test_naive_and_batched_frames_agree_on_a_random_field():
     solver = SolverConfig(rtol=1e-7, atol=1e-7)
     times = [0.0, 0.4, 1.0]
     ours = density_frames(field, times, grid, solver).log_density
-    naive = _naive_frames(field, times, grid, solver)
+    naive = naive_frames(field, times, grid, solver)
     assert (ours - naive).abs().max() < 1e-4
 
 

@@ -342,3 +342,73 @@ def test_image_from_path_and_file(tmp_path) -> None:
     from_path = datasets.sample(datasets.from_image(str(path)), 500, seed=1)
     from_file = datasets.sample(datasets.from_image(io.BytesIO(path.read_bytes())), 500, seed=1)
     assert torch.equal(from_path, from_file)
+
+
+# ---------------------------------------------------------------- bounded work: large images become small densities
+
+
+def cells_of(dataset: datasets.Dataset) -> tuple[int, int]:
+    density = dataset.sampler.__self__
+    return density.width, density.height
+
+
+def test_a_large_image_is_averaged_down_to_a_bounded_density() -> None:
+    assert datasets.uploads.MAX_DENSITY_SIDE == 512
+    image = Image.new("L", (2048, 1024), 255)
+    image.paste(0, (0, 0, 512, 1024))  # the left quarter is black
+    dataset = datasets.from_image(png(image))
+    assert cells_of(dataset) == (512, 256)
+    assert "2048×1024 pixels, averaged to 512×256 cells" in dataset.description
+    x = datasets.sample(dataset, 5000, seed=0)
+    assert x[:, 0].min().item() >= -3.5 and x[:, 0].max().item() <= -1.75  # all mass in the left quarter of [-3.5, 3.5]
+    assert datasets.entropy(dataset) == pytest.approx(math.log(1.75 * 3.5), abs=1e-9)  # uniform on 1.75 × 3.5
+
+
+def test_averaging_keeps_the_mass_of_each_block_exactly() -> None:
+    # a 1024² checkerboard of black and white pixels is grey on every 2×2 block: a uniform density
+    checker = Image.new("L", (1024, 1024))
+    checker.putdata([255 * ((row + column) % 2) for row in range(1024) for column in range(1024)])
+    dataset = datasets.from_image(png(checker))
+    assert cells_of(dataset) == (512, 512)
+    log_p = datasets.log_prob(dataset, torch.tensor([[-3.4, 3.4], [0.01, 0.01], [3.4, -3.4]], dtype=torch.float64))
+    assert torch.allclose(log_p, torch.full((3,), -math.log(7.0 * 7.0), dtype=torch.float64))
+
+
+def test_transparency_is_averaged_as_white() -> None:
+    # left half opaque black, right half black but fully transparent: averaged down, the right half stays empty
+    image = Image.new("RGBA", (1024, 1024), (0, 0, 0, 0))
+    image.paste((0, 0, 0, 255), (0, 0, 512, 1024))
+    x = datasets.sample(datasets.from_image(png(image)), 5000, seed=0)
+    assert x[:, 0].max().item() <= 0.0
+
+
+def test_a_jpeg_is_decoded_small_and_a_very_long_side_is_refused() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (4096, 2048), (0, 0, 0)).save(buffer, format="JPEG")
+    assert cells_of(datasets.from_image(buffer.getvalue())) == (512, 256)
+    with pytest.raises(DataError, match="no side may be longer than 16,384"):
+        datasets.from_image(png_header_only(1, 2**24))  # 16 M pixels, within the pixel limit, but a row each
+
+
+# ---------------------------------------------------------------- numbers that cannot overflow
+
+
+@pytest.mark.parametrize(
+    "rows, keyword",
+    [
+        ([(1e-320 * (k % 3), 1e-320 * (k // 3 % 2)) for k in range(12)], "span only 2e-320"),  # issue 27: became inf/NaN
+        ([(5e-324 * (k % 2), 0.0) for k in range(12)], "too small a spread"),
+        ([(1e10 + 1e-4 * (k % 3), 1e10) for k in range(12)], "too small a spread"),  # lost in rounding next to 1e10
+    ],
+)
+def test_a_degenerate_spread_is_refused_clearly(rows, keyword) -> None:
+    with pytest.raises(DataError, match=keyword):
+        datasets.from_csv("".join(f"{x!r},{y!r}\n" for x, y in rows).encode())
+
+
+def test_values_near_the_largest_float_fit_the_view_without_overflow() -> None:
+    rows = [(1.0e308 + 0.5e308 * (k % 2), 1.7e308 - 0.5e308 * (k // 2 % 2)) for k in range(12)]
+    dataset = datasets.from_csv("".join(f"{x!r},{y!r}\n" for x, y in rows).encode())
+    points = dataset.sampler.points
+    assert points.dtype == torch.float32 and torch.isfinite(points).all()  # rows are kept as float32: 8 bytes a row
+    assert points.abs().max().item() == pytest.approx(3.5)

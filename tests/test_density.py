@@ -1,5 +1,6 @@
 """Density frames p_t: closed forms, unit mass, agreement with pushed samples, the animation (its exports: test_export.py)."""
 
+import json
 import math
 from pathlib import Path
 
@@ -10,18 +11,26 @@ import torch
 from cnf_core import load_model
 from cnf_core.density import (
     MAX_FRAMES,
+    PICKED,
+    SEEDS,
     DensityFrames,
     FramesConfig,
+    OverlaysConfig,
     density_frames,
-    parse_points,
+    frame_times,
     particle_paths,
     pushed_samples,
+    seed_points,
+    trace_times,
     velocity_frames,
 )
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError, SolveError
+from ui.points import parse_points
 from cnf_core.field import ACTIVATIONS, ConcatSquashField, FieldConfig
-from cnf_core.figures.density import density_animation_figure, display_values, frame_stats_figure
+from cnf_core.figures.density import AnimationStyle, density_animation_figure, display_values, frame_stats_figure
+from cnf_core.grid import Grid
+from cnf_core.settings import declared
 from cnf_core.flow import standard_normal_log_prob
 from cnf_core.grid import MAX_RESOLUTION, make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
@@ -191,6 +200,45 @@ def test_settings_beyond_the_caps_are_refused_naming_the_field():
         parse_points("1, a")
 
 
+def test_each_setting_is_refused_by_its_one_declaration_wherever_it_is_used():
+    # the grid's two settings are declared once (cnf_core.grid) and read by FramesConfig and Grid alike
+    assert declared(FramesConfig)["resolution"].setting is declared(Grid)["resolution"].setting
+    assert declared(FramesConfig)["half_width"].setting is declared(Grid)["half_width"].setting
+    for build in (lambda: FramesConfig(resolution=1), lambda: Grid(4.0, 201)):
+        with pytest.raises(ConfigError, match="^resolution: must be between 2 and 200, got"):
+            build()
+    for changes, message in [
+        (dict(sample_count=0), "^sample_count: must be between 1 and 100,000, got 0"),
+        (dict(seed_count=31), "^seed_count: must be between 1 and 30, got 31"),
+        (dict(arrows_per_side=5), "^arrows_per_side: must be between 6 and 30, got 5"),
+        (dict(path_mode="mine"), "^path_mode: unknown 'mine'"),
+        (dict(show_arrows="yes"), "^show_arrows: expected true or false"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            OverlaysConfig(**changes)
+    with pytest.raises(ConfigError, match="^sample_count: must be between 1 and 100,000, got 0"):  # the engine reads the same declaration
+        pushed_samples(time_dependent_linear_field, [0.0, 1.0], n=0)
+    with pytest.raises(ConfigError, match="^scale: unknown 'cubic'"):
+        AnimationStyle(scale="cubic")
+    with pytest.raises(ConfigError, match="^frame_ms: must be between 30 and 600 ms, got 10"):
+        AnimationStyle(frame_ms=10)
+    # the paths follow random seeds or the picks, and only while they are shown
+    assert OverlaysConfig().seeds and not OverlaysConfig().picks
+    assert OverlaysConfig(path_mode=PICKED).picks and not OverlaysConfig(path_mode=PICKED, show_paths=False).picks
+    assert OverlaysConfig(path_mode=SEEDS).seeds and torch.equal(seed_points(4), seed_points(4)) and seed_points(4).shape == (4, 2)
+
+
+@pytest.mark.parametrize("count", [2, 3, 25, 60])
+def test_traced_paths_are_reported_at_every_frame_time_and_evenly_between(count):
+    times = trace_times(count)
+    assert set(frame_times(count)) <= set(times)  # a traced particle is drawn exactly where it is at each frame
+    steps = np.diff(times)
+    assert np.allclose(steps, steps[0]) and times[0] == 0.0 and times[-1] == 1.0
+    assert 96 <= len(times) - 1 < 96 + count  # about 96 steps whatever the frames: smooth curves
+    with pytest.raises(ConfigError, match="^frames:"):
+        trace_times(MAX_FRAMES + 1)
+
+
 # ---------------------------------------------------------------- figure and exports
 
 
@@ -218,13 +266,16 @@ def test_animation_has_a_frame_per_time_a_slider_and_play_pause():
     assert [step["label"] for step in fig.layout.sliders[0].steps] == [f"{t:.2f}" for t in times]
     buttons = fig.layout.updatemenus[0].buttons
     assert [b.label for b in buttons] == ["▶ Play", "Pause"] and all(b.method == "animate" for b in buttons)
-    # heatmap, arrows, path lines, particles, samples — in every frame, one colour range for all
+    # heatmap, arrows, path lines, particles, samples — in every frame, one colour range for all: the figure's
+    # heatmap holds the range and no frame carries its own (plotly.js merges a frame into the trace it names)
     assert all(len(frame.data) == 5 for frame in fig.frames)
-    assert len({(frame.data[0].zmin, frame.data[0].zmax) for frame in fig.frames}) == 1
+    assert (fig.data[0].zmin, fig.data[0].zmax) == pytest.approx(display_values(frames)[1:])
+    assert all((frame.data[0].zmin, frame.data[0].zmax) == (None, None) and frame.data[0].z is not None for frame in fig.frames)
     assert np.allclose(np.asarray(fig.frames[3].data[4].x, dtype=float), samples[3, :, 0].numpy(), atol=1e-5)
     log_fig = density_animation_figure(frames, log_scale=True)
     values, low, high = display_values(frames, log_scale=True)
-    assert log_fig.frames[0].data[0].zmax == pytest.approx(high) and values.dtype == np.float32
+    assert log_fig.data[0].zmax == pytest.approx(high) and values.dtype == np.float32
+    assert all(frame.data[0].zmax is None for frame in log_fig.frames)
     assert len(frame_stats_figure(frames).data) == 2
 
 
@@ -236,6 +287,29 @@ def test_figure_payload_stays_small_at_the_benchmark_size():
     arrows = (torch.randn(225, 2), torch.randn(config.frames, 225, 2))
     size = len(density_animation_figure(frames, samples=samples, paths=paths, arrows=arrows).to_json())
     assert size < 3e6, size
+
+
+def test_the_animation_sends_its_values_as_typed_arrays_and_each_frame_only_what_changes():
+    frames = _synthetic_frames(6, 20)
+    samples, paths = torch.randn(6, 50, 2), torch.randn(6, 4, 2)
+    arrows = (torch.randn(36, 2), torch.randn(6, 36, 2))
+    spec = json.loads(density_animation_figure(frames, samples=samples, paths=paths, arrows=arrows, pickable=True).to_json())
+
+    def lists(value, path=""):
+        """Every JSON list of more than a few numbers: values sent as text instead of a typed array."""
+        if isinstance(value, dict):
+            return [found for key, item in value.items() if key != "traces" for found in lists(item, f"{path}.{key}")]  # (a frame's trace indices)
+        if isinstance(value, list):
+            numbers = len(value) > 4 and all(isinstance(v, (int, float)) for v in value)
+            return [path] * numbers + [found for i, item in enumerate(value) for found in lists(item, f"{path}[{i}]")]
+        return []
+
+    assert lists(spec["data"]) == [] and lists(spec["frames"]) == []
+    assert spec["frames"][2]["data"][0]["z"]["dtype"] == "f4"
+    heatmap = spec["frames"][2]["data"][0]
+    assert set(heatmap) == {"type", "name", "z"}  # the axes, colour scale and range travel once, in the figure's own trace
+    layer = next(trace for trace in spec["frames"][2]["data"] if trace["name"] == "pick")
+    assert set(layer) == {"type", "name", "customdata", "hovertemplate"}  # the click layer's grid travels once
 
 
 

@@ -51,7 +51,7 @@ def preview_points(page) -> list[tuple[float, float]]:
 
 
 def choose_drawing(page) -> None:
-    page.get_by_label("Dataset").locator("xpath=..").click()  # open the Dataset selectbox
+    page.get_by_role("combobox", name="Dataset").click()  # open the Dataset selectbox
     page.get_by_role("option", name="Draw your own…").click()
     wait_until_idle(page)
 

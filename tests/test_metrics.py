@@ -10,23 +10,20 @@ from cnf_core import datasets, load_model
 from cnf_core.errors import ConfigError
 from cnf_core.figures.metrics import manifold_figure, metrics_over_k_figure, metrics_over_training_figure, truncation_figure, union_of_balls_mask
 from cnf_core.flow import CNF
+from cnf_core.evaluation import likelihood_gap, sample_metrics
 from cnf_core.metrics import (
-    metrics_over_training,
-    MODES,
     KNNManifold,
     compare_manifolds,
     frechet_distance,
     gaussian_fit,
     gaussian_frechet_distance,
-    inception_score,
-    likelihood_gap,
-    mode_coverage,
-    mode_posterior,
     precision_recall,
     precision_recall_over_k,
-    sample_metrics,
-    truncated_samples,
 )
+from cnf_core.modes import MODES, inception_score, mode_coverage, mode_posterior
+from cnf_core.sample_sets import EXAMPLES, SampleSetConfig, example_sets, model_sets, truncation_sweep
+from cnf_core.sampling import MAX_MEASURED_SNAPSHOTS, MeasurementStopped, measured_snapshots, metrics_over_training, truncated_samples
+from cnf_core.settings import declared
 from cnf_core.solvers import SolverConfig
 
 EIGHT = MODES["8gaussians"]
@@ -268,3 +265,105 @@ def test_metrics_over_training_figure_draws_one_point_per_snapshot():
     assert [trace.name for trace in figure.data] == ["precision", "recall", "density", "coverage"]
     assert list(figure.data[0].x) == [25, 50, 100, 200] and list(figure.data[0].y) == [0.5, 0.6, 0.7, 0.8]
     assert figure.layout.xaxis.type == "log"
+
+
+def test_manifold_figures_send_compact_typed_arrays():
+    real, fake = datasets.sample("8gaussians", 1000, seed=0), datasets.sample("8gaussians", 1000, seed=1)
+    comparison = compare_manifolds(real, fake, 3)
+    figure = manifold_figure(comparison.real, fake, comparison.fake_in_real, title="t", manifold_name="real", points_name="generated",
+                             counted_as="precision", manifold_color="#000", points_color="#f00")
+    raster = figure.data[0]
+    assert raster.z.dtype == np.uint8 and set(np.unique(raster.z)) <= {0, 1}  # one byte per cell, 0 drawn transparent
+    assert raster.colorscale[0][1] == "rgba(0,0,0,0)"
+    text = figure.to_json()
+    assert '"dtype":"u1"' in text and '"dtype":"f4"' in text  # typed arrays, not lists of numbers
+    assert len(text) < 120_000  # the float64 raster alone was 345 kB of base64
+
+
+# ---------------------------------------------------------------- the two sets of the page and the recap
+
+
+def test_the_pages_settings_are_declared_once_with_their_bounds():
+    settings = declared(SampleSetConfig)
+    assert (settings["n"].setting.low, settings["n"].setting.high, settings["n"].setting.step, settings["n"].default) == (100, 2000, 100, 500)
+    assert (settings["k"].setting.low, settings["k"].setting.high, settings["k"].default) == (1, 20, 3)
+    assert (settings["tau"].setting.low, settings["tau"].setting.high, settings["tau"].setting.step, settings["tau"].default) == (0.1, 1.5, 0.05, 1.0)
+    assert settings["scenario"].options()[1:] == tuple(EXAMPLES)
+    for bad, name in ((dict(n=50), "n"), (dict(k=21), "k"), (dict(tau=2.0), "tau"), (dict(seed=-1), "seed"), (dict(scenario="nope"), "scenario")):
+        with pytest.raises(ConfigError, match=f"^{name}:"):
+            SampleSetConfig(**bad)
+
+
+def test_example_sets_show_what_each_metric_reacts_to():
+    collapsed = example_sets(SampleSetConfig("Example: mode collapse (3 of 8 modes)", n=300, k=5, seed=3))
+    assert collapsed.comparison.manifolds.precision > 0.85 and collapsed.comparison.manifolds.recall < 0.5
+    assert collapsed.comparison.inception_score == pytest.approx(3.0, abs=0.1) and int(collapsed.comparison.mode_coverage.covered.sum()) == 3
+    blurry = example_sets(SampleSetConfig("Example: blurry (σ × 2.5)")).comparison.manifolds
+    assert blurry.precision < blurry.recall
+    with pytest.raises(ConfigError, match="^scenario:"):
+        example_sets(SampleSetConfig())
+
+
+def test_model_sets_measure_given_samples_against_fresh_data_and_the_truncation_sweep():
+    config = SampleSetConfig(n=400, k=3, seed=2)
+    generated = EIGHT.sample(400, seed=9)
+    sets = model_sets(config, "8gaussians", generated, nfe=42)
+    real = datasets.sample("8gaussians", 400, seed=2).double().numpy()
+    np.testing.assert_array_equal(sets.real, real)
+    assert sets.comparison.as_dict() == sample_metrics(real, generated, "8gaussians", k=3) and sets.nfe == 42
+    far = generated + 100.0
+    sweep = truncation_sweep(real, [generated, far], taus=(1.0, 0.5), k=3)
+    assert sweep.taus == (1.0, 0.5) and sweep.precision[1] == 0.0 and sweep.recall[1] == 0.0
+    assert sweep.precision[0] == precision_recall(real, generated, 3)["precision"]
+    with pytest.raises(ConfigError, match="^taus:"):
+        truncation_sweep(real, [generated], taus=(1.0, 0.5))
+
+
+# ---------------------------------------------------------------- metrics along training: bounded, and stoppable
+
+
+class CountingContraction(torch.nn.Module):
+    """f(z) = -z/2, counting its evaluations in a list shared by every copy (metrics_over_training copies the field)."""
+
+    calls: list = []
+
+    def forward(self, t, z):
+        self.calls.append(1)
+        return -0.5 * z
+
+
+def test_metrics_over_training_measure_at_most_a_dozen_snapshots_spread_over_training():
+    # the issue's checkpoint: 20 000 snapshots sharing one set of tensors
+    model = CNF(field=CountingContraction(), snapshots={iteration: {} for iteration in range(1, 20_001)})
+    real = datasets.sample("normal", 200, seed=0)
+    rows = metrics_over_training(model, real, n=200, k=3, solver=SolverConfig(rtol=1e-4, atol=1e-4))
+    iterations = [row["iteration"] for row in rows]
+    assert len(rows) == MAX_MEASURED_SNAPSHOTS == 12 and iterations[0] == 1 and iterations[-1] == 20_000
+    ratios = np.diff(np.log1p(iterations))
+    assert ratios.max() < 1.5 * ratios.min()  # evenly spread on the figure's log axis
+    assert measured_snapshots([25, 50, 100, 3000]) == [25, 50, 100, 3000]  # a shipped model's few snapshots: all of them
+    with pytest.raises(ConfigError, match="^n:"):
+        metrics_over_training(model, real, n=5_001)
+
+
+def test_metrics_over_training_stop_between_snapshots_when_their_requester_is_gone():
+    model = CNF(field=CountingContraction(), snapshots={25 * 2**i: {} for i in range(8)})
+    real = datasets.sample("normal", 100, seed=0)
+    asked = []
+
+    def gone_after_two() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    CountingContraction.calls.clear()
+    with pytest.raises(MeasurementStopped):
+        metrics_over_training(model, real, should_stop=gone_after_two)
+    assert len(asked) == 3  # asked before each snapshot: two measured, the third never started
+    solved_two = len(CountingContraction.calls)
+    CountingContraction.calls.clear()
+    metrics_over_training(CNF(field=CountingContraction(), snapshots={25: {}, 50: {}}), real)
+    assert solved_two == len(CountingContraction.calls) > 0  # the work of exactly two snapshots
+    CountingContraction.calls.clear()
+    with pytest.raises(MeasurementStopped):
+        metrics_over_training(model, real, should_stop=lambda: True)
+    assert CountingContraction.calls == []  # nothing solved for a requester already gone

@@ -2,13 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from cnf_core import neural_ode as node
 from cnf_core.errors import ConfigError
-from cnf_core.solvers import convergence_order
+from cnf_core.solver_lab import convergence_order
 from cnf_core.solvers import SolverConfig
 
 A0 = torch.tensor([[-0.2, -0.9], [0.7, 0.1]], dtype=torch.float64)
@@ -227,7 +228,7 @@ def test_the_pendulum_fit_ends_as_time_cap_when_its_budget_runs_out(monkeypatch)
     import itertools
     import types
 
-    import cnf_core.training as training
+    import cnf_core.training.loop as training
 
     clock = itertools.count(0.0, 0.25)  # every iteration takes exactly 0.25 s of training time
     monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
@@ -249,6 +250,13 @@ def test_bad_settings_raise_config_errors_that_name_the_field(points):
         (lambda: node.memory_sweep(LinearTimeField(), torch.zeros(4000, 2), torch.zeros(4000, 2), steps=(4096,)), "steps:"),
         (lambda: node.gradient_check(LinearTimeField(), points, points[:3]), "targets:"),
         (lambda: node.time_reversal(LinearTimeField(), points, fixed_method="dopri5"), "fixed_method:"),
+        (lambda: node.start_grid(per_side=71), "per_side:"),
+        (lambda: node.random_field(seed=-1), "seed:"),
+        (lambda: node.FitConfig.chosen(gradients="both"), "gradients:"),
+        (lambda: node.FitConfig.chosen(solver="euler · 2 steps"), "solver:"),
+        (lambda: node.GradientConfig(tolerance=0.5), "tolerance:"),
+        (lambda: node.MemoryConfig(batch=100), "batch:"),
+        (lambda: node.ReversalConfig(euler_steps=3), "euler_steps:"),
     ]
     for make, prefix in cases:
         with pytest.raises(ConfigError) as info:
@@ -256,4 +264,79 @@ def test_bad_settings_raise_config_errors_that_name_the_field(points):
         assert str(info.value).startswith(prefix), (prefix, str(info.value))
 
 
-# ---------------------------------------------------------------- the page
+
+# ---------------------------------------------------------------- the page's settings, declared on the configs it feeds
+
+
+def test_the_page_settings_build_the_engine_configs():
+    from cnf_core.settings import declared
+
+    chosen = node.FitConfig.chosen("adjoint", "dopri5 · tol 1e-3", iterations=100)
+    assert chosen.adjoint and chosen.method == "dopri5" and chosen.tolerance == 1e-3 and chosen.iterations == 100
+    assert chosen.solver().describe() == node.FitConfig(method="dopri5", tolerance=1e-3).solver().describe()
+    plain = node.FitConfig.chosen()
+    assert plain == node.FitConfig(method="rk4", steps=16) and not plain.adjoint
+    iterations = declared(node.FitConfig)["iterations"]
+    assert iterations.widget_range() == (20, 600) and iterations.setting.step == 20 and iterations.default == 200
+    assert node.MemoryConfig(batch=64, most_steps=32).steps == (2, 4, 8, 16, 32)
+    sweep = node.pendulum_memory_sweep(node.FitConfig().initial_field(), node.MemoryConfig(batch=16, most_steps=8), device="cpu")
+    assert (sweep.points, sweep.device, [p.steps for p in sweep.series("adjoint")]) == (16, "cpu", [2, 4, 8])
+    assert sweep.growth("backprop") == pytest.approx(4.0, rel=0.05)
+    assert node.GradientConfig(1e-5).solver().rtol == node.GradientConfig(1e-5).solver().atol == 1e-5
+    grid = node.StartGrid(per_side=3, half_width=2.0).points()
+    assert grid.shape == (9, 2) and grid.abs().max() == 2.0 and torch.equal(grid, node.start_grid(2.0, 3))
+    assert node.RandomFieldConfig(seed=3, strength=2.5).describe() == "a random 2×32 concatsquash field (seed 3, ×2.5)"
+    assert node.random_field(3, 2.5).strength == 2.5
+
+
+def test_the_pages_round_trips_miss_by_about_h_for_euler_and_the_tolerance_for_dopri5():
+    field = LinearTimeField()
+    coarse, fine = node.ReversalConfig(euler_steps=16, tolerance=1e-7), node.ReversalConfig(euler_steps=64, tolerance=1e-7)
+    starts, (euler, dopri5) = node.round_trips(field, coarse)
+    assert starts.shape == (49, 2) and starts.abs().max() == 2.0  # a 7×7 grid over [-2, 2]²
+    assert euler.label == "euler · 16 steps" and dopri5.label == "dopri5 · tol 1e-07"
+    assert euler.mean_miss == pytest.approx(float((euler.back - starts).norm(dim=-1).mean()))
+    _, back, _, _ = node.round_trip(field, starts, SolverConfig.fixed("euler", 16))
+    assert torch.equal(euler.back, back)
+    _, (finer, _) = node.round_trips(field, fine)
+    assert euler.mean_miss / finer.mean_miss == pytest.approx(4.0, rel=0.15)  # 4× the steps, ¼ of the miss: first order
+    assert dopri5.mean_miss < 1e-5 < finer.mean_miss
+
+
+def test_the_hand_integrated_gradient_is_compared_with_backprop(points, targets):
+    field = LinearTimeField()
+    solver = SolverConfig("dopri5", rtol=1e-9, atol=1e-9)
+    check = node.gradient_check(field, points, targets, solver)
+    path = node.adjoint_path(field, points, targets, solver)
+    assert check.difference_from(check.gradient_backprop) == 0.0
+    assert check.difference_from(path.parameter_gradient) == pytest.approx(relative(path.parameter_gradient, check.gradient_backprop))
+    assert check.difference_from(2 * check.gradient_backprop) == pytest.approx(1.0)
+    assert node.relative_difference(torch.ones(3), torch.zeros(3)) == 0.0
+
+
+def test_a_fit_says_whether_its_nfe_varied():
+    record = dict(iteration=1, loss=1.0, nfe_forward=64, nfe_backward=0, seconds=0.1)
+    fit = node.FitResult.untrained(node.WARM_START)
+    assert fit.history == [] and not fit.nfe_varies and fit.config == node.WARM_START
+    fit.history = [record, dict(record, iteration=2)]
+    assert not fit.nfe_varies
+    fit.history.append(dict(record, iteration=3, nfe_forward=70))
+    assert fit.nfe_varies
+
+
+def test_the_figures_send_paths_as_nan_separated_float32_arrays():
+    from cnf_core.figures.neural_ode import memory_rows, polylines, reversal_figure, segments
+
+    paths = torch.arange(12, dtype=torch.float64).reshape(3, 2, 2)  # 3 times, 2 particles
+    xs, ys = polylines(paths)
+    assert xs.dtype == ys.dtype == np.float32
+    assert np.array_equal(xs, [0, 4, 8, np.nan, 2, 6, 10, np.nan], equal_nan=True)
+    assert np.array_equal(ys, [1, 5, 9, np.nan, 3, 7, 11, np.nan], equal_nan=True)
+    xs, ys = segments(torch.zeros(2, 2), torch.ones(2, 2))
+    assert np.array_equal(xs, [0, 1, np.nan, 0, 1, np.nan], equal_nan=True)
+    starts, trips = node.round_trips(LinearTimeField(), node.ReversalConfig(euler_steps=8))
+    figure = reversal_figure(starts, trips)
+    assert [trace.name for trace in figure.data if trace.name and "miss" in trace.name] == [f"{t.label} (mean miss {t.mean_miss:.1e})" for t in trips]
+    assert all(isinstance(trace.x, np.ndarray) for trace in figure.data)
+    sweep = node.MemorySweep("rk4", 4, "cpu", [node.MemoryPoint(mode, 8, size, 1, None, 32, 32 * (mode == "adjoint"), 0.1) for mode, size in (("backprop", 8000), ("adjoint", 200))])
+    assert memory_rows(sweep) == [{"steps": 8, "backprop kB": 8.0, "adjoint kB": 0.2, "NFE bp": "32 + 0", "NFE adj": "32 + 32"}]

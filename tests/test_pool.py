@@ -9,7 +9,7 @@ import torch
 
 from cnf_core.errors import ConfigError
 from cnf_core.field import FieldConfig
-from cnf_core.pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STOPPED, PoolRefusal, PoolSettings, TrainingPool, start_estimates
+from cnf_core.pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STOPPED, PoolRefusal, PoolSettings, Run, TrainingPool, start_estimates
 from cnf_core.training import TrainConfig, Trainer
 
 TINY = TrainConfig(field=FieldConfig(hidden=(16,)), iterations=20, lr_schedule="constant")
@@ -53,7 +53,7 @@ def test_runs_train_in_workers_and_come_back_as_models(pool):
     runs = [pool.submit(f"owner-{i}", TINY, "8gaussians") for i in range(3)]
     wait_for(lambda: not any(run.active for run in runs), what="three runs")
     for run in runs:
-        assert run.state == FINISHED and run.iteration == 20 and run.error is None
+        assert isinstance(run, Run) and run.state == FINISHED and run.iteration == 20 and run.error is None
         assert [r["iteration"] for r in run.history] == list(range(1, 21))
         assert run.model is not None and run.model.info["iterations"] == 20 and run.model.info["test_nll"] > 0
         assert run.snapshot is not None and run.snapshot.samples.shape == (600, 2)
@@ -74,7 +74,8 @@ def test_queue_is_first_come_first_served_with_places_and_start_estimates(one_wo
     assert one_worker.place(first) is None
     wait_second, wait_third = one_worker.expected_start(second), one_worker.expected_start(third)
     assert 0 < wait_second < wait_third  # behind the long run, then behind the second as well
-    assert wait_third - wait_second == pytest.approx(one_worker.expected_duration(second), rel=0.2)
+    pace = one_worker.status()  # the second's length: its 20 iterations at the pool's pace, plus the time around them
+    assert wait_third - wait_second == pytest.approx(TINY.iterations / pace["iterations_per_second"] + pace["overhead_seconds"], rel=0.2)
     one_worker.stop(first)
     wait_for(lambda: not third.active, what="the queue to drain")
     assert first.state == STOPPED and "stopped by the user" in first.message and first.model is not None

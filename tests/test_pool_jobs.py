@@ -11,8 +11,7 @@ from cnf_core import neural_ode as node
 from cnf_core.checkpoints import checkpoint_bytes
 from cnf_core.errors import CheckpointError, CNFLabError
 from cnf_core.flow import CNF
-from cnf_core.pool import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, JobProgress, ObjectiveRace, PendulumFit, PoolRefusal, PoolSettings, RaceResult, TrainingPool
-from cnf_core.training import TrainConfig
+from cnf_core.pool import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, JobProgress, JobRun, ObjectiveRace, PendulumFit, PoolRefusal, PoolSettings, RaceResult, TrainingPool
 from test_pool import LONG, wait_for
 
 SHORT_FIT = node.FitConfig(iterations=6)
@@ -28,9 +27,10 @@ def pool():
 
 def test_a_fit_trained_in_a_worker_is_the_fit_trained_here(pool):
     job = pool.submit_job("a", PendulumFit(SHORT_FIT))
-    assert job.label == "Neural ODE fit, 6 iterations by backprop" and job.config is None
+    # a job's handle is its own type: no training config, no model, only the job and its result
+    assert job.label == "Neural ODE fit, 6 iterations by backprop" and isinstance(job, JobRun) and not hasattr(job, "config")
     wait_for(lambda: not job.active, what="the fit")
-    assert job.state == FINISHED and job.error is None and job.model is None
+    assert job.state == FINISHED and job.error is None and not hasattr(job, "model")
     here = node.fit_pendulum(SHORT_FIT)
     fit = job.result
     assert isinstance(fit, node.FitResult) and fit.status == "finished" and fit.config == SHORT_FIT
@@ -113,8 +113,8 @@ def test_a_job_that_fails_says_why_and_the_worker_stays_up(pool):
     "make, message",
     [
         (lambda: ObjectiveRace("nowhere", 5), "nowhere"),
-        (lambda: ObjectiveRace("8gaussians", 1), "2 to 60 s"),
-        (lambda: ObjectiveRace("8gaussians", 61), "2 to 60 s"),
+        (lambda: ObjectiveRace("8gaussians", 1), "seconds: must be between 2 and 60 s, got 1"),
+        (lambda: ObjectiveRace("8gaussians", 61), "seconds: must be between 2 and 60 s, got 61"),
     ],
 )
 def test_bad_race_settings_are_refused_on_construction(make, message):

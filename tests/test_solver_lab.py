@@ -1,6 +1,8 @@
 """Solver lab: convergence orders, NFE accounting, tolerances, failures as statuses."""
 
+import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -9,10 +11,11 @@ from cnf_core import solver_lab as lab
 from cnf_core.grid import make_grid
 from cnf_core.divergence import brute_force
 from cnf_core.errors import ConfigError
-from cnf_core.figures.density import PICK_LAYER, PICK_SIDE, clicked_points
+from cnf_core.figures.picking import PICK_LAYER, PICK_SIDE, clicked_points
 from cnf_core.figures.solvers import path_figure
 from cnf_core.flow import standard_normal_log_prob
-from cnf_core.solvers import PLAUSIBLE_REACH, SolverConfig, convergence_order, landing
+from cnf_core.solver_lab import convergence_order
+from cnf_core.solvers import PLAUSIBLE_REACH, SolverConfig, landing
 
 A = torch.tensor([[-0.1, -0.8], [0.8, 0.1]], dtype=torch.float64)
 
@@ -181,7 +184,7 @@ def test_diverging_and_capped_solves_return_a_status():
 
 @pytest.mark.slow
 def test_euler_trained_flow_exploits_its_discretisation():
-    cross = lab.train_eval_matrix("8gaussians", ["euler · 1 step", "rk4 · 4 steps"], iterations=150, n_test=500, grid_resolution=40)
+    cross = lab.train_eval_matrix(lab.TrainEvalConfig("8gaussians", ("euler · 1 step", "rk4 · 4 steps"), iterations=150, n_test=500, grid_resolution=40))
     assert cross.eval_labels == ["euler · 1 step", "rk4 · 4 steps", lab.EVALUATION_REFERENCE[0]]
     assert all(status == "ok" for row in cross.status for status in row)
     euler_own, euler_true = cross.own_nll(0), cross.true_nll(0)
@@ -200,7 +203,7 @@ def test_bad_settings_are_refused_with_the_field_named(test_points):
     with pytest.raises(ConfigError, match="^step_counts: .*limit is 120"):
         lab.work_precision(LinearTimeField(), test_points, exact, step_counts=tuple(range(1, 60)))
     with pytest.raises(ConfigError, match="^train_with:"):
-        lab.train_eval_matrix("8gaussians", ["heun · 1000 steps"])
+        lab.TrainEvalConfig("8gaussians", ("heun · 1000 steps",))
 
 
 def test_paths_start_where_a_person_picked(test_points):
@@ -222,3 +225,100 @@ def test_a_pickable_path_figure_reports_the_clicked_point(test_points):
     assert PICK_LAYER not in [trace.name for trace in path_figure(None, reference).data]
     selection = {"points": [{"x": 1.25, "y": -0.5, "curve_number": 2}, {"x": "nan"}, "junk"], "box": []}
     assert clicked_points(selection) == [(1.25, -0.5)] and clicked_points(None) == []
+
+
+def test_work_precision_config_spans_the_picked_ranges_and_refuses_bad_settings():
+    config = lab.WorkPrecisionConfig.spanning(steps=(128, 4), tolerances=(1e-5, 1e-2), fixed_methods=("rk4", "euler"), max_nfe=300)
+    assert config.step_counts == (4, 8, 16, 32, 64, 128) and config.tolerances == (1e-2, 1e-3, 1e-4, 1e-5)
+    assert config.fixed_methods == ("rk4", "euler") and config.max_nfe == 300
+    assert config.span == ((4, 128), (1e-2, 1e-5)) and lab.WorkPrecisionConfig.spanning(*config.span).step_counts == config.step_counts
+    assert [(m, s) for m, _, s, _ in config.solvers()][:2] == [("rk4", 4.0), ("rk4", 8.0)]
+    assert all(solver.land_at == 1.0 for _, adaptive, _, solver in config.solvers() if adaptive)
+    for changes, message in (
+        (dict(adaptive_methods=("euler",)), "^adaptive_methods: euler is a fixed-grid method"),
+        (dict(fixed_methods=("heun",)), "^fixed_methods: unknown solver 'heun'"),
+        (dict(step_counts=(0, 4)), "^step_counts: each must be a whole number from 1 to 4,096"),
+        (dict(tolerances=(1.0,)), r"^tolerances: each must be in \(0, 1\)"),
+        (dict(max_nfe=0), "^max_nfe: must be between 1 and"),  # SolverConfig's declared cap
+    ):
+        with pytest.raises(ConfigError, match=message):
+            lab.WorkPrecisionConfig(**changes)
+
+
+def test_work_precision_notes_name_the_orders_and_the_failed_solves():
+    points = [
+        lab.WorkPrecisionPoint("euler", False, 8.0, 8, 1e-2, "ok", ""),
+        lab.WorkPrecisionPoint("euler", False, 16.0, 16, None, "diverged", "…"),
+        lab.WorkPrecisionPoint("dopri5", True, 1e-3, 50, None, "nfe-cap", "…"),
+    ]
+    result = lab.WorkPrecision(points, {"euler": 1.0123, "rk4": None}, 1e-8)
+    assert result.orders_note().endswith("**euler** 1.01 (expected 1) · **rk4** — (expected 4)")
+    assert result.failures_note() == "2 solve(s) did not finish and are left out of the diagram — euler 16 steps: diverged, dopri5 1e-03: nfe-cap."
+    assert lab.WorkPrecision(points[:1], {}, 1e-8).orders_note() is None and lab.WorkPrecision(points[:1], {}, 1e-8).failures_note() is None
+
+
+def test_train_eval_config_refuses_bad_settings_naming_them():
+    assert lab.TrainEvalConfig().train_with == ("euler · 1 step", "euler · 2 steps", "rk4 · 4 steps", "dopri5 · 1e-3")
+    assert lab.TrainEvalConfig(train_with=("rk4 · 4 steps", "rk4 · 4 steps")).train_with == ("rk4 · 4 steps",)
+    for changes, message in (
+        (dict(train_with=()), "^train_with: choose one or more of"),
+        (dict(train_with="euler · 1 step"), "^train_with: choose one or more of"),
+        (dict(iterations=0), "^iterations: must be between 1 and 2000"),
+        (dict(dataset="nope"), "^dataset: unknown 'nope'"),
+        (dict(n_test=10_000), "^n_test: must be between 1 and 5,000"),
+        (dict(hidden=(0,)), "^hidden:"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            lab.TrainEvalConfig(**changes)
+
+
+def test_the_matrix_notes_say_what_gives_a_coarse_solver_away():
+    cross = lab.TrainEvalMatrix(
+        dataset="8gaussians", train_labels=["euler · 1 step", "rk4 · 4 steps"], eval_labels=["euler · 1 step", "rk4 · 4 steps", "ref"],
+        nll=[[2.5, 3.4, 3.5], [3.0, 2.9, 2.91]], mass=[[1.8, 1.0, 0.99], [0.98, 0.99, 0.99]], status=[["ok"] * 3] * 2,
+        train_status=["finished", "failed: the loss is not finite"], train_seconds=[0.5, 2.25], entropy=2.8, iterations=10, grid_resolution=40,
+    )
+    assert cross.notes() == [
+        "**euler · 1 step**: 2.500 under its own solver, 3.500 under the reference — below the data entropy 2.800, which no normalised "
+        "density can reach; its own solver's 'density' integrates to 1.80 over the view, not 1.",
+        "**rk4 · 4 steps**: 2.900 under its own solver, 2.910 under the reference.",
+    ]
+    assert cross.training_failures() == ["Training with rk4 · 4 steps: failed: the loss is not finite"]
+    assert cross.cost_note() == "Training took 0.5, 2.2 s; ∫p is summed on a 40×40 grid over [-4, 4]²."
+
+
+def test_the_matrix_job_reports_progress_and_stops_when_asked():
+    from cnf_core.pool.jobs import JobProgress, TrainEvalJob
+
+    job = TrainEvalJob(lab.TrainEvalConfig(train_with=("euler · 1 step",), iterations=3, n_test=50, grid_resolution=8))
+    assert job.label == "Train-vs-eval matrix on 8gaussians: 1 flow × 3 iterations" and job.expected_seconds() > 0
+    reports = []
+    cross = job.receive(job.run(reports.append, lambda: False))
+    assert cross.train_labels == ["euler · 1 step"] and len(cross.nll[0]) == 2 and cross.train_status == ["finished"]
+    fractions = [r.fraction for r in reports]
+    assert all(isinstance(r, JobProgress) for r in reports) and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [r.iteration for r in reports if r.text.startswith("training")] == [1, 2, 3]
+    assert job.run(reports.append, lambda: True) is None  # stopped before anything worth keeping
+    with pytest.raises(ConfigError, match="^config: expected a TrainEvalConfig"):
+        TrainEvalJob("8gaussians")
+
+
+def test_the_spiral_declares_its_spin_and_the_lab_reference_its_grid():
+    assert lab.SpiralField(30).omega == 30.0
+    with pytest.raises(ConfigError, match="^omega: must be between 0 and 10000"):
+        lab.SpiralField(-1.0)
+    reference = lab.lab_reference(lab.SpiralField(5.0), None)
+    assert reference.grid.resolution == lab.GRID_RESOLUTION and len(reference.test_points) == lab.TEST_POINTS
+    assert reference.base_points.shape == (6, 2)  # a spiral's turns crowd the view: fewer paths
+
+
+def test_path_figures_send_typed_arrays_with_gaps_between_particles(test_points):
+    reference = lab.reference_solution(LinearTimeField(), make_grid(4.0, 10), test_points, paths=3, path_times=5)
+    result = lab.evaluate_configuration(LinearTimeField(), SolverConfig.fixed("euler", 4), reference)
+    figure = path_figure(result.path, reference)
+    lines = next(trace for trace in figure.data if trace.name == "reference")
+    assert isinstance(lines.x, np.ndarray) and lines.x.dtype == np.float32 and len(lines.x) == 3 * (5 + 1)
+    assert np.isnan(lines.x[5::6]).all() and np.allclose(lines.x[:5], reference.paths[:, 0, 0].numpy())
+    assert '"bdata"' in figure.to_json() and "null" not in json.dumps(figure.to_plotly_json()["data"][0]["x"], default=str)
+    solver = next(trace for trace in figure.data if trace.name == "solver")
+    assert np.allclose(solver.x[:5], result.path.states[:, 0, 0].numpy())  # the solver's own grid, t = 0, 0.25, …, 1

@@ -44,5 +44,13 @@ def test_solver_lab_step_shows_the_next_try(app_url, browser):
     assert shown(page, r"t = \S+ · \d+ accepted, \d+ rejected · 14 evaluations in all") == 1
     close_up = page.locator(".js-plotly-plot").filter(has_text="The last try up close")
     assert close_up.locator("text").filter(has_text=re.compile(r"^7$")).count() >= 1  # the stages are numbered 1…7
+    # the section reruns on its own (a fragment), and its settings still reach the address: Streamlit writes them there
+    assert "lab_stepper_tolerance=1e-06" in page.url
+    thumb = page.locator('[data-testid="stSlider"]').filter(has=page.locator('[data-testid="stWidgetLabel"]', has_text="From t")).locator('input[type="range"], [role="slider"]').first
+    thumb.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.location.search.includes('lab_stepper_t0=0.05')", timeout=30_000)
+    wait_until_idle(page)
+    assert shown(page, r"t = 0\.05 · 0 accepted, 0 rejected") == 1  # a new walk from t = 0.05
     assert_healthy(page, "solver-lab-step")
     page.close()

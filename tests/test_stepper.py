@@ -17,8 +17,10 @@ from cnf_core.figures.stepper import (
     REJECTED_COLOR,
     batch_figure,
     field_change_figure,
+    last_try_note,
     stepper_errors_figure,
     stepper_figure,
+    walk_summary,
 )
 from cnf_core.solver_lab import stepper
 from cnf_core.solver_lab.stepper import StepperConfig, StepperState
@@ -214,9 +216,10 @@ def test_a_walk_that_blows_up_stops_with_a_status():
         (dict(solver=SolverConfig("implicit_adams", step_size=0.1)), "method: implicit_adams is a multistep method"),
         (dict(solver=SolverConfig("scipy_solver")), "method: scipy_solver runs SciPy's own loop"),
         (dict(t0=0.5, t1=0.5), "t1: the walk must end at another time"),
-        (dict(t1=1.5), "t1: must be in [0, 1]"),
-        (dict(start=(math.nan, 0.0)), "start: must be a finite number"),
-        (dict(start=(50.0, 0.0)), "start: each coordinate must be within"),
+        (dict(t1=1.5), "t1: must be between 0 and 1"),
+        (dict(start=(math.nan, 0.0)), "x: must be a finite number"),
+        (dict(start=(50.0, 0.0)), "x: must be between -10 and 10"),
+        (dict(start=(0.0, -11.0)), "y: must be between -10 and 10"),
         (dict(start=(1.0,)), "start: expected two numbers"),
     ],
 )
@@ -225,7 +228,34 @@ def test_bad_walks_are_refused_naming_the_setting(changes, message):
         StepperConfig(**changes)
 
 
-# ---------------------------------------------------------------- figures
+def test_a_walk_from_what_a_person_sets():
+    config = StepperConfig.of(SolverConfig.fixed("rk4", 4), x=1, y=-0.5, t0=0.2, towards="base")
+    assert (config.start, config.t0, config.t1, config.direction) == ((1.0, -0.5), 0.2, 0.0, -1)
+    assert StepperConfig.of(SolverConfig("dopri5")).t1 == 1.0
+    with pytest.raises(ConfigError, match="^towards: unknown 'up'"):
+        StepperConfig.of(SolverConfig("dopri5"), towards="up")
+    with pytest.raises(ConfigError, match="^t1: the walk must end at another time"):
+        StepperConfig.of(SolverConfig("dopri5"), t0=1.0)
+    with pytest.raises(ConfigError, match="^y: must be between -10 and 10"):
+        StepperConfig.of(SolverConfig("dopri5"), y=12)
+
+
+# ---------------------------------------------------------------- figures and the lines beside them
+
+
+def test_the_walk_in_words():
+    euler = stepper.start(Rotation(), StepperConfig(SolverConfig.fixed("euler", 4), (1.0, 0.0)))
+    assert walk_summary(euler) == "t = 0 · **0** accepted, **0** rejected · 0 evaluations in all" and last_try_note(euler) is None
+    euler = stepper.step(Rotation(), euler)
+    assert last_try_note(euler) == "Step 1 of the fixed grid: h = 0.25, 1 evaluation, no error estimate: every step is taken."
+    done = stepper.run_to_end(Rotation(), euler)
+    assert walk_summary(done) == "t = 1 · **4** accepted, **0** rejected · 4 evaluations in all · reached t = 1"
+    adaptive = stepper.step(Rotation(), stepper.start(Rotation(), StepperConfig(SolverConfig("dopri5", rtol=1e-6, atol=1e-6), (1.0, 0.0))))
+    last = adaptive.tries[-1]
+    assert walk_summary(adaptive).endswith(f"{adaptive.nfe} evaluations in all (2 to choose the first step) · next h = {adaptive.h:.3g}")
+    verdict = "≤ 1: **accepted**" if last.accepted else "> 1: **rejected**"
+    assert last_try_note(adaptive).startswith(f"Try 1: h = {last.h:.3g}, 6 new evaluations, error ratio {last.error_ratio:.3g} {verdict}")
+    assert last_try_note(adaptive).endswith(f"0.9 · ratio^(−1/5))) = {last.next_h:.3g}.")
 
 
 def test_stepper_figure_numbers_the_stages_and_colours_the_verdict(field):

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from browser_tools import assert_healthy, wait_until_idle
 
-from cnf_core.figures.density import PICK_SIDE
+from cnf_core.figures.picking import PICK_SIDE
 
 pytestmark = pytest.mark.browser
 
@@ -95,4 +95,33 @@ def test_a_click_on_the_density_traces_the_particle_through_that_point_at_that_t
     panel_title = page.locator(".js-plotly-plot .gtitle", has_text="Point 1: (")  # the panel: log p_t and |f| along the path
     assert panel_title.count() == 1 and "picked at t = 0.50" in panel_title.text_content()
     assert_healthy(page, "density-click-to-trace")
+    page.close()
+
+
+def test_the_animations_own_controls_rerun_only_the_animation(app_url, browser):
+    """A colour-scale change redraws the animation without rerunning the page: the frame statistics are not sent again."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    received = []  # every websocket message from the server, as bytes
+    page.on("websocket", lambda socket: socket.on("framereceived", lambda message: received.append(message if isinstance(message, bytes) else message.encode())))
+    page.goto(app_url + SMALL)
+    wait_until_idle(page)
+    animation = "[...document.querySelectorAll('.js-plotly-plot')].find(gd => gd.layout && gd.layout.sliders)"
+    page.wait_for_function(f"() => {{ const gd = {animation}; return gd && gd._fullData && gd._fullData[0].colorbar.title.text === 'p'; }}")
+    stats_title = "Mass in the view and cost per frame".encode()
+
+    def change(action, drawn) -> bytes:
+        start = len(received)
+        action()
+        page.wait_for_function(f"() => {{ const gd = {animation}; return gd && gd._fullData && {drawn}; }}", timeout=60_000)
+        wait_until_idle(page)
+        return b"".join(received[start:])
+
+    radio = page.locator('[data-testid="stRadio"]', has_text="Colour scale")
+    sent = change(lambda: radio.get_by_text("log", exact=True).click(), "gd._fullData[0].colorbar.title.text === 'log p'")
+    assert b"log p" in sent and stats_title not in sent  # the fragment's figure, nothing of the rest of the page
+    frames = page.locator('[data-testid="stSlider"]', has_text="Frames").locator('input[type="range"]').first
+    frames.focus()
+    sent = change(lambda: page.keyboard.press("ArrowRight"), "gd.layout.sliders[0].steps.length === 6")
+    assert stats_title in sent  # new frames: the whole page reruns, statistics and all
+    assert_healthy(page, "density-fragment")
     page.close()

@@ -10,20 +10,13 @@ from cnf_core.density import (
     MAX_PICKED_POINTS,
     MAX_TRACE_TIMES,
     DensityFrames,
-    format_picked_points,
-    parse_picked_points,
-    parse_points,
     trace_points,
 )
 from cnf_core.errors import ConfigError, SolveError
+from ui.points import append_picks, count_points, format_picked_points, parse_picked_points, parse_points
 from cnf_core.field import ConcatSquashField, FieldConfig
-from cnf_core.figures.density import (
-    PICK_SIDE,
-    SLOW_MOTION,
-    density_animation_figure,
-    picked_from_selection,
-    trace_panel_figure,
-)
+from cnf_core.figures.density import SLOW_MOTION, density_animation_figure, trace_panel_figure
+from cnf_core.figures.picking import PICK_SIDE, picked_from_selection
 from cnf_core.flow import log_density, standard_normal_log_prob
 from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig, SolveStats
@@ -106,6 +99,18 @@ def test_picked_points_read_and_write_the_same_text():
             parse_picked_points(bad)
     with pytest.raises(ConfigError, match="^points: at most"):
         parse_picked_points("; ".join(["0, 0"] * (MAX_PICKED_POINTS + 1)))
+
+
+def test_picks_join_the_text_up_to_the_cap_and_say_what_did_not_fit():
+    text, added, notice = append_picks("1, 1 @ 0.25; -1, 0.5;", [(0.0, -0.2, 0.25), (2 / 3, 1.0, 1.0)])
+    assert (text, added, notice) == ("1, 1 @ 0.25; -1, 0.5; 0, -0.2 @ 0.25; 0.667, 1", 2, None)
+    assert append_picks("", [(0.5, 0.5, 0.5)]) == ("0.5, 0.5 @ 0.5", 1, None)
+    full = "; ".join(["0, 0"] * (MAX_PICKED_POINTS - 1))
+    text, added, notice = append_picks(full, [(1.0, 1.0, 1.0), (2.0, 2.0, 1.0), (3.0, 3.0, 1.0)])
+    assert added == 1 and text == full + "; 1, 1" and count_points(text) == MAX_PICKED_POINTS
+    assert notice == f"At most {MAX_PICKED_POINTS} points: 1 of the 3 picked were added. Undo or clear some first."
+    assert append_picks(text, [(4.0, 4.0, 1.0)])[:2] == (text, 0)
+    assert count_points("1, 2;\n;3, 4 @ 0.5;  ;x") == 3  # entries, well formed or not, as the parser splits them
 
 
 # ---------------------------------------------------------------- the figures

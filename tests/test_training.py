@@ -91,7 +91,7 @@ def test_cosine_schedule_over_a_time_budget_follows_the_training_seconds(monkeyp
     import itertools
     import types
 
-    import cnf_core.training as training
+    import cnf_core.training.loop as training
 
     clock = itertools.count(0.0, 0.25)  # every step takes exactly 0.25 s of training time
     monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
@@ -244,11 +244,11 @@ def test_flow_matching_reaches_the_entropy_without_solving_odes():
 def test_optimal_pairing_minimises_total_squared_distance():
     import itertools
 
-    from cnf_core.training import _optimal_pairing
+    from cnf_core.training import optimal_pairing
 
     x1 = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
     x0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(1))
-    order = _optimal_pairing(x1, x0)
+    order = optimal_pairing(x1, x0)
     cost = lambda perm: ((x1 - x0[list(perm)]) ** 2).sum().item()  # noqa: E731
     best = min(cost(p) for p in itertools.permutations(range(6)))
     assert abs(cost(order.tolist()) - best) < 1e-9

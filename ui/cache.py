@@ -19,7 +19,7 @@ from torch import nn
 
 from cnf_core.flow import CNF
 
-__all__ = ["fingerprint", "cached"]
+__all__ = ["fingerprint", "cached", "cached_figures"]
 
 
 def fingerprint(thing: Any) -> str:
@@ -84,3 +84,12 @@ def _hashed_by_content() -> dict:
 def cached(**options):
     """`st.cache_data(**options)` whose key hashes models, fields and tensors by content (see `fingerprint`)."""
     return st.cache_data(hash_funcs=_hashed_by_content(), **options)
+
+
+def cached_figures(**options):
+    """`st.cache_resource(**options)`, keyed as `cached`: for built Plotly figures, which no caller changes.
+
+    Every hit hands out the same objects, so a rerun pays neither Plotly's
+    validation of a new figure nor the copy `st.cache_data` makes of its result.
+    """
+    return st.cache_resource(hash_funcs=_hashed_by_content(), **options)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import streamlit as st
 
 from cnf_core.errors import CNFLabError
-from cnf_core.pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, JobProgress, Run
+from cnf_core.pool import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, Job, JobRun, Submission
 
 from . import state
 
 __all__ = ["run_status", "start", "latest", "live_status"]
 
 
-def run_status(run: Run) -> None:
-    """Where a run or job stands: its place in the queue, its progress, or how it ended."""
+def run_status(run: Submission) -> None:
+    """Where a run (`Run`) or a job (`JobRun`) stands: its place in the queue, its progress, or how it ended."""
     pool = state.training_pool()
     if run.state == QUEUED:
         place, length = pool.place(run) or (1, 1)
@@ -33,7 +33,7 @@ def run_status(run: Run) -> None:
         progress = run.progress
         if progress is None:
             st.progress(0.0, text="starting…")
-        elif isinstance(progress, JobProgress):
+        elif isinstance(run, JobRun):
             st.progress(min(max(progress.fraction, 0.0), 1.0), text=progress.text)
         else:
             if run.iterations:
@@ -48,7 +48,7 @@ def run_status(run: Run) -> None:
             )
     elif run.state == CANCELLED:
         st.warning(f"Stopped before it started ({run.message}).")
-    elif run.job is not None:
+    elif isinstance(run, JobRun):
         if run.state == FAILED:
             st.warning(f"{run.label}: failed.")  # the page shows `run.error`, which says why
         else:
@@ -60,7 +60,7 @@ def run_status(run: Run) -> None:
         (st.success if run.state == FINISHED else st.warning)(summary + ".")
 
 
-def start(slot: str, job) -> Run | None:
+def start(slot: str, job: Job) -> JobRun | None:
     """Queue `job` as this page's job (slot), replacing the page's previous one; a refusal is shown, not raised.
 
     A previous job of the slot still queued or training is stopped and its
@@ -78,7 +78,7 @@ def start(slot: str, job) -> Run | None:
     return run
 
 
-def latest(slot: str) -> Run | None:
+def latest(slot: str) -> JobRun | None:
     """The page's latest job, queued, running or ended (kept until the page starts another)."""
     run = st.session_state.setdefault("jobs", {}).get(slot)
     if run is not None and not run.active:

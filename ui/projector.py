@@ -41,5 +41,14 @@ def apply() -> None:
 
 
 def chart(figure, key: str, container=st) -> None:
-    """Draw a Plotly figure, enlarged for the projector when the mode is on."""
-    container.plotly_chart(for_projector(figure) if enabled() else figure, key=key)
+    """Draw a Plotly figure, enlarged for the projector when the mode is on.
+
+    The figure itself is never changed (figures are cached and shared). On the
+    projector, margins fixed for the screen's type size (`figures.layout.fixed_margins`)
+    are measured again by Plotly, as the larger labels need.
+    """
+    if enabled():
+        figure = for_projector(figure)
+        figure.update_xaxes(automargin=True)
+        figure.update_yaxes(automargin=True)
+    container.plotly_chart(figure, key=key)

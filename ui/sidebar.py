@@ -15,6 +15,8 @@ from . import state
 def render() -> None:
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}**")
+        for notice in state.take_notices():
+            st.warning(notice)
         models = state.models()
         if not models:
             st.warning("No models yet: train one on the Train page.")
@@ -31,8 +33,12 @@ def render() -> None:
                 key="active_model_choice",
                 on_change=lambda: st.session_state.update(active_model=st.session_state.active_model_choice),
                 help="Every page works on this model. Pretrained ones ship with the app; "
-                "the ones you train or upload in this browser tab are listed too.",
+                f"the ones you train or upload in this browser tab are listed too (at most {state.MAX_OWN_MODELS}: "
+                "the oldest one makes room for a new one).",
             )
+            own = sum(entry.source != "pretrained" for entry in models.values())
+            if own >= state.MAX_OWN_MODELS - 2:
+                st.caption(f"Your models: {own} of {state.MAX_OWN_MODELS}. The oldest makes room for the next; download one to keep it.")
             entry = state.active()
             if entry is not None:
                 info = entry.model.info

@@ -28,6 +28,11 @@ from cnf_core.training import TrainConfig
 ASSETS_ROOT = Path(__file__).resolve().parent.parent / "assets"  # what the app ships, made by the project's own commands
 ASSETS = ASSETS_ROOT / "models"
 DEFAULT_MODEL = "8gaussians (pretrained)"
+# What one session keeps in the server (README, "Limits"): its own models (trained, stepped, uploaded;
+# the oldest that is not active makes room for a new one, with a notice) and its ended runs (the
+# latest ones: only the latest run can be resumed; their models stay in the list).
+MAX_OWN_MODELS = 10
+MAX_ENDED_RUNS = 3
 
 
 @dataclass
@@ -125,7 +130,7 @@ def init() -> None:
     st.session_state.models = models
     st.session_state.active_model = DEFAULT_MODEL if DEFAULT_MODEL in models else next(iter(models), None)
     st.session_state.runs = []
-    st.session_state.notice = None
+    st.session_state.notices = []
 
 
 def models() -> dict[str, ModelEntry]:
@@ -138,10 +143,30 @@ def active() -> ModelEntry | None:
 
 
 def add_model(entry: ModelEntry, make_active: bool = True) -> None:
-    """Add (or replace) a model in this session, optionally making it active."""
-    st.session_state.models[entry.name] = entry
+    """Add (or replace) a model in this session, optionally making it active.
+
+    A session keeps at most MAX_OWN_MODELS models of its own: past that, the
+    oldest one that is not active is removed, and a notice (`take_notices`)
+    says which, so a student knows to download a model worth keeping.
+    """
+    models = st.session_state.models
+    models[entry.name] = entry
     if make_active:
         st.session_state.active_model = entry.name
+    own = [name for name, kept in models.items() if kept.source != "pretrained"]
+    for name in [name for name in own if name not in (entry.name, st.session_state.get("active_model"))][: max(0, len(own) - MAX_OWN_MODELS)]:
+        del models[name]
+        st.session_state.setdefault("notices", []).append(
+            f"This tab keeps at most {MAX_OWN_MODELS} models of your own: **{name}**, the oldest, was removed to make room. "
+            "Download a model (sidebar) to keep it."
+        )
+
+
+def take_notices() -> list[str]:
+    """The notices since they were last shown (a model removed to make room), emptied."""
+    notices = st.session_state.get("notices") or []
+    st.session_state.notices = []
+    return notices
 
 
 def unique_name(base: str) -> str:
@@ -155,8 +180,13 @@ def unique_name(base: str) -> str:
 
 
 def model_download(entry: ModelEntry) -> bytes:
-    """The entry's checkpoint bytes, written once: a model in the list never changes, and the sidebar asks on every rerun."""
+    """The entry's checkpoint bytes, written once: a model in the list never changes, and the sidebar asks on every rerun.
+
+    Only one model's bytes are kept at a time (the sidebar offers the active one's).
+    """
     if entry.checkpoint is None:
+        for other in st.session_state.models.values():
+            other.checkpoint = None
         entry.checkpoint = checkpoint_bytes(entry.model)
     return entry.checkpoint
 
@@ -174,7 +204,7 @@ def training_pool() -> TrainingPool:
     Its size and limits come from the environment (`PoolSettings.from_env`);
     a bad value raises `ConfigError` naming the variable.
     """
-    return TrainingPool(PoolSettings.from_env(), owner_alive=_session_alive)
+    return TrainingPool(PoolSettings.from_env(), owner_alive=session_alive)
 
 
 def runs() -> list[Run]:
@@ -194,7 +224,7 @@ def start_run(config: TrainConfig, dataset_label: str, budget: dict, resume: Run
 
 
 def collect_finished_runs() -> list[ModelEntry]:
-    """Once per ended run: add its model to the session (active unless the run failed)."""
+    """Once per ended run: add its model to the session (active unless the run failed); keeps the latest MAX_ENDED_RUNS ended runs."""
     added = []
     for run in st.session_state.runs:
         if run.active or run.collected:
@@ -207,6 +237,10 @@ def collect_finished_runs() -> list[ModelEntry]:
         entry = ModelEntry(unique_name(f"{run.label} (trained)"), run.model, "trained", training_data=data)
         add_model(entry, make_active=run.error is None)
         added.append(entry)
+    ended = [run for run in st.session_state.runs if not run.active]
+    if len(ended) > MAX_ENDED_RUNS:  # an older run's weights, optimiser state and history go; its model stays in the list
+        forgotten = {id(run) for run in ended[:-MAX_ENDED_RUNS]}
+        st.session_state.runs = [run for run in st.session_state.runs if id(run) not in forgotten]
     return added
 
 
@@ -222,7 +256,7 @@ def _current_session_id() -> str | None:
     return None if context is None else context.session_id
 
 
-def _session_alive(session_id: str | None) -> bool:
+def session_alive(session_id: str | None) -> bool:
     """False once the browser session that owns a run has disconnected (True when unknown)."""
     from streamlit.runtime import Runtime
 

@@ -10,29 +10,23 @@ import streamlit as st
 from cnf_core.errors import CNFLabError
 from cnf_core.solvers import SOLVERS, SolverConfig
 
-from . import state
+from . import settings, state
+from .settings import refused
 from .state import ModelEntry
-from .url import Param
 
 __all__ = ["SolverPicker", "tolerance_label", "refused", "active_model"]
-
-TOLERANCE_RANGE = (1e-8, 0.5)  # what a free tolerance box accepts
-STEP_RANGE = (1, 1000)  # what a free steps box accepts
 
 
 def tolerance_label(value: float) -> str:
     return f"{value:.0e}"
 
 
-def refused(exc: CNFLabError, container=st) -> None:
-    """The one message for a setting a config refused."""
-    container.error(f"Setting refused: {exc}")
-
-
 @dataclass(frozen=True)
 class SolverPicker:
     """A page's solver widgets: a method, then its tolerances (adaptive) or its number of steps (fixed grid).
 
+    Every widget is the declared setting of `SolverConfig` (its method, rtol
+    and atol) or of `SolverConfig.fixed` (its steps), bound to the address.
     Only the widgets of the chosen kind exist, so the SolverConfig gets only
     settings that apply to its method. Widget keys are `{key}_method{slot}`,
     `{key}_rtol{slot}`, `{key}_atol{slot}` (or `{key}_tolerance{slot}` for one
@@ -44,8 +38,8 @@ class SolverPicker:
     method: str = "dopri5"
     tolerance: float = 1e-3
     steps: int = 20
-    tolerances: Sequence[float] | None = None  # a slider over these; None: number boxes in TOLERANCE_RANGE
-    step_counts: Sequence[int] | None = None  # a slider over these; None: a number box in STEP_RANGE
+    tolerances: Sequence[float] | None = None  # a slider over these; None: number boxes over the declared range
+    step_counts: Sequence[int] | None = None  # a slider over these; None: a number box over the declared range
     one_tolerance: bool = False  # a single "rtol = atol" widget
     method_label: str = "Method"
     method_help: str | None = None
@@ -57,40 +51,31 @@ class SolverPicker:
         names = ("method", "tolerance", "steps") if self.one_tolerance else ("method", "rtol", "atol", "steps")
         return {name: f"{self.key}_{name}{slot}" for name in names}
 
-    def params(self, slot: str = "") -> dict[str, Param]:
-        """How a shared address carries these widgets' values (see ui/url.py)."""
-        tolerance = Param(float, choices=self.tolerances) if self.tolerances else Param(float, low=TOLERANCE_RANGE[0], high=TOLERANCE_RANGE[1])
-        steps = Param(int, choices=self.step_counts) if self.step_counts else Param(int, low=STEP_RANGE[0], high=STEP_RANGE[1])
-        kinds = {"method": Param(str, choices=list(SOLVERS)), "tolerance": tolerance, "rtol": tolerance, "atol": tolerance, "steps": steps}
-        return {key: kinds[name] for name, key in self.keys(slot).items()}
-
-    def show(self, slot: str = "", container=st, **settings) -> SolverConfig | None:
-        """The widgets, and the validated config they give (with `settings` such as caps); None after a refusal."""
-        keys, methods = self.keys(slot), list(SOLVERS)
-        chosen = container.selectbox(self.method_label, methods, index=methods.index(self.method), key=keys["method"], help=self.method_help)
+    def show(self, slot: str = "", container=st, **caps) -> SolverConfig | None:
+        """The widgets, and the validated config they give (with `caps` such as max_nfe); None after a refusal."""
+        keys = self.keys(slot)
+        chosen = settings.widget(SolverConfig, "method", keys["method"], container=container, default=self.method, label=self.method_label, help=self.method_help)
         if self.describe:
             container.caption(SOLVERS[chosen].description)
         try:
             if SOLVERS[chosen].adaptive:
                 if self.one_tolerance:
-                    rtol = atol = self._tolerance(container, "rtol = atol", keys["tolerance"])
+                    rtol = atol = self._tolerance(container, "rtol", keys["tolerance"], "rtol = atol")
                 else:
                     rtol = self._tolerance(container, "rtol", keys["rtol"])
                     atol = self._tolerance(container, "atol", keys["atol"])
-                return SolverConfig(chosen, rtol=rtol, atol=atol, **settings)
-            if self.step_counts:
-                steps = container.select_slider(self.steps_label, self.step_counts, value=self.steps, key=keys["steps"], help=self.steps_help)
-            else:
-                steps = container.number_input(self.steps_label, *STEP_RANGE, self.steps, key=keys["steps"], help=self.steps_help)
-            return SolverConfig.fixed(chosen, steps, **settings)
+                return SolverConfig(chosen, rtol=rtol, atol=atol, **caps)
+            steps = settings.widget(
+                SolverConfig.fixed, "steps", keys["steps"], container=container, options=self.step_counts,
+                default=self.steps, label=self.steps_label, help=self.steps_help,
+            )
+            return SolverConfig.fixed(chosen, steps, **caps)
         except CNFLabError as exc:
             refused(exc, container)
             return None
 
-    def _tolerance(self, container, label: str, key: str) -> float:
-        if self.tolerances:
-            return container.select_slider(label, self.tolerances, value=self.tolerance, format_func=tolerance_label, key=key)
-        return container.number_input(label, *TOLERANCE_RANGE, self.tolerance, format="%.0e", key=key)
+    def _tolerance(self, container, name: str, key: str, label: str | None = None) -> float:
+        return settings.widget(SolverConfig, name, key, container=container, options=self.tolerances, default=self.tolerance, label=label)
 
 
 def active_model(instead: str | None = None, stop: bool = True) -> ModelEntry | None:

@@ -59,7 +59,23 @@ def _resolve(dataset: str | Dataset) -> Dataset:
 
 
 def sample(dataset: str | Dataset, n: int, seed: int = 0) -> torch.Tensor:
-    """`n` points (float32, shape (n, 2)) of a dataset; the same seed gives the same tensor."""
+    """`n` points of a dataset, drawn from a private generator: the same seed gives the same tensor.
+
+    Args:
+        dataset: a built-in dataset's name (`names()`) or a `Dataset` (a drawing, an upload).
+        n: how many points, 1..MAX_SAMPLES.
+        seed: the draw's seed; the caller's random stream is never read or moved.
+
+    Returns:
+        float32 tensor of shape (n, 2), in the view [-4, 4]².
+
+    Raises:
+        DataError: an unknown name, or `n` or `seed` not a whole number in range.
+
+    >>> x = sample("8gaussians", 1000, seed=0)
+    >>> tuple(x.shape), x.dtype, bool(torch.equal(x, sample("8gaussians", 1000, seed=0)))
+    ((1000, 2), torch.float32, True)
+    """
     chosen = _resolve(dataset)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
         raise DataError(f"number of samples must be a whole number from 1 to {MAX_SAMPLES:,}, got {n!r}")
@@ -71,7 +87,26 @@ def sample(dataset: str | Dataset, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def log_prob(dataset: str | Dataset, x: torch.Tensor) -> torch.Tensor | None:
-    """Exact log-density (n,) at points x (n, 2), in x's dtype; None where there is no closed form."""
+    """The dataset's exact log-density at points x, in x's dtype; None where there is no closed form.
+
+    Args:
+        dataset: a built-in dataset's name or a `Dataset`.
+        x: float tensor of shape (n, 2).
+
+    Returns:
+        log p(x) of shape (n,), or None for data without a closed form (the spirals, an upload of points).
+
+    Raises:
+        DataError: an unknown name, or x not a float tensor of shape (n, 2).
+
+    The standard normal's log-density at the origin is -log 2π:
+
+    >>> import math
+    >>> round(log_prob("normal", torch.zeros(1, 2)).item(), 6), round(-math.log(2 * math.pi), 6)
+    (-1.837877, -1.837877)
+    >>> log_prob("2spirals", torch.zeros(1, 2)) is None
+    True
+    """
     chosen = _resolve(dataset)
     if chosen.log_prob_fn is None:
         return None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..solvers import number
+from ..settings import number
 from .dataset import VIEW, DataError, Dataset
 
 __all__ = [

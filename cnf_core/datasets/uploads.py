@@ -33,6 +33,8 @@ __all__ = [
     "MAX_CSV_ROWS",
     "MAX_CSV_LINE_BYTES",
     "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
+    "MAX_DENSITY_SIDE",
     "Source",
     "from_csv",
     "from_image",
@@ -44,20 +46,46 @@ MIN_CSV_ROWS = 10  # fewer points than this is not a distribution worth fitting
 MAX_CSV_ROWS = 1_000_000
 MAX_CSV_LINE_BYTES = 1_000  # an (x, y) row is never this long; a longer line means a wrong file
 MAX_IMAGE_PIXELS = 4096 * 4096
+# Pillow keeps a pointer and a padded allocation per image row: a 1 × 16 M pixel image took ~290 MB
+# to decode, as much as 16 M pixels of colour. No side is longer than this (a 16,384 × 1,024 panorama is fine).
+MAX_IMAGE_SIDE = 16_384
+# An image becomes a density of at most this many cells along its longer side, averaged down
+# (box filter) as soon as it is decoded: a cell is then at least 7/512 ≈ 0.014 view units wide,
+# finer than any figure shows or a small flow learns, and a density keeps ≤ 512² cells (4 MB).
+MAX_DENSITY_SIDE = 512
 
 Source = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
 
 
+# The smallest spread, relative to the values' size, that still has a shape: below it the points
+# differ only in their last few of float64's ~16 significant digits.
+MIN_RELATIVE_SPREAD = 1e-12
+
+
 def _fit_to_view(points: np.ndarray) -> np.ndarray:
-    """Centre the bounding box on 0 and scale uniformly so the longest half-extent is USER_DATA_EXTENT."""
+    """Centre the bounding box on 0 and scale uniformly so the longest half-extent is USER_DATA_EXTENT.
+
+    A spread that the scale cannot represent is refused with a `DataError`:
+    all points at one place, a spread too small for float64 (the scale
+    USER_DATA_EXTENT / spread would overflow, or the spread is a subnormal
+    number), or one lost in rounding next to the values' size.
+    """
     low, high = points.min(axis=0), points.max(axis=0)
     with np.errstate(over="ignore"):  # an overflow becomes inf, reported just below
-        half_extent = float((high - low).max()) / 2
-    if not math.isfinite(half_extent):
+        extent = float((high - low).max())  # not halved: half of the smallest subnormal spread is 0
+        centre = low / 2 + high / 2  # (low + high) / 2 would overflow for values near the largest float
+    if not math.isfinite(extent):
         raise DataError("the values are too large to handle; rescale the data (e.g. to metres instead of nanometres)")
-    if half_extent == 0:
+    if extent == 0:
         raise DataError("all points are identical; there is no shape to learn")
-    return (points - (low + high) / 2) * (USER_DATA_EXTENT / half_extent)
+    size = float(np.abs(points).max())
+    scale = 2 * USER_DATA_EXTENT / extent if extent >= np.finfo(np.float64).tiny else math.inf
+    if not math.isfinite(scale) or extent < 2 * MIN_RELATIVE_SPREAD * size:
+        raise DataError(
+            f"the points span only {extent:.3g} (values up to {size:.3g}): too small a spread to scale into the view "
+            "without overflow or rounding; rescale the data (e.g. to micrometres instead of metres)"
+        )
+    return (points - centre) * scale
 
 
 @contextmanager
@@ -193,7 +221,7 @@ def from_csv(source: Source, name: str = "csv") -> Dataset:
     exact duplicates; no closed-form log-density or entropy.
     """
     with _binary_stream(source, "CSV") as stream:
-        points = torch.from_numpy(_fit_to_view(_read_csv_points(stream))).float()
+        points = torch.from_numpy(_fit_to_view(_read_csv_points(stream)).astype(np.float32))  # 8 bytes a row kept
     description = f"Uploaded CSV: {len(points):,} points, resampled with jitter σ = {CSV_JITTER:g}."
     return Dataset(name, description, _JitteredRows(points), None, None)
 
@@ -212,19 +240,56 @@ class _JitteredRows:
 # ---------------------------------------------------------------- image uploads
 
 
+def density_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) of the density an image of this size becomes: at most MAX_DENSITY_SIDE cells a side, aspect kept."""
+    longest = max(width, height)
+    if longest <= MAX_DENSITY_SIDE:
+        return width, height
+    return max(1, round(width * MAX_DENSITY_SIDE / longest)), max(1, round(height * MAX_DENSITY_SIDE / longest))
+
+
 def _darkness(image: Image.Image) -> np.ndarray:
-    """Per-pixel mass in [0, 1]: 1 - intensity, transparent pixels counting as white."""
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        intensity = np.asarray(image, dtype=np.float64) / 65535.0  # 16-bit greyscale keeps its depth
-        return 1.0 - np.clip(intensity, 0.0, 1.0)
+    """Per-cell mass in [0, 1] at `density_size`: 1 - intensity, transparent pixels counting as white.
+
+    The image is brought to one channel first (a palette or 1-bit image
+    cannot be averaged), then averaged down with a box filter before any
+    float array is made. Darkness is linear in the intensity, so the average
+    of the cells' darkness is the darkness of the averaged intensity; with
+    transparency the darkness alpha·(1 - intensity) is averaged the same way
+    (Pillow averages colour weighted by alpha).
+    """
+    size = density_size(*image.size)
+    image.draft("L", size)  # a JPEG decodes at 1/2 to 1/8 scale when that still covers `size`; other formats ignore it
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return 1.0 - np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+        rgba = _shrink(_in_mode(image, "RGBA"), size)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+        return alpha * (1.0 - np.asarray(rgba.convert("L"), dtype=np.float64) / 255.0)
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        intensity = np.asarray(_shrink(_in_mode(image, "I"), size), dtype=np.float64) / 65535.0  # 16-bit greyscale keeps its depth
+        return 1.0 - np.clip(intensity, 0.0, 1.0)
+    return 1.0 - np.asarray(_shrink(_in_mode(image, "L"), size), dtype=np.float64) / 255.0
 
 
-def _load_darkness(source: Source) -> np.ndarray:
-    """Open an image, refuse it by its header size before decoding, and return its darkness."""
+def _in_mode(image: Image.Image, mode: str) -> Image.Image:
+    """`image` in `mode`: itself when it already is (`convert` would copy all its pixels once more)."""
+    return image if image.mode == mode else image.convert(mode)
+
+
+def _shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` averaged down to `size`: whole blocks first (`reduce`, no filter tables), then a box filter for the rest.
+
+    Pillow's resampling builds a weight table as long as the reduction factor
+    for every output pixel, hundreds of MB for a 1 × 16 M pixel image; `reduce`
+    averages k × l blocks with none. Both weight colour by alpha.
+    """
+    factor = (max(1, image.width // size[0]), max(1, image.height // size[1]))
+    if factor != (1, 1):
+        image = image.reduce(factor)
+    return image if image.size == size else image.resize(size, Image.Resampling.BOX)
+
+
+def _load_darkness(source: Source) -> tuple[np.ndarray, tuple[int, int]]:
+    """Open an image, refuse it by its header size before decoding; its darkness (see `_darkness`) and its size in pixels."""
     with _binary_stream(source, "image") as stream:
         try:
             image = Image.open(stream)  # reads the header only
@@ -242,10 +307,14 @@ def _load_darkness(source: Source) -> np.ndarray:
                     f"the image is too large: {width}×{height} = {width * height:,} pixels, "
                     f"the limit is {MAX_IMAGE_PIXELS:,} (4096×4096); shrink it and try again"
                 )
+            if max(width, height) > MAX_IMAGE_SIDE:
+                raise DataError(
+                    f"the image is too large: {width}×{height} pixels, and no side may be longer than {MAX_IMAGE_SIDE:,}; crop or shrink it"
+                )
             if width < 1 or height < 1:
                 raise DataError("the image has no pixels")
             try:
-                return _darkness(image)
+                return _darkness(image), (width, height)
             except Exception as error:  # truncated or corrupt pixel data
                 raise DataError(f"the image file is damaged and cannot be decoded: {error}") from None
 
@@ -256,11 +325,13 @@ def from_image(source: Source, name: str = "image") -> Dataset:
     Colour is converted to greyscale; mass of a pixel = 1 - intensity/255
     (transparent = white). The image is centred and scaled, aspect ratio
     kept, so its longest side spans [-USER_DATA_EXTENT, USER_DATA_EXTENT];
-    row 0 is at the top. The density is constant on each pixel, so its exact
-    log_prob and entropy are given. At most MAX_IMAGE_PIXELS pixels, checked
-    from the header before any pixel is decoded.
+    row 0 is at the top. An image longer than MAX_DENSITY_SIDE pixels is
+    averaged down to that many cells first (`density_size`): its density is
+    constant on each cell, so its exact log_prob and entropy are given. At
+    most MAX_IMAGE_PIXELS pixels, checked from the header before any pixel is
+    decoded.
     """
-    darkness = _load_darkness(source)
+    darkness, (image_width, image_height) = _load_darkness(source)
     height, width = darkness.shape
     weights = torch.from_numpy(darkness.reshape(-1))
     total = float(weights.sum())
@@ -273,7 +344,8 @@ def from_image(source: Source, name: str = "image") -> Dataset:
     positive = mass > 0
     pixel_entropy = -float((mass[positive] * mass[positive].log()).sum())
     density = _PixelDensity(width, height, pixel, torch.cumsum(weights, dim=0), log_density_table)
-    description = f"Uploaded image: {width}×{height} pixels read as a density (darker = more mass)."
+    cells = "" if (width, height) == (image_width, image_height) else f", averaged to {width}×{height} cells"
+    description = f"Uploaded image: {image_width}×{image_height} pixels{cells}, read as a density (darker = more mass)."
     return Dataset(name, description, density.sample, density.log_prob, pixel_entropy + 2 * math.log(pixel))
 
 

@@ -9,18 +9,33 @@ pictures reads at a glance as "the equation holds".
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..lecture.continuity import ContinuityCheck
+from ..settings import Setting, validate
+from .layout import fixed_margins
 from .training import COLORS, to_numpy
 
-__all__ = ["continuity_maps_figure", "continuity_residual_figure"]
+__all__ = ["ContinuityView", "continuity_maps_figure", "continuity_residual_figure"]
 
 RESOLVED_LINE = "rgba(60,60,60,0.8)"
-_LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=80, b=10))
+_LAYOUT = dict(template="plotly_white")
+
+
+@dataclass(frozen=True)
+class ContinuityView:
+    """What the maps of `continuity_maps_figure` show, declared once (`cnf_core.settings`): a time, and which sign."""
+
+    t: Annotated[float, Setting("Check the continuity equation at t", "The maps show the frame nearest this time.", low=0.0, high=1.0)] = 0.5
+    wrong_sign: Annotated[bool, Setting("Wrong sign: ∂p/∂t − ∇·(p f)", "The frames satisfy the equation with the right sign only.")] = False
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def continuity_maps_figure(check: ContinuityCheck, t: float, wrong_sign: bool = False) -> go.Figure:
@@ -33,7 +48,7 @@ def continuity_maps_figure(check: ContinuityCheck, t: float, wrong_sign: bool = 
     k = check.frame_index(t)
     dp_dt = to_numpy(check.dp_dt[k])
     transport = to_numpy(check.divergence[k]) * (1.0 if wrong_sign else -1.0)
-    residual = to_numpy(check.wrong_sign[k] if wrong_sign else check.residual[k])
+    residual = to_numpy(check.wrong_sign[k] if wrong_sign else check.residual[k])  # float32 below: half the bytes sent, ample for a colour map
     inside = (slice(1, -1), slice(1, -1))  # the one-sided border must not set the scale
     bound = float(max(np.abs(dp_dt[inside]).max(), np.abs(transport[inside]).max()))
     bound = bound if bound > 0 else 1.0
@@ -49,14 +64,14 @@ def continuity_maps_figure(check: ContinuityCheck, t: float, wrong_sign: bool = 
     for column, (values, name) in enumerate(zip((dp_dt, transport, residual), titles), start=1):
         fig.add_trace(
             go.Heatmap(
-                x=axis, y=axis, z=values, coloraxis="coloraxis", name=name,
+                x=axis, y=axis, z=values.astype(np.float32), coloraxis="coloraxis", name=name,
                 hovertemplate=f"{name}<br>x=%{{x:.2f}}<br>y=%{{y:.2f}}<br>value=%{{z:.3g}}<extra></extra>",
             ),
             row=1, col=column,
         )
     fig.add_trace(
         go.Contour(
-            x=axis, y=axis, z=to_numpy(check.resolved[k]).astype(float), name="resolved cells",
+            x=axis, y=axis, z=to_numpy(check.resolved[k]).astype(np.uint8), name="resolved cells",
             contours=dict(coloring="none", start=0.5, end=0.5, size=1.0), showscale=False,
             line=dict(color=RESOLVED_LINE, dash="dash", width=1), hoverinfo="skip",
         ),
@@ -70,6 +85,7 @@ def continuity_maps_figure(check: ContinuityCheck, t: float, wrong_sign: bool = 
             title_text="y" if column == 1 else None, showticklabels=column == 1, range=[-half_width, half_width],
             scaleanchor=anchor, scaleratio=1, constrain="domain", zeroline=False, row=1, col=column,
         )
+    fixed_margins(fig)
     fig.update_layout(
         title=(
             f"Continuity equation at t = {check.times[k]:.3f}: "
@@ -120,4 +136,4 @@ def continuity_residual_figure(check: ContinuityCheck, title: str = "The frames 
     fig.update_yaxes(title_text="relative residual (0 = holds, 1 = fails)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="∫ p_t over the view", range=[1 - spread, 1 + min(spread, 0.05)], row=1, col=2)
     fig.update_layout(title=title, height=340, legend=dict(orientation="h", y=-0.3), **_LAYOUT)
-    return fig
+    return fixed_margins(fig, left=70)

@@ -17,7 +17,8 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..lecture.crossing import RING_RADII, CrossingComparison, CrossingRun
-from .training import COLORS, to_numpy
+from .layout import fixed_margins
+from .training import COLORS, polylines, to_numpy
 
 __all__ = ["CLASS_COLORS", "flip_paths_figure", "flip_map_figure", "disc_ring_figure", "crossing_loss_figure"]
 
@@ -31,15 +32,6 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=70, b=10))
 def _label(run: CrossingRun) -> str:
     p = run.config.augment
     return "plain (p = 0)" if p == 0 else f"augmented (p = {p})"
-
-
-def _joined(paths: np.ndarray, coordinates: tuple[int, ...]) -> list[list]:
-    """Paths (T, m, D) as one polyline per point in the given coordinates, separated by None (one trace for all)."""
-    columns: list[list] = [[] for _ in coordinates]
-    for point in range(paths.shape[1]):
-        for column, c in zip(columns, coordinates):
-            column += paths[:, point, c].tolist() + [None]
-    return columns
 
 
 def flip_paths_figure(comparison: CrossingComparison) -> go.Figure:
@@ -89,7 +81,7 @@ def flip_paths_figure(comparison: CrossingComparison) -> go.Figure:
     fig.update_xaxes(title_text="z (first coordinate)", row=1, col=3)
     fig.update_yaxes(title_text="a₁ (added coordinate)", scaleanchor="x3", scaleratio=1, row=1, col=3)
     fig.update_layout(title="Trajectories never cross: a plain 1-D Neural ODE cannot map x to −x", legend=dict(orientation="h", y=-0.2), **_LAYOUT)
-    return fig
+    return fixed_margins(fig, top=70, bottom=80)
 
 
 def flip_map_figure(comparison: CrossingComparison) -> go.Figure:
@@ -127,7 +119,7 @@ def disc_ring_figure(comparison: CrossingComparison) -> go.Figure:
     states = to_numpy(plain.paths)
     for label in (-1, 1):
         chosen = states[:, targets == label]
-        xs, ys = _joined(chosen, (0, 1))
+        xs, ys = polylines(chosen, (0, 1))
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=CLASS_COLORS[label], width=0.7), opacity=0.35, hoverinfo="skip", showlegend=False),
             row=1, col=1,
@@ -149,7 +141,7 @@ def disc_ring_figure(comparison: CrossingComparison) -> go.Figure:
     states = to_numpy(augmented.paths)
     for label in (-1, 1):
         chosen = states[:, targets == label]
-        xs, ys, zs = _joined(chosen, (0, 1, 2))
+        xs, ys, zs = polylines(chosen, (0, 1, 2))
         fig.add_trace(
             go.Scatter3d(
                 x=xs, y=ys, z=zs, mode="lines", line=dict(color=CLASS_COLORS[label], width=1), opacity=0.3, hoverinfo="skip", showlegend=False

@@ -1,7 +1,8 @@
 """Figures of the Neural ODE page: ResNet vs ODE, the adjoint state, memory against steps, time reversal, the pendulum fit.
 
 Pure functions from the results of `cnf_core.neural_ode` to `go.Figure`;
-nothing here calls Streamlit.
+nothing here calls Streamlit. Coordinates go to Plotly as NumPy arrays (sent
+to the browser as compact typed arrays), many paths as one NaN-separated trace.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..neural_ode import AdjointPath, MemorySweep, ResNetVsODE, TimeReversal
+from ..neural_ode import AdjointPath, GradientCheck, MemorySweep, ResNetVsODE, RoundTrip, TimeReversal
 from ..solvers import SOLVERS
-from .training import COLORS, to_numpy, _square
+from .training import COLORS, polylines, to_numpy, _square
 
 __all__ = [
     "DEPTH_COLORS",
+    "segments",
     "resnet_trajectories_figure",
     "depth_error_figure",
     "adjoint_state_figure",
@@ -28,6 +30,10 @@ __all__ = [
     "reversal_error_figure",
     "fit_figure",
     "fit_loss_figure",
+    "equality_rows",
+    "gradient_rows",
+    "memory_rows",
+    "reversal_rows",
 ]
 
 DEPTH_COLORS = ["#d1495b", "#edae49", "#2a9d8f", "#6a4c93", "#1f77b4"]
@@ -36,13 +42,9 @@ ODE_GREY = "#a8a8a8"
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10))
 
 
-def _joined(paths: np.ndarray) -> tuple[list, list]:
-    """Paths (T, m, 2) as one polyline per particle, separated by None (one trace for all)."""
-    xs, ys = [], []
-    for particle in range(paths.shape[1]):
-        xs += paths[:, particle, 0].tolist() + [None]
-        ys += paths[:, particle, 1].tolist() + [None]
-    return xs, ys
+def segments(tails, heads) -> tuple[np.ndarray, np.ndarray]:
+    """One segment tail → head per row of (m, 2) arrays, as x, y arrays separated by NaN."""
+    return polylines(np.stack([to_numpy(tails), to_numpy(heads)]))
 
 
 def _reach(*arrays: np.ndarray, floor: float = 1.0, cap: float = 50.0) -> float:
@@ -70,7 +72,7 @@ def resnet_trajectories_figure(comparison: ResNetVsODE, depths: Sequence[int], t
     half_width = _reach(*arrays)
     for column, depth in enumerate(depths or [None], start=1):
         first = column == 1
-        xs, ys = _joined(ode)
+        xs, ys = polylines(ode)
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines", name="ODE solution z(t)", line=dict(color=ODE_GREY, width=2), hoverinfo="skip", showlegend=first, legendgroup="ode"),
             row=1, col=column,
@@ -78,7 +80,7 @@ def resnet_trajectories_figure(comparison: ResNetVsODE, depths: Sequence[int], t
         if depth is not None:
             resnet = to_numpy(comparison.resnet_paths[depth])
             color = DEPTH_COLORS[(column - 1) % len(DEPTH_COLORS)]
-            xs, ys = _joined(resnet)
+            xs, ys = polylines(resnet)
             fig.add_trace(
                 go.Scatter(
                     x=xs, y=ys, mode="lines+markers", name=f"ResNet, L = {depth}", line=dict(color=color, width=1.5),
@@ -143,7 +145,7 @@ def adjoint_state_figure(path: AdjointPath, targets, title: str = "The adjoint s
     goal = to_numpy(targets)
     half_width = _reach(states, goal)
     fig = go.Figure()
-    xs, ys = _joined(states)
+    xs, ys = polylines(states)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="z(t)", line=dict(color=ODE_GREY, width=2), hoverinfo="skip"))
     every = slice(None, None, 2)
     tails = states[every].reshape(-1, 2)
@@ -151,10 +153,7 @@ def adjoint_state_figure(path: AdjointPath, targets, title: str = "The adjoint s
     longest = float(np.linalg.norm(arrows, axis=-1).max()) if arrows.size else 0.0
     scale = 0.18 * half_width / longest if longest > 0 else 0.0
     heads = tails + scale * arrows
-    ax, ay = [], []
-    for (x0, y0), (x1, y1) in zip(tails, heads):
-        ax += [x0, x1, None]
-        ay += [y0, y1, None]
+    ax, ay = segments(tails, heads)
     fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", name="−a_z(t) (scaled)", line=dict(color=COLORS["accent"], width=2), hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=heads[:, 0], y=heads[:, 1], mode="markers", marker=dict(color=COLORS["accent"], size=4), showlegend=False, hoverinfo="skip"))
     start, end = states[-1], states[0]
@@ -195,7 +194,7 @@ def memory_figure(sweep: MemorySweep, title: str = "Memory kept for the backward
         color = MODE_COLORS[mode]
         fig.add_trace(
             go.Scatter(
-                x=[p.steps for p in series], y=[max(p.saved_bytes, 1) for p in series], mode="lines+markers", name=f"{mode}: saved tensors",
+                x=np.array([p.steps for p in series]), y=np.array([max(p.saved_bytes, 1) for p in series]), mode="lines+markers", name=f"{mode}: saved tensors",
                 line=dict(color=color, width=2.5), text=[f"{_bytes_label(p.saved_bytes)} · NFE {p.nfe_forward} + {p.nfe_backward}" for p in series],
                 hovertemplate="%{x} steps<br>%{text}<extra>" + mode + "</extra>",
             )
@@ -204,7 +203,7 @@ def memory_figure(sweep: MemorySweep, title: str = "Memory kept for the backward
         if peaks:
             fig.add_trace(
                 go.Scatter(
-                    x=[p.steps for p in peaks], y=[max(p.peak_cuda_bytes, 1) for p in peaks], mode="lines+markers",
+                    x=np.array([p.steps for p in peaks]), y=np.array([max(p.peak_cuda_bytes, 1) for p in peaks]), mode="lines+markers",
                     name=f"{mode}: peak CUDA memory", line=dict(color=color, dash="dash"), marker=dict(symbol="diamond"),
                     text=[_bytes_label(p.peak_cuda_bytes) for p in peaks], hovertemplate="%{x} steps<br>%{text}<extra>" + mode + "</extra>",
                 )
@@ -215,22 +214,20 @@ def memory_figure(sweep: MemorySweep, title: str = "Memory kept for the backward
     return fig
 
 
-def reversal_figure(starts, reconstructions: Sequence[tuple[str, object]], title: str = "Round trip z(t₀) → z(t₁) → z(t₀)′") -> go.Figure:
+def reversal_figure(starts, trips: Sequence[RoundTrip], title: str = "Round trip z(t₀) → z(t₁) → z(t₀)′") -> go.Figure:
     """The start points and, per solver, where solving forward and back again lands, with the miss drawn as a segment."""
     origin = to_numpy(starts)
-    arrays = [origin] + [to_numpy(points) for _, points in reconstructions]
-    half_width = _reach(*arrays)
+    half_width = _reach(origin, *(to_numpy(trip.back) for trip in trips))
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=origin[:, 0], y=origin[:, 1], mode="markers", name="z(t₀)", marker=dict(color="black", size=6)))
-    for index, (label, points) in enumerate(reconstructions):
-        back = to_numpy(points)
+    for index, trip in enumerate(trips):
+        back = to_numpy(trip.back)
         color = DEPTH_COLORS[index % len(DEPTH_COLORS)]
-        xs, ys = [], []
-        for (x0, y0), (x1, y1) in zip(origin, back):
-            xs += [x0, x1, None]
-            ys += [y0, y1, None]
+        xs, ys = segments(origin, back)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=1), showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=back[:, 0], y=back[:, 1], mode="markers", name=label, marker=dict(color=color, size=5, symbol="circle-open")))
+        fig.add_trace(
+            go.Scatter(x=back[:, 0], y=back[:, 1], mode="markers", name=f"{trip.label} (mean miss {trip.mean_miss:.1e})", marker=dict(color=color, size=5, symbol="circle-open"))
+        )
     fig.update_layout(title=title, legend=dict(orientation="h", y=-0.1))
     return _square(fig, half_width)
 
@@ -246,7 +243,7 @@ def reversal_error_figure(reversal: TimeReversal, title: str = "Round-trip error
         adaptive = SOLVERS[method].adaptive
         fig.add_trace(
             go.Scatter(
-                x=[p.nfe for p in series], y=[p.mean_error for p in series], mode="lines+markers", name=method, text=[p.label for p in series],
+                x=np.array([p.nfe for p in series]), y=np.array([p.mean_error for p in series]), mode="lines+markers", name=method, text=[p.label for p in series],
                 line=dict(color=DEPTH_COLORS[index % len(DEPTH_COLORS)], dash="dash" if adaptive else "solid"),
                 marker=dict(symbol="diamond" if adaptive else "circle", size=7),
                 hovertemplate="%{text}<br>NFE %{x}<br>error %{y:.2e}<extra></extra>",
@@ -263,9 +260,9 @@ def fit_figure(times, truth, model, observed=None, title: str = "Pendulum trajec
     truth_np, model_np = to_numpy(truth), to_numpy(model)
     half_width = _reach(truth_np, model_np, cap=10.0)
     fig = go.Figure()
-    xs, ys = _joined(truth_np)
+    xs, ys = polylines(truth_np)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="true dynamics", line=dict(color=ODE_GREY, width=2, dash="dash"), hoverinfo="skip"))
-    xs, ys = _joined(model_np)
+    xs, ys = polylines(model_np)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="Neural ODE", line=dict(color=COLORS["model"], width=2), hoverinfo="skip"))
     if observed is not None:
         seen = to_numpy(observed).reshape(-1, 2)
@@ -282,7 +279,7 @@ def fit_loss_figure(history: Sequence[dict], title: str = "Training loss (trajec
     """Loss per iteration on a log scale."""
     fig = go.Figure(
         go.Scatter(
-            x=[h["iteration"] for h in history], y=[h["loss"] for h in history], mode="lines", name="loss",
+            x=np.array([h["iteration"] for h in history]), y=np.array([h["loss"] for h in history]), mode="lines", name="loss",
             line=dict(color=COLORS["model"], width=2),
         )
     )
@@ -290,3 +287,49 @@ def fit_loss_figure(history: Sequence[dict], title: str = "Training loss (trajec
     fig.update_yaxes(type="log", title="mean ‖ẑ(tᵢ) − z(tᵢ)‖²", exponentformat="power")
     fig.update_layout(title=title, showlegend=False, **_LAYOUT)
     return fig
+
+
+# ---------------------------------------------------------------- the tables beside the figures (rows for a dataframe)
+
+
+def equality_rows(equality: dict[int, tuple[float, int]]) -> list[dict]:
+    """Per depth L: max |ResNet − torchdiffeq's Euler| (`neural_ode.euler_equality`) and Euler's NFE."""
+    return [{"L": depth, "max |ResNet − torchdiffeq euler|": f"{difference:.1e}", "Euler NFE": nfe} for depth, (difference, nfe) in sorted(equality.items())]
+
+
+def gradient_rows(check: GradientCheck, path: AdjointPath) -> list[dict]:
+    """dL/dθ by backprop, by `odeint_adjoint` and by Pontryagin's equations integrated as written: NFE each way, size, seconds."""
+    rows = []
+    for mode, label, gradient in (("backprop", "backprop", check.gradient_backprop), ("adjoint", "odeint_adjoint", check.gradient_adjoint)):
+        forward, backward = check.nfe[mode]
+        rows.append({"gradients by": label, "NFE fwd": forward, "NFE bwd": backward, "‖dL/dθ‖": f"{float(gradient.norm()):.6g}", "s (rough)": f"{check.seconds[mode]:.2f}"})
+    rows.append({
+        "gradients by": "equations at left", "NFE fwd": path.nfe_forward, "NFE bwd": path.nfe_backward,
+        "‖dL/dθ‖": f"{float(path.parameter_gradient.norm()):.6g}", "s (rough)": "",
+    })
+    return rows
+
+
+def memory_rows(sweep: MemorySweep) -> list[dict]:
+    """Per number of steps: saved kB and NFE of backprop and of the adjoint (and peak CUDA MB on a GPU)."""
+    rows = []
+    for bp, adj in zip(sweep.series("backprop"), sweep.series("adjoint")):
+        row = {
+            "steps": bp.steps, "backprop kB": round(bp.saved_bytes / 1e3, 1), "adjoint kB": round(adj.saved_bytes / 1e3, 1),
+            "NFE bp": f"{bp.nfe_forward} + {bp.nfe_backward}", "NFE adj": f"{adj.nfe_forward} + {adj.nfe_backward}",
+        }
+        if bp.peak_cuda_bytes is not None:
+            row |= {"peak CUDA bp MB": round(bp.peak_cuda_bytes / 1e6, 2), "peak CUDA adj MB": round(adj.peak_cuda_bytes / 1e6, 2)}
+        rows.append(row)
+    return rows
+
+
+def reversal_rows(reversal: TimeReversal) -> list[dict]:
+    """Per solver setting: NFE forward + back, mean and max round-trip error, and how the solves ended."""
+    return [
+        {
+            "solver": p.label, "NFE forward + back": p.nfe, "mean error": None if p.mean_error is None else f"{p.mean_error:.2e}",
+            "max error": None if p.max_error is None else f"{p.max_error:.2e}", "status": p.status,
+        }
+        for p in reversal.points
+    ]

@@ -25,10 +25,15 @@ def for_projector(figure: go.Figure, scale: float = PROJECTOR_SCALE, height: int
     fig.update_xaxes(title_font_size=round(BASE_FONT * scale), tickfont_size=round(BASE_FONT * 0.9 * scale))
     fig.update_yaxes(title_font_size=round(BASE_FONT * scale), tickfont_size=round(BASE_FONT * 0.9 * scale))
     for trace in fig.data:
+        # not every trace has a line or a marker, nor every marker a size (a histogram's has none)
         line = getattr(trace, "line", None)
-        if line is not None and line.width is not None:
-            line.width = line.width * scale
+        width = getattr(line, "width", None)
+        if isinstance(width, (int, float)):
+            line.width = width * scale
         marker = getattr(trace, "marker", None)
-        if marker is not None and isinstance(marker.size, (int, float)):
-            marker.size = marker.size * scale ** 0.5
+        size = getattr(marker, "size", None)
+        if isinstance(size, (int, float)):
+            marker.size = size * scale**0.5
+        elif isinstance(size, (tuple, list)) and all(isinstance(s, (int, float)) for s in size):
+            marker.size = [s * scale**0.5 for s in size]
     return fig

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from ..grid import Grid
 from ..solver_lab import ConfigurationResult, Reference, SolverPath, TrainEvalMatrix, WorkPrecision
 from ..solvers import SOLVERS
-from .density import pick_layer
-from .training import COLORS, to_numpy, _square
+from .picking import pick_layer
+from .training import compact, polylines, to_numpy, _square
 
 __all__ = [
     "CONFIG_COLORS",
@@ -37,8 +37,8 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=40, b=10))
 
 
 def density_error_figure(error, grid: Grid, title: str = "p₁ − p₁(reference)") -> go.Figure:
-    """Heatmap of a density difference on `grid`, on a diverging scale centred at zero."""
-    values = to_numpy(error)
+    """Heatmap of a density difference on `grid`, on a diverging scale centred at zero (float32: what a screen shows)."""
+    values = compact(to_numpy(error))
     bound = float(np.nanmax(np.abs(values))) if values.size else 0.0
     bound = bound if bound > 0 else 1.0
     axis = to_numpy(grid.axis)
@@ -63,11 +63,11 @@ def path_figure(
     A fixed-grid solver is drawn as straight segments between its steps (it
     computes nothing in between); an adaptive one as its dense output with
     dots at its accepted steps. Paths that blow up run off a view widened to
-    at most three times the standard one.
+    at most three times the standard one. Lines are NaN-separated arrays
+    (Plotly sends them as typed arrays), in float32 where that holds them.
     """
     fig = go.Figure()
-    ref = to_numpy(reference.paths)  # (D, m, 2)
-    xs, ys = _joined(ref)
+    xs, ys = polylines(to_numpy(reference.paths))  # (D, m, 2)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="reference", line=dict(color="#b0b0b0", width=2), hoverinfo="skip"))
     starts = to_numpy(reference.base_points)
     fig.add_trace(go.Scatter(x=starts[:, 0], y=starts[:, 1], mode="markers", name="start z(0)", marker=dict(color="black", size=6)))
@@ -75,27 +75,15 @@ def path_figure(
         states = to_numpy(path.states)
         finite = np.isfinite(states)
         reach = float(np.abs(states[finite]).max()) if finite.any() else 0.0
-        states = np.where(finite, states, np.nan)
-        xs, ys = _joined(states)
+        xs, ys = polylines(np.where(finite, states, np.nan))
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="solver", line=dict(color=color, width=1.5, shape="linear")))
-        steps = states[to_numpy(path.is_step).astype(bool)]
-        fig.add_trace(
-            go.Scatter(x=steps[..., 0].reshape(-1), y=steps[..., 1].reshape(-1), mode="markers", name="solver steps", marker=dict(color=color, size=4))
-        )
+        steps = compact(states[to_numpy(path.is_step).astype(bool)].reshape(-1, 2))
+        fig.add_trace(go.Scatter(x=steps[:, 0], y=steps[:, 1], mode="markers", name="solver steps", marker=dict(color=color, size=4)))
         half_width = max(half_width, min(reach * 1.05, 3 * half_width))
     if pickable:
         fig.add_trace(pick_layer(half_width, go.Scatter(hovertemplate="z(0) = (%{x:.2f}, %{y:.2f})<br>click: start a path here<extra></extra>")))
     fig.update_layout(title=title, showlegend=True, legend=dict(orientation="h", y=-0.1))
     return _square(fig, half_width)
-
-
-def _joined(paths: np.ndarray) -> tuple[list, list]:
-    """Paths (T, m, 2) as one polyline per particle, separated by None (one trace for all)."""
-    xs, ys = [], []
-    for particle in range(paths.shape[1]):
-        xs += [None if math.isnan(v) else v for v in paths[:, particle, 0].tolist()] + [None]
-        ys += [None if math.isnan(v) else v for v in paths[:, particle, 1].tolist()] + [None]
-    return xs, ys
 
 
 def work_precision_figure(result: WorkPrecision, title: str = "Work–precision: max |log p error| against NFE") -> go.Figure:
@@ -116,7 +104,7 @@ def work_precision_figure(result: WorkPrecision, title: str = "Work–precision:
             hover = [f"{int(p.setting)} steps" for p in series]
         fig.add_trace(
             go.Scatter(
-                x=[p.nfe for p in series], y=[p.error for p in series], mode="lines+markers", name=name, text=hover,
+                x=np.array([p.nfe for p in series]), y=np.array([p.error for p in series]), mode="lines+markers", name=name, text=hover,
                 line=dict(color=METHOD_COLORS.get(method), dash="dash" if adaptive else "solid"),
                 marker=dict(symbol="diamond" if adaptive else "circle", size=7),
                 hovertemplate="%{text}<br>NFE %{x}<br>error %{y:.2e}<extra>" + method + "</extra>",
@@ -142,15 +130,17 @@ def step_size_figure(results: Sequence[ConfigurationResult], title: str = "Accep
         if not result.accepted_steps:
             continue
         color = CONFIG_COLORS[index % len(CONFIG_COLORS)]
-        xs, ys = [], []
-        for start, size in result.accepted_steps:
-            xs += [start, start + size, None]
-            ys += [size, size, None]
+        accepted = np.array(result.accepted_steps, dtype=float).reshape(-1, 2)
+        start, size = accepted[:, 0:1], accepted[:, 1:2]
+        gap = np.full_like(start, np.nan)
+        xs = np.hstack([start, start + size, gap]).reshape(-1)  # each step: its start, its end, a break
+        ys = np.hstack([size, size, gap]).reshape(-1)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"{result.label}: accepted", line=dict(color=color, width=3), marker=dict(size=4)))
         if result.rejected_steps:
+            rejected = np.array(result.rejected_steps, dtype=float).reshape(-1, 2)
             fig.add_trace(
                 go.Scatter(
-                    x=[start + size / 2 for start, size in result.rejected_steps], y=[size for _, size in result.rejected_steps],
+                    x=rejected[:, 0] + rejected[:, 1] / 2, y=rejected[:, 1],
                     mode="markers", name=f"{result.label}: rejected", marker=dict(color=color, symbol="x", size=10),
                 )
             )

@@ -1,8 +1,9 @@
 """Figures of stepping: an ODE solver one step at a time (Solver lab) and training one iteration at a time (Train).
 
 Pure functions from a `cnf_core.solver_lab.stepper.StepperState` or the
-parts of a `cnf_core.training.IterationReport` to `go.Figure`; nothing here
-calls Streamlit.
+parts of a `cnf_core.training.IterationReport` to `go.Figure`, and the lines
+of text that go with a walk's figures (`walk_summary`, `last_try_note`);
+nothing here calls Streamlit.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..solver_lab.stepper import StepperState, StepTry
+from ..solvers import SOLVERS
 from .density import arrow_segments
 from .training import DENSITY_SCALE, to_numpy, _square
 
-__all__ = ["ACCEPTED_COLOR", "REJECTED_COLOR", "stepper_figure", "stepper_errors_figure", "batch_figure", "field_change_figure"]
+__all__ = [
+    "ACCEPTED_COLOR",
+    "REJECTED_COLOR",
+    "walk_summary",
+    "last_try_note",
+    "stepper_figure",
+    "stepper_errors_figure",
+    "batch_figure",
+    "field_change_figure",
+]
 
 ACCEPTED_COLOR, REJECTED_COLOR = "#2ca02c", "#d62728"
 PATH_COLOR, STAGE_COLOR, REFERENCE_COLOR = "#1f4e79", "#edae49", "#9a9a9a"
@@ -43,6 +54,29 @@ def _try_title(state: StepperState) -> str:
     return text + (f", error ratio {last.error_ratio:.3g}" if last.error_ratio is not None else "")
 
 
+def walk_summary(state: StepperState) -> str:
+    """Where the walk stands, in one line: its time, accepted and rejected tries, evaluations and next step size."""
+    line = f"t = {state.t:.4g} · **{state.accepted}** accepted, **{state.rejected}** rejected · {state.nfe} evaluations in all"
+    if state.config.adaptive:
+        line += f" (2 to choose the first step) · next h = {state.h:.3g}"
+    return line + (f" · {state.message}" if state.status == "done" else "")
+
+
+def last_try_note(state: StepperState) -> str | None:
+    """The last try in words: its verdict and where the next step size came from (None before the first try)."""
+    if not state.tries:
+        return None
+    last = state.tries[-1]
+    if last.error_ratio is None:
+        return f"Step {last.number} of the fixed grid: h = {last.h:.3g}, {last.nfe} evaluation{'s' * (last.nfe != 1)}, no error estimate: every step is taken."
+    order = SOLVERS[state.config.solver.method].order
+    verdict = "≤ 1: **accepted**, the walk moves on" if last.accepted else "> 1: **rejected**, tried again from the same point"
+    return (
+        f"Try {last.number}: h = {last.h:.3g}, {last.nfe} new evaluations, error ratio {last.error_ratio:.3g} {verdict}. "
+        f"Next h = h · min(10, max({'1' if last.accepted else '0.2'}, 0.9 · ratio^(−1/{order}))) = {last.next_h:.3g}."
+    )
+
+
 def stepper_figure(state: StepperState, reference=None, arrows=None, half_width: float = 4.0) -> go.Figure:
     """The walk so far (left) and its last try up close (right).
 
@@ -56,7 +90,7 @@ def stepper_figure(state: StepperState, reference=None, arrows=None, half_width:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("The walk so far", "The last try up close"), horizontal_spacing=0.08)
     if arrows is not None:
         points, velocities = (to_numpy(a) for a in arrows)
-        ax, ay = arrow_segments(points, velocities, _arrow_scale(points, velocities, half_width))
+        ax, ay = (a.astype(np.float32) for a in arrow_segments(points, velocities, _arrow_scale(points, velocities, half_width)))  # what a screen shows, half the bytes
         fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", line=dict(color=ARROW_COLOR, width=1), hoverinfo="skip", name=f"f(·, {state.t:.2g})"), 1, 1)
     exact = None
     if reference is not None:

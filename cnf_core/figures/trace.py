@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from ..errors import ConfigError
 from ..lecture.hutchinson import PROBES, HutchinsonVariance
 from ..lecture.trace_cost import METHODS, TraceCost
+from .layout import fixed_margins
 from .training import COLORS, to_numpy
 
 __all__ = ["METHOD_COLORS", "PROBE_COLORS", "trace_cost_figure", "estimator_histogram_figure", "probe_variance_figure"]
@@ -108,6 +109,7 @@ def estimator_histogram_figure(result: HutchinsonVariance, point: int = 0, title
     if title is None:
         title = f"Hutchinson's single-probe estimates at {_point_text(result, point)}; exact tr(∂f/∂z) = {exact:.4g} (dashed), mean (dotted)"
     fig.update_layout(title=dict(text=title, font=dict(size=14)), showlegend=False, bargap=0, **_LAYOUT)
+    fixed_margins(fig, top=60)
     fig.update_annotations(font_size=12)
     return fig
 
@@ -141,4 +143,4 @@ def probe_variance_figure(result: HutchinsonVariance, point: int = 0, title: str
     fig.update_xaxes(title_text="number of probes m", type="log")
     fig.update_yaxes(title_text="variance of the estimate of tr(∂f/∂z)", type="log", exponentformat="power")
     fig.update_layout(title=dict(text=title, font=dict(size=14)), legend=dict(orientation="v", x=0.99, xanchor="right", y=0.99), **_LAYOUT)
-    return fig
+    return fixed_margins(fig, left=70, top=60)

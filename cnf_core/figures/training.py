@@ -5,15 +5,17 @@ Nothing here calls Streamlit, so tests can inspect every figure the app shows.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 import torch
 
 from ..grid import Grid
 
-__all__ = ["COLORS", "DENSITY_SCALE", "to_numpy", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
+__all__ = ["COLORS", "DENSITY_SCALE", "to_numpy", "compact", "polylines", "scatter_figure", "loss_figure", "nfe_figure", "density_figure"]
 
 COLORS = {"data": "#1f4e79", "model": "#d1495b", "floor": "#2a9d8f", "accent": "#edae49"}
 DENSITY_SCALE = "Viridis"
@@ -26,9 +28,43 @@ def to_numpy(values) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+def compact(values: np.ndarray) -> np.ndarray:
+    """float32 when every finite value fits it (half the bytes sent, finer than any screen), else as it is (a diverging solve)."""
+    finite = values[np.isfinite(values)]
+    return values.astype(np.float32) if not finite.size or np.abs(finite).max() < 1e30 else values
+
+
+def polylines(paths, coordinates: tuple[int, ...] = (0, 1)) -> tuple[np.ndarray, ...]:
+    """Paths (T, m, D) as one polyline per particle in the given coordinates, separated by NaN: one trace draws them all."""
+    paths = to_numpy(paths)
+    particles = paths.shape[1]
+    padded = compact(np.concatenate([paths[:, :, list(coordinates)], np.full((1, particles, len(coordinates)), np.nan)]))  # (T + 1, m, c)
+    return tuple(np.ascontiguousarray(padded[:, :, i].T.reshape(-1)) for i in range(len(coordinates)))
+
+
+@functools.cache
+def _plane_template() -> dict:
+    """Plotly's "plotly_white" cut down to what a 2-D figure of heatmaps and scatters reads: the same look, far less to copy.
+
+    Naming a template makes plotly.py deep-copy all of it (every trace
+    type's defaults) into each figure built; a figure rebuilt on every
+    control change pays that each time.
+    """
+    white = pio.templates["plotly_white"].to_plotly_json()
+    cartesian = ("autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "paper_bgcolor", "plot_bgcolor", "xaxis", "yaxis", "title", "shapedefaults", "annotationdefaults")
+    return {"layout": {key: white["layout"][key] for key in cartesian}, "data": {kind: white["data"][kind] for kind in ("heatmap", "scatter")}}
+
+
+def _square_axes(half_width: float) -> tuple[dict, dict]:
+    """The x and y axes of a square view of [-half_width, half_width]², one unit as long on both."""
+    x = dict(range=[-half_width, half_width], constrain="domain", zeroline=False)
+    return x, dict(x, scaleanchor="x", scaleratio=1)
+
+
 def _square(fig: go.Figure, half_width: float) -> go.Figure:
-    fig.update_xaxes(range=[-half_width, half_width], constrain="domain", zeroline=False)
-    fig.update_yaxes(range=[-half_width, half_width], scaleanchor="x", scaleratio=1, constrain="domain", zeroline=False)
+    x, y = _square_axes(half_width)
+    fig.update_xaxes(**x)
+    fig.update_yaxes(**y)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
     return fig
 
@@ -80,11 +116,11 @@ def loss_figure(history: Sequence[dict], entropy: float | None = None, title: st
 
 def nfe_figure(history: Sequence[dict], title: str = "Function evaluations per iteration") -> go.Figure:
     """NFE of the forward solve (and of the adjoint's backward solve) per iteration."""
-    iterations = [h["iteration"] for h in history]
+    iterations = np.array([h["iteration"] for h in history], dtype=float)  # arrays travel as compact typed arrays, lists as JSON text
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=iterations, y=[h["nfe_forward"] for h in history], mode="lines", name="forward", line=dict(color=COLORS["data"])))
+    fig.add_trace(go.Scatter(x=iterations, y=np.array([h["nfe_forward"] for h in history], dtype=float), mode="lines", name="forward", line=dict(color=COLORS["data"])))
     if any(h.get("nfe_backward") for h in history):
-        fig.add_trace(go.Scatter(x=iterations, y=[h["nfe_backward"] for h in history], mode="lines", name="backward (adjoint)", line=dict(color=COLORS["accent"])))
+        fig.add_trace(go.Scatter(x=iterations, y=np.array([h["nfe_backward"] for h in history], dtype=float), mode="lines", name="backward (adjoint)", line=dict(color=COLORS["accent"])))
     fig.update_layout(title=title, xaxis_title="iteration", yaxis_title="NFE", template="plotly_white", margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 

@@ -47,7 +47,7 @@ from ..density import DensityFrames, velocity_frames
 from ..errors import ConfigError
 from ..flow import Field
 from ..grid import Grid
-from ..solvers import number
+from ..settings import number
 
 __all__ = ["DEFAULT_FLOOR", "MIN_RESOLUTION", "ContinuityCheck", "continuity_check"]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ from scipy.optimize import isotonic_regression
 from torch import nn
 
 from ..errors import ConfigError
-from ..solvers import SolverConfig, SolveStats, integrate, number
+from ..solvers import SolverConfig, SolveStats, integrate
+from ..settings import Setting, validate
 from ..training import Trainer, seeded_rng
 
 __all__ = [
@@ -114,36 +115,24 @@ PROBLEMS: dict[str, CrossingProblem] = {
 
 @dataclass(frozen=True)
 class CrossingConfig:
-    """One model to train; validated on construction (`ConfigError`).
+    """One model to train, its settings declared once (`cnf_core.settings`) and validated on construction.
 
-    A teacher sets `problem` ("flip-1d" | "disc-ring-2d"), `augment` (the
-    extra dimensions p; 0 is the plain Neural ODE) and `iterations` (None:
-    the problem's default); `seed` makes a run reproducible.
+    `augment` 0 is the plain Neural ODE; `iterations` None is the problem's
+    default; `seed` makes a run reproducible.
     """
 
-    problem: str = "flip-1d"
-    augment: int = 1
-    iterations: int | None = None
-    seed: int = 0
+    problem: Annotated[str, Setting(
+        "Task", "x ↦ −x on the line, or a disc inside a ring in the plane.", choices=tuple(PROBLEMS),
+        labels={name: problem.title for name, problem in PROBLEMS.items()},
+    )] = "flip-1d"
+    augment: Annotated[int, Setting("Extra dimensions p (augmented)", "Dimensions added to the state; 0 is a plain Neural ODE.", low=0, high=MAX_AUGMENT)] = 1
+    iterations: Annotated[int | None, Setting("Training steps", "Adam steps of each model (none: the task's default).", low=1, high=MAX_ITERATIONS)] = None
+    seed: Annotated[int, Setting("Seed", "Same seed, same run.", low=0, high=2**31 - 1)] = 0
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        if not isinstance(self.problem, str) or self.problem not in PROBLEMS:
-            raise ConfigError(f"problem: expected one of {', '.join(PROBLEMS)}, got {self.problem!r}")
-        augment = number("augment", self.augment, integer=True)
-        if not 0 <= augment <= MAX_AUGMENT:
-            raise ConfigError(f"augment: extra dimensions must be between 0 (plain Neural ODE) and {MAX_AUGMENT}, got {self.augment!r}")
-        set_("augment", augment)
+        validate(self)
         if self.iterations is None:
-            set_("iterations", PROBLEMS[self.problem].iterations)
-        iterations = number("iterations", self.iterations, integer=True)
-        if not 1 <= iterations <= MAX_ITERATIONS:
-            raise ConfigError(f"iterations: must be between 1 and {MAX_ITERATIONS:,}, got {self.iterations!r}")
-        set_("iterations", iterations)
-        seed = number("seed", self.seed, integer=True)
-        if not 0 <= seed < 2**63:
-            raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
-        set_("seed", seed)
+            object.__setattr__(self, "iterations", PROBLEMS[self.problem].iterations)
 
     # what the training loop reads besides the fields above (`training.LoopSettings`)
     lr = 2e-2

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from .. import datasets
 from ..errors import ConfigError
-from ..evaluation import held_out, test_nll
+from ..evaluation import held_out, likelihood_gap, test_nll
 from ..flow import CNF, trajectories
-from ..metrics import likelihood_gap
 from ..neural_ode.common import like_field
-from ..solvers import number
+from ..settings import Setting, validate
 from .coupling_flow import CouplingConfig, CouplingFit, train_coupling_flow
 
 __all__ = ["MAX_SAMPLES", "TEST_POINTS", "JACOBIAN_TIME", "FlowTableConfig", "FlowRow", "FlowTable", "flow_table", "jacobian"]
@@ -46,23 +46,19 @@ JACOBIAN_TIME = 1.0  # the CNF field's Jacobian is taken at a data point x = z(1
 class FlowTableConfig:
     """The teacher's settings of the comparison, validated on construction (`ConfigError` names the field).
 
-    - layers: coupling layers of the discrete flow (1..MAX_LAYERS);
-    - iterations: its maximum-likelihood training steps (about 3 ms each on one core);
-    - n: samples drawn (and timed) from each model, 1..MAX_SAMPLES.
+    `layers` and `iterations` are the coupling flow's (declared on `CouplingConfig`,
+    which checks them); `n`, the samples drawn (and timed) from each model, is declared here.
     """
 
-    layers: int = 8
-    iterations: int = 400
-    n: int = 2000
+    layers: int = CouplingConfig.layers
+    iterations: int = CouplingConfig.iterations
+    n: Annotated[int, Setting("Samples per model", "Samples drawn (and timed) from each model.", low=1, high=MAX_SAMPLES)] = 2000
 
     def __post_init__(self) -> None:
         coupling = CouplingConfig(layers=self.layers, iterations=self.iterations)  # validates both, by name
         object.__setattr__(self, "layers", coupling.layers)
         object.__setattr__(self, "iterations", coupling.iterations)
-        n = number("n", self.n, integer=True)
-        if not 1 <= n <= MAX_SAMPLES:
-            raise ConfigError(f"n: number of samples must be from 1 to {MAX_SAMPLES:,}, got {self.n!r}")
-        object.__setattr__(self, "n", n)
+        validate(self)
 
     def coupling(self) -> CouplingConfig:
         """The coupling flow's training settings (the rest at their defaults)."""

@@ -20,7 +20,7 @@ same draws.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch import nn
 
 from .. import divergence
 from ..errors import ConfigError
-from ..solvers import number
+from ..settings import Setting, validate
 from ..training import seeded_rng
 from .trace_cost import jacobian_by_vjps
 
@@ -71,13 +71,12 @@ class HutchinsonConfig:
     """Where to look, validated on construction (`ConfigError` names the field).
 
     - points: the points z, shape (n, d), 1..MAX_POINTS of them, finite;
-    - t: the time at which ∂f/∂z is taken, in [0, 1];
-    - max_probes: the largest number m of probes averaged, 1..MAX_PROBES.
+    - t, max_probes: declared settings (`cnf_core.settings`).
     """
 
     points: Sequence[Sequence[float]] | torch.Tensor = DEFAULT_POINTS
-    t: float = 0.5
-    max_probes: int = 64
+    t: Annotated[float, Setting("Time t", "The time at which ∂f/∂z is taken.", low=0.0, high=1.0, step=0.05)] = 0.5
+    max_probes: Annotated[int, Setting("Most probes averaged", "The largest number m of probes whose mean is studied.", low=1, high=MAX_PROBES)] = 64
 
     def __post_init__(self) -> None:
         try:
@@ -91,14 +90,7 @@ class HutchinsonConfig:
         if not torch.isfinite(points).all():
             raise ConfigError("points: every coordinate must be a finite number")
         object.__setattr__(self, "points", tuple(tuple(row) for row in points.tolist()))
-        t = number("t", self.t)
-        if not 0 <= t <= 1:
-            raise ConfigError(f"t: the time must be in [0, 1], got {self.t!r}")
-        object.__setattr__(self, "t", t)
-        max_probes = number("max_probes", self.max_probes, integer=True)
-        if not 1 <= max_probes <= MAX_PROBES:
-            raise ConfigError(f"max_probes: must be a whole number from 1 to {MAX_PROBES}, got {self.max_probes!r}")
-        object.__setattr__(self, "max_probes", max_probes)
+        validate(self)
 
     def probe_counts(self) -> list[int]:
         """The m at which the variance of the m-probe mean is measured: log-spaced from 1 to max_probes."""

@@ -22,14 +22,14 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field as dataclass_field
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..field import ConcatSquashField, FieldConfig
-from ..solvers import number
+from ..settings import Setting, validate
 from ..training import initial_field
 
 __all__ = [
@@ -118,24 +118,14 @@ def random_field(dim: int, seed: int = 0) -> ConcatSquashField:
 
 @dataclass(frozen=True)
 class TraceCostConfig:
-    """The settings of the measurement, validated on construction (`ConfigError` names the field).
+    """The settings of the measurement, declared once (`cnf_core.settings`) and validated on construction."""
 
-    - max_dim: the largest dimension d, 4..MAX_DIM (the smallest is 2);
-    - sizes: how many log-spaced d to measure, 3..16;
-    - repeats: timing samples per method and d (their median is kept), 1..20.
-    """
-
-    max_dim: int = 1024
-    sizes: int = 9
-    repeats: int = 3
+    max_dim: Annotated[int, Setting("Largest dimension d", "The measurement runs from d = 2 up to this, log-spaced.", low=4, high=MAX_DIM)] = 1024
+    sizes: Annotated[int, Setting("Dimensions measured", "How many log-spaced d to time.", low=3, high=16)] = 9
+    repeats: Annotated[int, Setting("Repeats per timing (median)", "Timing samples per method and d; their median is kept.", low=1, high=20)] = 3
 
     def __post_init__(self) -> None:
-        limits = {"max_dim": (4, MAX_DIM), "sizes": (3, 16), "repeats": (1, 20)}
-        for name, (low, high) in limits.items():
-            value = number(name, getattr(self, name), integer=True)
-            if not low <= value <= high:
-                raise ConfigError(f"{name}: must be a whole number from {low} to {high}, got {getattr(self, name)!r}")
-            object.__setattr__(self, name, value)
+        validate(self)
 
     def dims(self) -> list[int]:
         """The measured dimensions: log-spaced from 2 to max_dim, rounded, without repeats."""

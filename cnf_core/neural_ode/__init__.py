@@ -14,25 +14,42 @@ module per part:
   trajectories, with the CNFs' training loop.
 - `common`: limits, input checks, field wrappers and the end-point loss they share.
 
+Each setting the page offers is declared once on the config it feeds
+(`RandomFieldConfig`, `StartGrid`, `GradientConfig`, `MemoryConfig`,
+`ReversalConfig`, `FitConfig`; see `cnf_core.settings`).
+
 All integration goes through `cnf_core.solvers.integrate` (torchdiffeq
 underneath), which counts NFE and enforces the caps.
 """
 
-from .adjoint import AdjointDynamics, AdjointPath, GradientCheck, adjoint_path, gradient_check
-from .common import MAX_BLOCKS, MAX_POINTS, MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, ScaledField, endpoint_loss, random_field, start_grid
-from .memory import MemoryPoint, MemorySweep, SavedTensorMeter, memory_sweep
-from .pendulum import WARM_START, DampedPendulum, FitConfig, FitResult, TrajectoryMatching, TrajectoryProblem, fit_bytes, fit_pendulum, load_fit, pendulum_problem, trajectory_comparison
-from .resnet import ResNetVsODE, euler_equality, residual_network, resnet_vs_ode
-from .reversal import ReversalPoint, TimeReversal, round_trip, time_reversal
+from .adjoint import AdjointDynamics, AdjointPath, GradientCheck, GradientConfig, adjoint_path, gradient_check
+from .common import (
+    MAX_BLOCKS, MAX_POINTS, MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, STEP_COUNTS, TOLERANCES,
+    RandomFieldConfig, ScaledField, StartGrid, endpoint_loss, random_field, relative_difference, start_grid,
+)
+from .memory import MemoryConfig, MemoryPoint, MemorySweep, SavedTensorMeter, memory_sweep, pendulum_memory_sweep
+from .pendulum import (
+    FIT_SOLVERS, GRADIENTS, WARM_START, DampedPendulum, FitConfig, FitResult, TrajectoryMatching, TrajectoryProblem,
+    fit_bytes, fit_pendulum, load_fit, pendulum_problem, trajectory_comparison,
+)
+from .resnet import DEPTHS, DRAWN, ResNetVsODE, euler_equality, residual_network, resnet_vs_ode
+from .reversal import ReversalConfig, ReversalPoint, RoundTrip, TimeReversal, round_trip, round_trips, time_reversal
 
 __all__ = [
     "MAX_POINTS",
     "MAX_BLOCKS",
     "MAX_SWEEP_EVALUATIONS",
     "REFERENCE_SOLVER",
+    "TOLERANCES",
+    "STEP_COUNTS",
     "ScaledField",
+    "RandomFieldConfig",
     "random_field",
+    "StartGrid",
     "start_grid",
+    "relative_difference",
+    "DEPTHS",
+    "DRAWN",
     "residual_network",
     "euler_equality",
     "ResNetVsODE",
@@ -43,6 +60,7 @@ __all__ = [
     "fit_bytes",
     "load_fit",
     "endpoint_loss",
+    "GradientConfig",
     "GradientCheck",
     "gradient_check",
     "AdjointDynamics",
@@ -52,10 +70,17 @@ __all__ = [
     "MemoryPoint",
     "MemorySweep",
     "memory_sweep",
+    "MemoryConfig",
+    "pendulum_memory_sweep",
     "ReversalPoint",
     "TimeReversal",
     "round_trip",
     "time_reversal",
+    "ReversalConfig",
+    "RoundTrip",
+    "round_trips",
+    "GRADIENTS",
+    "FIT_SOLVERS",
     "FitConfig",
     "WARM_START",
     "FitResult",

@@ -12,17 +12,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..solvers import SolverConfig, SolveStats, in_float64, integrate, number
+from ..solvers import SolverConfig, SolveStats, in_float64, integrate
+from ..settings import Setting, number, validate
 from ..flow import FieldDynamics
-from .common import TIME_SPAN, check_fit_problem, endpoint_loss, time_tensor
+from .common import TIME_SPAN, TOLERANCES, check_fit_problem, endpoint_loss, relative_difference, time_tensor
 
-__all__ = ["GradientCheck", "gradient_check", "AdjointDynamics", "AdjointPath", "adjoint_path"]
+__all__ = ["GradientConfig", "GradientCheck", "gradient_check", "AdjointDynamics", "AdjointPath", "adjoint_path"]
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    """The solver both gradient methods use on the page: dopri5 at rtol = atol = `tolerance`, in float64."""
+
+    tolerance: Annotated[float, Setting(
+        "Solver tolerance (rtol = atol, dopri5, float64)",
+        "Loosen it to watch the adjoint's gradient drift from backprop's: it re-solves z(t) backwards with its own error.",
+        choices=TOLERANCES,
+    )] = 1e-8
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def solver(self) -> SolverConfig:
+        return SolverConfig("dopri5", rtol=self.tolerance, atol=self.tolerance, max_nfe=20_000, max_seconds=60.0)
 
 
 def _flat_gradient(parameters: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -46,14 +64,16 @@ class GradientCheck:
     @property
     def relative_difference(self) -> float:
         """‖g_backprop − g_adjoint‖ / ‖g_backprop‖ over the parameters."""
-        scale = float(self.gradient_backprop.norm())
-        return float((self.gradient_backprop - self.gradient_adjoint).norm()) / scale if scale > 0 else 0.0
+        return relative_difference(self.gradient_adjoint, self.gradient_backprop)
 
     @property
     def start_relative_difference(self) -> float:
-        scale = float(self.start_gradient_backprop.norm())
-        difference = float((self.start_gradient_backprop - self.start_gradient_adjoint).norm())
-        return difference / scale if scale > 0 else 0.0
+        """The same for the adjoint state at the start, dL/dz(t0)."""
+        return relative_difference(self.start_gradient_adjoint, self.start_gradient_backprop)
+
+    def difference_from(self, gradient: torch.Tensor) -> float:
+        """‖gradient − g_backprop‖ / ‖g_backprop‖: how far another dL/dθ (Pontryagin's equations integrated as written) lands."""
+        return relative_difference(gradient, self.gradient_backprop)
 
     @property
     def cosine(self) -> float:
@@ -89,7 +109,24 @@ def gradient_check(
     Both use `solver` (the adjoint's backward solve uses the same tolerances
     or steps). At tight tolerances they agree to ~1e-7 relative; at loose
     ones the adjoint's gradient drifts, because it re-solves z(t) backwards
-    instead of remembering it. Raises `SolveError` when a solve fails.
+    instead of remembering it. The field handed in is left as it was (the
+    check works on a float64 copy).
+
+    Args:
+        field: a network field with parameters θ.
+        starts: z(t0), shape (n, d).
+        targets: y, the targets of z(t1), same shape.
+        solver: the solver of every solve.
+
+    Returns:
+        A `GradientCheck`: the loss, dL/dθ and dL/dz(t0) both ways, and their NFE and seconds.
+
+    Raises:
+        ConfigError: a field without parameters, or bad points.
+        SolveError: a solve failed.
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018, section 2 (the adjoint method).
     """
     starts, targets = check_fit_problem(field, starts, targets, "the gradient check")
     field64 = in_float64(field)
@@ -176,6 +213,24 @@ def adjoint_path(
 
     What `odeint_adjoint` does inside, written out: a_z(t0) equals backprop's
     dL/dz(t0) and a_θ(t0) its dL/dθ, up to the solver's tolerance.
+
+    Args:
+        field: a network field with parameters θ.
+        starts: z(t0), shape (n, d).
+        targets: y, the targets of z(t1), same shape.
+        solver: the solver of the forward and the backward solve.
+        points_in_time: how many times from t1 back to t0 the path keeps (2 … 500).
+
+    Returns:
+        An `AdjointPath`: z(t) and a_z(t) at those times, a_θ(t0) = dL/dθ, and the NFE each way.
+
+    Raises:
+        ConfigError: a field without parameters, bad points, or `points_in_time` out of range.
+        SolveError: a solve failed.
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018, algorithm 1;
+        Pontryagin et al., "The Mathematical Theory of Optimal Processes", 1962.
     """
     starts, targets = check_fit_problem(field, starts, targets, "the adjoint path")
     points_in_time = number("points_in_time", points_in_time, integer=True)

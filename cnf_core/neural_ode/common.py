@@ -1,14 +1,15 @@
 """What every part of the Neural ODE page shares: limits, input checks, the field wrappers, the end-point loss.
 
 The page's fields are callables `field(t, z)`; `FieldDynamics` (from flow) makes any of them
-an `nn.Module` so `odeint_adjoint` finds its parameters. `random_field` and
-`start_grid` give the page something to look at without a trained model.
+an `nn.Module` so `odeint_adjoint` finds its parameters. `RandomFieldConfig` and
+`StartGrid` give the page something to look at without a trained model; their
+settings (and the tolerances and step counts the page offers) are declared here once.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Sequence
 
 import torch
 from torch import nn
@@ -16,7 +17,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..field import FieldConfig
 from ..flow import Field
-from ..solvers import SOLVERS, SolverConfig, landing, number
+from ..solvers import SOLVERS, SolverConfig, landing
+from ..settings import Setting, number, validate
 from ..training import initial_field
 
 __all__ = [
@@ -25,14 +27,19 @@ __all__ = [
     "MAX_SWEEP_EVALUATIONS",
     "REFERENCE_SOLVER",
     "TIME_SPAN",
+    "TOLERANCES",
+    "STEP_COUNTS",
     "like_field",
     "check_points",
     "check_fit_problem",
     "check_blocks",
     "evaluations_per_step",
     "time_tensor",
+    "relative_difference",
     "ScaledField",
+    "RandomFieldConfig",
     "random_field",
+    "StartGrid",
     "start_grid",
     "endpoint_loss",
 ]
@@ -44,6 +51,8 @@ MAX_SWEEP_EVALUATIONS = 2_000_000  # field evaluations × points over a whole me
 # exactly on t1 (no dense-output interpolation error at the end point).
 REFERENCE_SOLVER = landing(SolverConfig(method="dopri5", rtol=1e-10, atol=1e-10, max_nfe=50_000, max_seconds=60.0))
 TIME_SPAN = (0.0, 1.0)
+TOLERANCES = tuple(10.0**-k for k in range(2, 11))  # the rtol = atol values the page offers, 1e-2 … 1e-10
+STEP_COUNTS = tuple(2**k for k in range(1, 10))  # the fixed step counts the page offers, 2 … 512
 
 
 def like_field(field: Field, z: torch.Tensor) -> torch.Tensor:
@@ -92,6 +101,10 @@ def time_tensor(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(list(values), dtype=like.dtype, device=like.device)
 
 
+def relative_difference(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖value − reference‖ / ‖reference‖ (0 when the reference is 0): how far one gradient is from another."""
+    scale = float(reference.norm())
+    return float((value - reference).norm()) / scale if scale > 0 else 0.0
 
 
 class ScaledField(nn.Module):
@@ -106,30 +119,83 @@ class ScaledField(nn.Module):
         return self.strength * self.inner(t, z)
 
 
+@dataclass(frozen=True)
+class RandomFieldConfig:
+    """A small random time-dependent field: a seeded `ConcatSquashField` scaled by `strength`; validated on construction."""
+
+    seed: Annotated[int, Setting("Seed", "Seed of the random network's weights.", low=0, high=2**31 - 1, ui=(0, 10_000))] = 0
+    strength: Annotated[float, Setting(
+        "Strength", "The random network's output is multiplied by this: a stronger field bends the paths more.",
+        low=0.0, low_open=True, high=20.0, step=0.5, ui=(0.5, 8.0),
+    )] = 3.0
+    hidden: tuple[int, ...] = (32, 32)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        object.__setattr__(self, "hidden", FieldConfig(hidden=self.hidden).hidden)
+
+    def field(self) -> ScaledField:
+        return ScaledField(initial_field(FieldConfig(hidden=self.hidden), self.seed), self.strength)
+
+    def describe(self) -> str:
+        widths = "×".join(map(str, self.hidden)) if len(set(self.hidden)) > 1 else f"{len(self.hidden)}×{self.hidden[0]}"
+        return f"a random {widths} concatsquash field (seed {self.seed}, ×{self.strength:g})"
+
+
 def random_field(seed: int = 0, strength: float = 3.0, hidden: tuple[int, ...] = (32, 32)) -> ScaledField:
-    """A small random time-dependent field: a seeded `ConcatSquashField` scaled by `strength`."""
-    seed = number("seed", seed, integer=True)
-    if seed < 0:
-        raise ConfigError(f"seed: must be a non-negative whole number, got {seed!r}")
-    strength = number("strength", strength)
-    if not 0 < strength <= 20:
-        raise ConfigError(f"strength: must be in (0, 20], got {strength!r}")
-    return ScaledField(initial_field(FieldConfig(hidden=hidden), seed), strength)
+    """A small random time-dependent field, f = strength · g with g a seeded `ConcatSquashField`.
+
+    Args:
+        seed: seed of the network's weights (≥ 0).
+        strength: factor on its output, in (0, 20]: a freshly initialised network barely moves its inputs.
+        hidden: widths of its hidden layers.
+
+    Returns:
+        A `ScaledField` (float32), callable as ``field(t, z)``.
+
+    Raises:
+        ConfigError: a setting out of range, naming it.
+    """
+    return RandomFieldConfig(seed, strength, hidden).field()
+
+
+@dataclass(frozen=True)
+class StartGrid:
+    """A square grid of per_side² start points over [-half_width, half_width]²; validated on construction."""
+
+    per_side: Annotated[int, Setting("Grid of inputs (per side)", "Start points per side of the square grid.", low=1, high=int(MAX_POINTS**0.5), ui=(3, 15))] = 9
+    half_width: Annotated[float, Setting("Half width", low=0.0, low_open=True, high=20.0, ui=(0.5, 20.0))] = 2.5
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def points(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        axis = torch.linspace(-self.half_width, self.half_width, self.per_side, dtype=dtype)
+        x, y = torch.meshgrid(axis, axis, indexing="xy")
+        return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
 
 
 def start_grid(half_width: float = 2.5, per_side: int = 9, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """A square grid of per_side² start points over [-half_width, half_width]²."""
-    half_width = number("half_width", half_width)
-    if not 0 < half_width <= 20:
-        raise ConfigError(f"half_width: must be in (0, 20], got {half_width!r}")
-    per_side = number("per_side", per_side, integer=True)
-    if not 1 <= per_side <= int(math.sqrt(MAX_POINTS)):
-        raise ConfigError(f"per_side: must be between 1 and {int(math.sqrt(MAX_POINTS))}, got {per_side!r}")
-    axis = torch.linspace(-half_width, half_width, per_side, dtype=dtype)
-    x, y = torch.meshgrid(axis, axis, indexing="xy")
-    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
+    """A square grid of per_side² start points over [-half_width, half_width]².
+
+    Args:
+        half_width: half the side of the square, in (0, 20].
+        per_side: points per side, 1 … 70.
+        dtype: of the points.
+
+    Returns:
+        The points, shape (per_side², 2), row by row.
+
+    Raises:
+        ConfigError: a setting out of range, naming it.
+    """
+    return StartGrid(per_side, half_width).points(dtype)
 
 
 def endpoint_loss(z1: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """L(z(t1)) = mean over points of ‖z(t1) - y‖²: the loss the lecture's adjoint equations are written for."""
+    """L(z(t1)) = mean over points of ‖z(t1) - y‖²: the loss the lecture's adjoint equations are written for.
+
+    Its gradient a_z(t1) = ∂L/∂z(t1) = 2 (z(t1) − y) / n starts the adjoint's backward solve
+    (Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018).
+    """
     return ((z1 - targets) ** 2).sum(-1).mean()

@@ -3,6 +3,8 @@
 `SavedTensorMeter` counts the bytes autograd saves; `memory_sweep` measures
 both gradient methods as the number of fixed solver steps grows: backprop's
 memory grows with the steps, the adjoint's stays flat (Chen et al., 2018).
+`MemoryConfig` declares the page's settings of the sweep (points, most steps)
+and `pendulum_memory_sweep` runs it on the pendulum's end-point loss.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field as dataclass_field
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import torch
 from torch import nn
 
+from ..device import pick_device
 from ..errors import ConfigError
 from ..solvers import SOLVERS, SolverConfig, SolveStats, integrate
 from ..flow import FieldDynamics
-from .common import MAX_SWEEP_EVALUATIONS, TIME_SPAN, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
+from ..settings import Setting, validate
+from .common import MAX_SWEEP_EVALUATIONS, STEP_COUNTS, TIME_SPAN, check_blocks, check_points, endpoint_loss, evaluations_per_step, time_tensor
+from .pendulum import pendulum_problem
 
-__all__ = ["SavedTensorMeter", "MemoryPoint", "MemorySweep", "memory_sweep"]
+__all__ = ["SavedTensorMeter", "MemoryPoint", "MemorySweep", "memory_sweep", "MemoryConfig", "pendulum_memory_sweep"]
 
 
 class SavedTensorMeter:
@@ -138,6 +143,25 @@ def memory_sweep(
     step's activations for its backward pass (memory ∝ steps); the adjoint's
     forward solve builds no graph and keeps only the solution and the
     inputs (memory flat in steps), paying with a second solve backwards.
+    The field handed in is left as it was (the sweep works on a float32 copy).
+
+    Args:
+        field: a network field with parameters.
+        starts: z(t0), shape (n, d).
+        targets: y, the targets of z(t1), same shape.
+        steps: the numbers of fixed steps to measure.
+        method: a fixed-grid torchdiffeq method.
+        device: where to run; on CUDA the peak memory is measured too.
+
+    Returns:
+        A `MemorySweep` with one `MemoryPoint` per mode and number of steps.
+
+    Raises:
+        ConfigError: an adaptive method, a field without parameters, bad
+            points or steps, too much work for one sweep, or CUDA without a GPU.
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018, section 2 (constant memory cost).
     """
     if method not in SOLVERS or SOLVERS[method].adaptive:
         raise ConfigError(f"method: the memory sweep needs a fixed-grid method, got {method!r}")
@@ -166,3 +190,40 @@ def memory_sweep(
             solver = SolverConfig.fixed(method, count, adjoint=mode == "adjoint", max_seconds=60.0)
             sweep.results.append(_one_pass(work, starts, targets, solver, count, mode))
     return sweep
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """The page's memory sweep: `batch` pendulum starts, rk4 with 2, 4, … up to `most_steps` steps; validated on construction."""
+
+    batch: Annotated[int, Setting("Points in the batch", "Start points solved together in each forward and backward pass.", choices=(16, 32, 64, 128, 256, 512, 1024))] = 128
+    most_steps: Annotated[int, Setting("Most rk4 steps", "The sweep doubles the steps from 2 up to this.", choices=STEP_COUNTS[2:])] = 128
+    method = "rk4"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        return tuple(count for count in STEP_COUNTS if count <= self.most_steps)
+
+
+def pendulum_memory_sweep(field: nn.Module, config: MemoryConfig = MemoryConfig(), device: str = "auto") -> MemorySweep:
+    """`memory_sweep` of the loss ‖z(t1) − y‖² on `config.batch` seeded pendulum starts, y the true pendulum's end states.
+
+    Args:
+        field: a network field with parameters.
+        config: the batch and the steps.
+        device: "auto" (CUDA when there is one), "cpu" or "cuda".
+
+    Returns:
+        The `MemorySweep`.
+
+    Raises:
+        ConfigError: as `memory_sweep`.
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018.
+    """
+    problem = pendulum_problem(config.batch, observations=2, seed=1)
+    return memory_sweep(field, problem.starts, problem.targets, steps=config.steps, method=config.method, device=pick_device(device))

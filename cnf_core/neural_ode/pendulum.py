@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import Annotated, BinaryIO, Callable
 
 import torch
 from torch import nn
@@ -22,14 +22,17 @@ from ..checkpoints import load_weights, payload_bytes, plain_payload
 from ..errors import CheckpointError, ConfigError
 from ..field import ConcatSquashField, FieldConfig
 from ..flow import Field, FieldDynamics, trajectories
-from ..solvers import SOLVERS, SolverConfig, SolveStats, in_float64, integrate, number
+from ..solvers import SOLVERS, TOLERANCE_RANGE, SolverConfig, SolveStats, in_float64, integrate
+from ..settings import Setting, declared, number, validate
 from ..training import Trainer, initial_field
-from .common import MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN, check_blocks
+from .common import MAX_BLOCKS, MAX_POINTS, REFERENCE_SOLVER, TIME_SPAN
 
 __all__ = [
     "DampedPendulum",
     "TrajectoryProblem",
     "pendulum_problem",
+    "GRADIENTS",
+    "FIT_SOLVERS",
     "FitConfig",
     "FitResult",
     "WARM_START",
@@ -79,7 +82,20 @@ class TrajectoryProblem:
 
 
 def pendulum_problem(n: int = 8, observations: int = 25, seed: int = 0, truth: nn.Module | None = None) -> TrajectoryProblem:
-    """`n` trajectories of the damped pendulum from seeded starts, observed at `observations` times over [0, 1] (float64)."""
+    """`n` trajectories of the damped pendulum from seeded starts, observed at `observations` times over [0, 1] (float64).
+
+    Args:
+        n: how many trajectories (1 … MAX_POINTS).
+        observations: times per trajectory, evenly spaced over [0, 1] (2 … 200).
+        seed: seed of the starts, uniform over [-2.4, 2.4] × [-2, 2].
+        truth: the dynamics observed (default `DampedPendulum()`).
+
+    Returns:
+        A `TrajectoryProblem`, solved by the reference solver.
+
+    Raises:
+        ConfigError: `n` or `observations` out of range.
+    """
     n = number("n", n, integer=True)
     if not 1 <= n <= MAX_POINTS:
         raise ConfigError(f"n: must be between 1 and {MAX_POINTS:,}, got {n!r}")
@@ -95,64 +111,61 @@ def pendulum_problem(n: int = 8, observations: int = 25, seed: int = 0, truth: n
     return TrajectoryProblem(starts, times, observed, truth)
 
 
+GRADIENTS = ("backprop", "adjoint")
+FIT_SOLVERS = {  # the solvers the page offers for a fit, by the label it shows (and its address carries)
+    "rk4 · 16 steps": dict(method="rk4", steps=16),
+    "dopri5 · tol 1e-3": dict(method="dopri5", tolerance=1e-3),
+}
+
+
 @dataclass(frozen=True)
 class FitConfig:
-    """Training a small Neural ODE on pendulum trajectories; validated on construction (`ConfigError`).
+    """Training a small Neural ODE on pendulum trajectories; each setting declared here once, validated on construction.
 
     The loss is the mean squared distance between the model's trajectories
     and the observed ones at every observation time; gradients by backprop
     through `method` or by the adjoint method.
     """
 
-    iterations: int = 200
-    hidden: tuple[int, ...] = (32, 32)
-    lr: float = 2e-2
-    adjoint: bool = False
-    method: str = "rk4"
-    tolerance: float = 1e-3
-    steps: int = 16  # one rk4 step per observation interval: the adjoint's backward grid is then the forward one
-    trajectories: int = 8
-    observations: int = 17
-    seed: int = 0
-    max_seconds: float = 120.0
+    iterations: Annotated[int, Setting("Iterations", "Adam steps on the trajectory loss.", low=1, high=MAX_FIT_ITERATIONS, step=20, ui=(20, 600))] = 200
+    hidden: tuple[int, ...] = (32, 32)  # checked by FieldConfig
+    lr: Annotated[float, Setting("Learning rate", low=1e-5, high=1.0)] = 2e-2
+    adjoint: Annotated[bool, Setting("Adjoint gradients", "Gradients by the adjoint method instead of backprop through the solver.")] = False
+    method: Annotated[str, Setting("Method", "A torchdiffeq method with gradients.", choices=tuple(name for name in SOLVERS if name != "scipy_solver"))] = "rk4"
+    tolerance: Annotated[float, Setting("Tolerance", "rtol = atol of an adaptive method.", low=0.0, low_open=True, high=1.0, high_open=True, ui=TOLERANCE_RANGE)] = 1e-3
+    steps: Annotated[int, Setting("Steps", "Steps over [0, 1] of a fixed-grid method.", low=1, high=MAX_BLOCKS)] = 16  # one rk4 step per observation interval: the adjoint's backward grid is then the forward one
+    trajectories: Annotated[int, Setting("Trajectories", low=1, high=256)] = 8
+    observations: Annotated[int, Setting("Observations per trajectory", low=2, high=200)] = 17
+    seed: Annotated[int, Setting("Seed", "Seed of the starts and of the initial weights.", low=0, high=2**31 - 1)] = 0
+    max_seconds: Annotated[float, Setting("Time budget", low=0.0, low_open=True, high=3600.0, unit="s", ui=(1.0, 3600.0))] = 120.0
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        iterations = number("iterations", self.iterations, integer=True)
-        if not 1 <= iterations <= MAX_FIT_ITERATIONS:
-            raise ConfigError(f"iterations: must be between 1 and {MAX_FIT_ITERATIONS:,}, got {self.iterations!r}")
-        set_("iterations", iterations)
-        FieldConfig(hidden=self.hidden)  # validates the widths
-        set_("hidden", tuple(int(h) for h in self.hidden))
-        lr = number("lr", self.lr)
-        if not 0 < lr <= 1:
-            raise ConfigError(f"lr: learning rate must be in (0, 1], got {self.lr!r}")
-        set_("lr", lr)
-        if not isinstance(self.adjoint, bool):
-            raise ConfigError(f"adjoint: expected true or false, got {self.adjoint!r}")
-        if self.method not in SOLVERS or self.method == "scipy_solver":
-            raise ConfigError(f"method: expected a torchdiffeq method with gradients, got {self.method!r}")
-        tolerance = number("tolerance", self.tolerance)
-        if not 0 < tolerance < 1:
-            raise ConfigError(f"tolerance: must be between 0 and 1 (exclusive), got {self.tolerance!r}")
-        set_("tolerance", tolerance)
-        set_("steps", check_blocks("steps", self.steps))
-        trajectories_ = number("trajectories", self.trajectories, integer=True)
-        if not 1 <= trajectories_ <= 256:
-            raise ConfigError(f"trajectories: must be between 1 and 256, got {self.trajectories!r}")
-        set_("trajectories", trajectories_)
-        observations = number("observations", self.observations, integer=True)
-        if not 2 <= observations <= 200:
-            raise ConfigError(f"observations: must be between 2 and 200, got {self.observations!r}")
-        set_("observations", observations)
-        seed = number("seed", self.seed, integer=True)
-        if seed < 0:
-            raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
-        set_("seed", seed)
-        seconds = number("max_seconds", self.max_seconds)
-        if not 0 < seconds <= 3600:
-            raise ConfigError(f"max_seconds: must be in (0, 3600], got {self.max_seconds!r}")
-        set_("max_seconds", seconds)
+        validate(self)
+        object.__setattr__(self, "hidden", FieldConfig(hidden=self.hidden).hidden)
+
+    @classmethod
+    def chosen(
+        cls,
+        gradients: Annotated[str, Setting("Gradients", "The adjoint is slower here: it solves a second, larger ODE backwards every iteration.", choices=GRADIENTS)] = "backprop",
+        solver: Annotated[str, Setting("Solver", "The solver of every training solve.", choices=tuple(FIT_SOLVERS))] = "rk4 · 16 steps",
+        **settings,
+    ) -> "FitConfig":
+        """A fit as the page offers it: how its gradients are taken and one of the solvers it lists.
+
+        Args:
+            gradients: "backprop" (through the solver's steps) or "adjoint" (`odeint_adjoint`).
+            solver: a key of `FIT_SOLVERS` ("rk4 · 16 steps" or "dopri5 · tol 1e-3").
+            settings: any other field of the config (iterations, max_seconds, ...).
+
+        Returns:
+            The validated `FitConfig`.
+
+        Raises:
+            ConfigError: a choice or setting that is not allowed, naming it.
+        """
+        options = declared(cls.chosen)
+        adjoint = options["gradients"].check(gradients) == "adjoint"
+        return cls(adjoint=adjoint, **FIT_SOLVERS[options["solver"].check(solver)], **settings)
 
     # what the training loop reads besides the fields above (`training.LoopSettings`)
     weight_decay = 0.0
@@ -192,6 +205,16 @@ class FitResult:
     status: str = "finished"  # finished | stopped | failed | time-cap
     message: str = ""
 
+    @classmethod
+    def untrained(cls, config: FitConfig) -> "FitResult":
+        """The seeded field before any training, on the config's problem (what to show when no fit can be read)."""
+        return cls(config, config.initial_field(), config.problem(), [])
+
+    @property
+    def nfe_varies(self) -> bool:
+        """Whether the NFE changed between iterations (adaptive steps); a fixed grid's is one number."""
+        return len({(h["nfe_forward"], h["nfe_backward"]) for h in self.history}) > 1
+
 
 @dataclass(frozen=True)
 class TrajectoryMatching:
@@ -217,7 +240,17 @@ def fit_pendulum(
 ) -> FitResult:
     """Fit a Neural ODE to pendulum trajectories with the training loop (float32, CPU); keeps the last good weights on failure.
 
-    `progress` gets each iteration's history record.
+    Args:
+        config: the fit's settings.
+        progress: called with each iteration's history record.
+        should_stop: polled between iterations; True ends the fit as "stopped".
+
+    Returns:
+        A `FitResult`: the field, its problem, the history and how it ended
+        ("finished", "stopped", "failed" or "time-cap" with a message).
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018, section 3 (fitting dynamics to trajectories).
     """
     problem = config.problem()
     data = problem.to(torch.float32)
@@ -235,7 +268,14 @@ FIT_STATUSES = ("finished", "stopped", "failed", "time-cap")
 
 
 def fit_bytes(fit: FitResult) -> bytes:
-    """A fit in the checkpoint format: its config, history and ending as JSON, the field's weights as tensors."""
+    """A fit in the checkpoint format: its config, history and ending as JSON, the field's weights as tensors.
+
+    Args:
+        fit: the fit to keep (the app's warm start, or a fit trained in a pool worker).
+
+    Returns:
+        The bytes, which `load_fit` reads back by the checkpoints' safe loader.
+    """
     description = {
         "kind": FIT_KIND,
         "config": dataclasses.asdict(fit.config),
@@ -247,7 +287,17 @@ def fit_bytes(fit: FitResult) -> bytes:
 
 
 def load_fit(source: str | os.PathLike | bytes | BinaryIO) -> FitResult:
-    """The fit `fit_bytes` wrote, read by the checkpoints' safe reader; `CheckpointError` says what is wrong with anything else."""
+    """The fit `fit_bytes` wrote, read by the checkpoints' safe reader.
+
+    Args:
+        source: a path, the bytes, or an open binary file.
+
+    Returns:
+        The `FitResult`, its field rebuilt from the config and loaded with the weights.
+
+    Raises:
+        CheckpointError: not a fit, or its settings, history or ending damaged; says which.
+    """
     description, state_dict, _ = plain_payload(source)
     if description.get("kind") != FIT_KIND:
         raise CheckpointError("not a fitted Neural ODE: the file is another kind of CNF Lab checkpoint")
@@ -273,7 +323,21 @@ def load_fit(source: str | os.PathLike | bytes | BinaryIO) -> FitResult:
 def trajectory_comparison(
     field: Field, problem: TrajectoryProblem, points_in_time: int = 81, solver: SolverConfig = SolverConfig(rtol=1e-6, atol=1e-6, max_nfe=20_000)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(times, true paths, model paths) from the problem's starts, densely in time (T, n, 2), float64."""
+    """True and model trajectories from the problem's starts, densely in time, float64.
+
+    Args:
+        field: the fitted vector field.
+        problem: the starts and the true dynamics.
+        points_in_time: how many times over [0, 1] (2 … 1000).
+        solver: the solver of both.
+
+    Returns:
+        (times (T,), true paths (T, n, 2), model paths (T, n, 2)).
+
+    Raises:
+        ConfigError: `points_in_time` out of range.
+        SolveError: a solve failed.
+    """
     points_in_time = number("points_in_time", points_in_time, integer=True)
     if not 2 <= points_in_time <= 1_000:
         raise ConfigError(f"points_in_time: must be between 2 and 1000, got {points_in_time!r}")

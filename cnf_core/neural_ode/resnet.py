@@ -16,10 +16,14 @@ import torch
 
 from ..errors import ConfigError
 from ..flow import Field, FieldDynamics, trajectories
-from ..solvers import SolverConfig, convergence_order, in_float64, integrate
+from ..solver_lab.work_precision import convergence_order
+from ..solvers import SolverConfig, in_float64, integrate
 from .common import MAX_SWEEP_EVALUATIONS, REFERENCE_SOLVER, TIME_SPAN, check_blocks, check_points, like_field, time_tensor
 
-__all__ = ["residual_network", "euler_equality", "ResNetVsODE", "resnet_vs_ode"]
+__all__ = ["DEPTHS", "DRAWN", "residual_network", "euler_equality", "ResNetVsODE", "resnet_vs_ode"]
+
+DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)  # the residual networks the page compares with the ODE
+DRAWN = (1, 4, 16)  # the depths drawn until a person picks others
 
 
 def _block_times(blocks: int, t0: float, t1: float, like: torch.Tensor) -> torch.Tensor:
@@ -34,9 +38,24 @@ def _block_times(blocks: int, t0: float, t1: float, like: torch.Tensor) -> torch
 def residual_network(field: Field, z0: torch.Tensor, blocks: int, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
     """A residual network of `blocks` blocks sharing `field`: z_{k+1} = z_k + h f(z_k, t_k), h = (t1 - t0)/L.
 
-    Returns the input and every block's output, shape (blocks + 1, n, d).
     The block step is written t_{k+1} - t_k, which is h up to round-off and
     exactly torchdiffeq's Euler step on the same grid.
+
+    Args:
+        field: the vector field f(t, z) every block applies.
+        z0: inputs, shape (n, d).
+        blocks: L, the number of blocks (1 … MAX_BLOCKS).
+        t0, t1: the time span the blocks cover.
+
+    Returns:
+        The input and every block's output, shape (blocks + 1, n, d).
+
+    Raises:
+        ConfigError: bad inputs or number of blocks.
+
+    References:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 (the block z + f(z));
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018 (the block as an Euler step).
     """
     blocks = check_blocks("blocks", blocks)
     z = check_points("z0", z0)
@@ -50,11 +69,25 @@ def residual_network(field: Field, z0: torch.Tensor, blocks: int, t0: float = 0.
 
 
 def euler_equality(field: Field, z0: torch.Tensor, blocks: int) -> tuple[float, int]:
-    """max |ResNet(z0) - Euler(z0)| between `residual_network` and torchdiffeq's Euler with step 1/blocks, and the solver's NFE.
+    """How far `residual_network` is from torchdiffeq's Euler method with step 1/blocks: zero, they are one computation.
 
-    Zero when the two are the same computation. torchdiffeq builds its grid
-    from ceil(span / h + 1) points, so for a few L whose 1/L rounds down
-    (L = 49) it takes one extra, round-off-sized step: the NFE says so.
+    torchdiffeq builds its grid from ceil(span / h + 1) points, so for a few L
+    whose 1/L rounds down (L = 49) it takes one extra, round-off-sized step:
+    the NFE says so.
+
+    Args:
+        field: the vector field f(t, z).
+        z0: inputs, shape (n, d).
+        blocks: L, the number of blocks and of Euler steps.
+
+    Returns:
+        (max |ResNet(z0) − Euler(z0)|, the solver's NFE).
+
+    Raises:
+        ConfigError: bad inputs or number of blocks.
+
+    References:
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018, section 2.
     """
     z0 = like_field(field, check_points("z0", z0))
     blocks = check_blocks("blocks", blocks)
@@ -96,8 +129,27 @@ def resnet_vs_ode(
     """Run residual networks of each depth in `depths` on `z0` and compare their output with the ODE's z(t1).
 
     The field is copied to float64 and the ODE solved with `reference`, so
-    the errors are the residual networks' own. Networks in `drawn` keep every
-    block's output for plotting. Raises `SolveError` if the reference fails.
+    the errors are the residual networks' own: Euler is first order, so the
+    error shrinks like 1/L and the fitted slope of log error against log L is −1.
+
+    Args:
+        field: the vector field f(t, z).
+        z0: inputs, shape (n, d).
+        depths: the networks' depths L to compare.
+        drawn: depths whose every block output is kept, for plotting.
+        reference: the solver of the ODE "truth".
+        path_points: times at which the ODE's paths are kept.
+
+    Returns:
+        A `ResNetVsODE`: errors per depth, the fitted slope, the paths.
+
+    Raises:
+        ConfigError: bad inputs or depths, or too much work for one call.
+        SolveError: the reference solve failed.
+
+    References:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016;
+        Chen et al., "Neural Ordinary Differential Equations", NeurIPS 2018.
     """
     started = time.perf_counter()
     starts = check_points("z0", z0).detach().to(torch.float64)

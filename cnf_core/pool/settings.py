@@ -17,13 +17,13 @@ deploys CNF Lab for a class sets them without touching code:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import ConfigError
-from ..solvers import number
-from ..training import pick_device
+from ..settings import number
+from ..device import pick_device
 
 __all__ = ["PoolSettings", "ENVIRONMENT", "GPU_MEMORY_PER_WORKER", "MAX_GPU_WORKERS"]
 
@@ -120,6 +120,3 @@ class PoolSettings:
             free, _ = torch.cuda.mem_get_info()
             return max(1, min(MAX_GPU_WORKERS, int(free // GPU_MEMORY_PER_WORKER)))
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -5,9 +5,13 @@ and talks to it over a private socket pair:
 
 - to the worker: a `RunRequest` or a `JobRequest` (a page's job, `jobs.py`),
   ("stop", run_id, discard) while that run trains, or None to exit;
-- from the worker: ("progress", run_id, Progress,
-  new history records), ("snapshot", run_id, Snapshot) and one
-  ("done", run_id, Outcome) per run.
+- from the worker: ("progress", run_id, Progress or JobProgress, new
+  history records), ("snapshot", run_id, Snapshot) for a run, and one
+  ("done", run_id, Outcome) per request.
+
+A run (`train`) and a job (`do_job`) share one side of the conversation
+(`_Channel`: stop requests, the wall-clock cap, throttled progress) and one
+way to end (`_answer`: exactly one "done", a failure included).
 
 Everything heavy about a run happens here, off the web server's process:
 the iterations, the live snapshots (samples and a coarse density) and the
@@ -24,7 +28,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -128,19 +132,30 @@ def serve(connection, nice: int = 0) -> None:
             return  # the server is gone
         if request is None:
             return
-        if isinstance(request, RunRequest):  # a stop that crossed its run's end is stale: dropped
-            train(connection, request)
+        if isinstance(request, RunRequest):  # anything else (a stop that crossed its run's end) is stale: dropped
+            _answer(connection, request, train, _train_failure)
         elif isinstance(request, JobRequest):
-            do_job(connection, request)
+            _answer(connection, request, do_job, _job_failure)
 
 
-class _Listener:
-    """A run's stop requests (read between steps) and the server's wall-clock cap."""
+class _Channel:
+    """One request's side of the socket pair, as its work sees it: what every run and job reports alike.
 
-    def __init__(self, connection, run_id: int, max_seconds: float) -> None:
-        self.connection, self.run_id, self.max_seconds = connection, run_id, max_seconds
+    `should_stop` reads the server's stop requests (between steps) and
+    enforces the wall-clock cap; `report` sends progress at most every
+    `progress_every` seconds, with the history records since the last report
+    when the work keeps a history (`follow`); `done` sends the one
+    ("done", run_id, Outcome) that ends every request.
+    """
+
+    def __init__(self, connection, request: RunRequest | JobRequest) -> None:
+        self.connection, self.run_id, self.max_seconds, self.progress_every = connection, request.run_id, request.max_seconds, request.progress_every
         self.started = time.monotonic()
         self.stop_asked = self.discard = self.capped = False
+        self.iteration, self.seconds = 0, 0.0  # where the work stands: a failure's Outcome says so
+        self.latest = None  # the latest progress report, sent or not
+        self._history: list = []
+        self._sent = self._sent_at = 0
 
     def should_stop(self) -> bool:
         while self.connection.poll():
@@ -151,86 +166,106 @@ class _Listener:
             self.capped = True
         return self.stop_asked or self.capped
 
+    @property
+    def cap_reached(self) -> bool:
+        """Stopped by the server's wall-clock cap, not by the person."""
+        return self.capped and not self.stop_asked
 
-def do_job(connection, request: JobRequest) -> None:
-    """Run a page's job, reporting its progress; always ends with one ("done", run_id, Outcome)."""
-    run_id, listener = request.run_id, _Listener(connection, request.run_id, request.max_seconds)
-    last = {"progress": 0.0, "seen": None}
+    def follow(self, history: list, iteration: int, seconds: float) -> None:
+        """Report the records appended to `history` from now on (a resumed trainer's are the server's already)."""
+        self._history, self._sent = history, len(history)
+        self.iteration, self.seconds = iteration, seconds
+
+    def report(self, progress) -> None:
+        """A progress callback: note where the work stands; send it (throttled) with the new history records."""
+        self.latest, self.iteration, self.seconds = progress, progress.iteration, progress.seconds
+        if time.monotonic() - self._sent_at >= self.progress_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the latest progress and the records not sent yet (the last report before the work ends)."""
+        if self.latest is None:
+            return
+        self._sent_at = time.monotonic()
+        send(self.connection, ("progress", self.run_id, self.latest, self._history[self._sent:]))
+        self._sent = len(self._history)
+
+    def send(self, message) -> None:
+        send(self.connection, message)
+
+    def done(self, outcome: Outcome) -> None:
+        try:
+            send(self.connection, ("done", self.run_id, outcome))
+        except (OSError, ValueError):
+            pass  # the server is gone: `serve` sees it at its next read
+
+
+def _answer(connection, request: RunRequest | JobRequest, work, failure: Callable[[Exception], str]) -> None:
+    """Do `work(channel, request)` and send the Outcome it returns; any exception becomes a failed Outcome saying `failure(exc)`.
+
+    A worker reports every failure and stays up for the next request.
+    """
+    channel = _Channel(connection, request)
+    try:
+        outcome = work(channel, request)
+    except Exception as exc:  # noqa: BLE001 - see above
+        error = failure(exc)
+        outcome = Outcome("failed", error, channel.iteration, channel.seconds, error=error)
+    channel.done(outcome)
+
+
+def do_job(channel: _Channel, request: JobRequest) -> Outcome:
+    """Run a page's job, reporting its progress (`JobProgress`)."""
+    result = request.job.run(channel.report, channel.should_stop)
+    channel.flush()
+    seconds = time.monotonic() - channel.started
+    # the message completes "<label>: <status> ..." on the page
+    if channel.cap_reached:
+        status, message = "stopped", f"after {seconds:.0f} s: this server allows {request.max_seconds:g} s per run"
+    elif channel.stop_asked:
+        status, message = "stopped", "on request"
+    else:
+        status, message = "finished", f"in {seconds:.1f} s"
+    return Outcome(status, message, channel.iteration, seconds, result=None if channel.discard else result)
+
+
+def _job_failure(exc: Exception) -> str:
+    return f"{exc}" if isinstance(exc, CNFLabError) else f"the job failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def train(channel: _Channel, request: RunRequest) -> Outcome:
+    """Train one run, reporting its progress with the new history records, and a snapshot every `snapshot_every` s."""
+    trainer = Trainer(request.config)
+    if request.state is not None:
+        trainer.restore(load_state(request.state))
+    channel.follow(trainer.history, trainer.iteration, trainer.seconds)
+    last_snapshot = time.monotonic()
 
     def report(progress) -> None:
-        last["seen"] = progress
-        if time.monotonic() - last["progress"] >= request.progress_every:
-            last["progress"] = time.monotonic()
-            send(connection, ("progress", run_id, progress, []))
+        nonlocal last_snapshot
+        channel.report(progress)
+        if time.monotonic() - last_snapshot >= request.snapshot_every:
+            snapshot = make_snapshot(trainer)
+            last_snapshot = time.monotonic()
+            if snapshot is not None:
+                channel.send(("snapshot", request.run_id, snapshot))
 
-    try:
-        result = request.job.run(report, listener.should_stop)
-        seconds = time.monotonic() - listener.started
-        if listener.discard:
-            result = None
-        # the message completes "<label>: <status> ..." on the page
-        if listener.capped and not listener.stop_asked:
-            status, message = "stopped", f"after {seconds:.0f} s: this server allows {request.max_seconds:g} s per run"
-        elif listener.stop_asked:
-            status, message = "stopped", "on request"
-        else:
-            status, message = "finished", f"in {seconds:.1f} s"
-        iteration = last["seen"].iteration if last["seen"] is not None else 0
-        send(connection, ("done", run_id, Outcome(status, message, iteration, seconds, result=result)))
-    except Exception as exc:  # noqa: BLE001 - a worker reports every failure and stays up for the next run
-        error = f"{exc}" if isinstance(exc, CNFLabError) else f"the job failed unexpectedly: {type(exc).__name__}: {exc}"
-        try:
-            send(connection, ("done", run_id, Outcome("failed", error, 0, time.monotonic() - listener.started, error=error)))
-        except (OSError, ValueError):
-            pass
+    trainer.run(request.iterations, request.seconds, progress=report, should_stop=channel.should_stop)
+    channel.flush()
+    if channel.discard:  # the session that asked for it is gone: nobody will read the result
+        return Outcome(trainer.status, trainer.message, trainer.iteration, trainer.seconds)
+    if channel.cap_reached:
+        trainer.message = f"stopped at iteration {trainer.iteration}: this server allows {request.max_seconds:g} s per run"
+    snapshot = make_snapshot(trainer)
+    if snapshot is not None:
+        channel.send(("snapshot", request.run_id, snapshot))
+    return _finish(trainer)
 
 
-def train(connection, request: RunRequest) -> None:
-    """Run one request, reporting over `connection`; always ends with one ("done", run_id, Outcome)."""
-    run_id, listener = request.run_id, _Listener(connection, request.run_id, request.max_seconds)
-    trainer = None
-    try:
-        trainer = Trainer(request.config)
-        if request.state is not None:
-            trainer.restore(load_state(request.state))
-        sent = len(trainer.history)
-        last = {"progress": 0.0, "snapshot": time.monotonic()}
-
-        def report(progress) -> None:
-            nonlocal sent
-            now = time.monotonic()
-            if now - last["progress"] >= request.progress_every:
-                last["progress"] = now
-                send(connection, ("progress", run_id, progress, trainer.history[sent:]))
-                sent = len(trainer.history)
-            if now - last["snapshot"] >= request.snapshot_every:
-                snapshot = make_snapshot(trainer)
-                last["snapshot"] = time.monotonic()
-                if snapshot is not None:
-                    send(connection, ("snapshot", run_id, snapshot))
-
-        latest = {}
-        trainer.run(request.iterations, request.seconds, progress=lambda p: (latest.update(last=p), report(p)), should_stop=listener.should_stop)
-        if latest:
-            send(connection, ("progress", run_id, latest["last"], trainer.history[sent:]))
-        if listener.discard:  # the session that asked for it is gone: nobody will read the result
-            send(connection, ("done", run_id, Outcome(trainer.status, trainer.message, trainer.iteration, trainer.seconds)))
-            return
-        if listener.capped and not listener.stop_asked:
-            trainer.message = f"stopped at iteration {trainer.iteration}: this server allows {request.max_seconds:g} s per run"
-        snapshot = make_snapshot(trainer)
-        if snapshot is not None:
-            send(connection, ("snapshot", run_id, snapshot))
-        send(connection, ("done", run_id, _finish(trainer)))
-    except Exception as exc:  # noqa: BLE001 - a worker reports every failure and stays up for the next run
-        iteration = 0 if trainer is None else trainer.iteration
-        error = f"training failed unexpectedly: {type(exc).__name__}: {exc}"
-        if isinstance(exc, CNFLabError):
-            error = f"{exc}. The model in training is kept as it was."
-        try:
-            send(connection, ("done", run_id, Outcome("failed", error, iteration, 0.0 if trainer is None else trainer.seconds, error=error)))
-        except (OSError, ValueError):
-            pass
+def _train_failure(exc: Exception) -> str:
+    if isinstance(exc, CNFLabError):
+        return f"{exc}. The model in training is kept as it was."
+    return f"training failed unexpectedly: {type(exc).__name__}: {exc}"
 
 
 def _finish(trainer: Trainer) -> Outcome:

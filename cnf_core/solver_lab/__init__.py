@@ -5,16 +5,20 @@ FFJORD, Grathwohl et al., 2019). The lab measures that against a tight
 reference solve, in its parts:
 
 - `references`: the reference solve (dopri8 at rtol = atol = 1e-10, landing
-  exactly on t = 1; 1e-7 on density grids) and the test points;
+  exactly on t = 1; 1e-7 on density grids) and the test points, on the
+  lab's standard grid by `lab_reference`;
 - `configurations`: `evaluate_configuration`, one solver config on one
   field: the density p_1 on a grid and its error, the log-likelihood error
   on test points, the invertibility error (forward then backward), sample
   paths at the solver's own steps, and the accepted/rejected step sizes of
   adaptive methods;
 - `work_precision`: error against NFE for fixed-grid methods over step
-  counts and adaptive ones over tolerances, with the fitted convergence order;
+  counts and adaptive ones over tolerances (`WorkPrecisionConfig`), with the
+  fitted convergence order (`convergence_order`);
 - `train_eval`: small flows trained with one solver, evaluated with another
-  (a coarse Euler-trained flow exploits its discretisation);
+  (a coarse Euler-trained flow exploits its discretisation); the app trains
+  them in the server's pool (`cnf_core.pool.jobs.TrainEvalJob`);
+- `stepper`: one solver step at a time, torchdiffeq's own (the walk's record: `walk`);
 - `spiral`: `SpiralField`, a fast-rotating field on which explicit solvers go unstable.
 
 Everything runs on a float64 copy of the field, so the errors are the
@@ -23,28 +27,55 @@ diverging solve comes back as a result whose `status` says so (never as an
 exception), so the page can show "diverged: …" in its table.
 """
 
-from .configurations import ConfigurationResult, SolverPath, evaluate_configuration, solver_path
-from .references import REFERENCE_GRID_SOLVER, REFERENCE_SOLVER, Reference, lab_test_points, reference_solution
+from .configurations import (
+    CONFIGURATION_COUNTS,
+    DEFAULT_CONFIGURATIONS,
+    ERROR_COLUMNS,
+    FIELDS,
+    OFFERED_STEPS,
+    OFFERED_TOLERANCES,
+    Comparison,
+    ConfigurationResult,
+    SolverPath,
+    evaluate_configuration,
+    solver_path,
+)
+from .references import GRID_RESOLUTION, REFERENCE_GRID_SOLVER, REFERENCE_SOLVER, TEST_POINTS, Reference, lab_reference, lab_test_points, reference_solution
 from .spiral import SpiralField
-from .train_eval import EVALUATION_REFERENCE, TRAINING_SOLVERS, TrainEvalMatrix, train_eval_matrix
-from .work_precision import WorkPrecision, WorkPrecisionPoint, work_precision
+from .train_eval import EVALUATION_REFERENCE, TRAINING_SOLVERS, TrainEvalConfig, TrainEvalMatrix, train_eval_matrix
+from .work_precision import STEP_COUNTS, TOLERANCES, WorkPrecision, WorkPrecisionConfig, WorkPrecisionPoint, convergence_order, work_precision
 
 __all__ = [
     "REFERENCE_SOLVER",
     "REFERENCE_GRID_SOLVER",
+    "GRID_RESOLUTION",
+    "TEST_POINTS",
     "SpiralField",
     "lab_test_points",
     "Reference",
     "reference_solution",
+    "lab_reference",
+    "FIELDS",
+    "DEFAULT_CONFIGURATIONS",
+    "CONFIGURATION_COUNTS",
+    "OFFERED_STEPS",
+    "OFFERED_TOLERANCES",
+    "ERROR_COLUMNS",
+    "Comparison",
     "SolverPath",
     "solver_path",
     "ConfigurationResult",
     "evaluate_configuration",
+    "STEP_COUNTS",
+    "TOLERANCES",
+    "WorkPrecisionConfig",
     "WorkPrecisionPoint",
     "WorkPrecision",
     "work_precision",
+    "convergence_order",
     "TRAINING_SOLVERS",
     "EVALUATION_REFERENCE",
+    "TrainEvalConfig",
     "TrainEvalMatrix",
     "train_eval_matrix",
 ]

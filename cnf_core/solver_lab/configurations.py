@@ -12,15 +12,56 @@ so, never as an exception, so the page can show "diverged: …" in its table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dataclass_field
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from ..flow import Field, log_density_with_stats
+from ..settings import Setting, validate
 from ..solvers import SolveOutcome, SolverConfig, attempt, fixed_grid_times, in_float64, integrate, landing
 from .references import Reference
 
-__all__ = ["SolverPath", "solver_path", "ConfigurationResult", "evaluate_configuration"]
+__all__ = [
+    "FIELDS",
+    "DEFAULT_CONFIGURATIONS",
+    "CONFIGURATION_COUNTS",
+    "OFFERED_STEPS",
+    "OFFERED_TOLERANCES",
+    "ERROR_COLUMNS",
+    "Comparison",
+    "SolverPath",
+    "solver_path",
+    "ConfigurationResult",
+    "evaluate_configuration",
+]
+
+FIELDS = {"model": "Active model", "spiral": "Stiff spiral (test field)"}
+# Each column's solver as it first shows: (method, its steps as a fixed grid, its tolerance as adaptive).
+DEFAULT_CONFIGURATIONS = (("euler", 10, 1e-5), ("dopri5", 10, 1e-5), ("rk4", 8, 1e-5), ("bosh3", 10, 1e-4))
+CONFIGURATION_COUNTS = tuple(range(2, len(DEFAULT_CONFIGURATIONS) + 1))  # how many solvers side by side
+OFFERED_STEPS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50, 64, 80, 100, 128, 160, 200, 256, 320, 400, 512)
+OFFERED_TOLERANCES = tuple(10.0**-k for k in range(1, 11))
+ERROR_COLUMNS = ("max |Δp|", "mean |Δp|", "NLL error", "max |Δ log p|", "inversion error")  # `summary` columns read in powers of ten
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the lab's side-by-side comparison solves: which vector field, and whether adaptive steps land on t = 1.
+
+    Raises:
+        ConfigError: a setting out of its choices.
+    """
+
+    field: Annotated[str, Setting("Vector field", "The stiff spiral spins fast (Jacobian eigenvalues ≈ ±iω): explicit solvers need h·ω inside their stability region.", choices=tuple(FIELDS), labels=FIELDS)] = "model"
+    land: Annotated[bool, Setting(
+        "Adaptive steps land exactly on t = 1",
+        "torchdiffeq's default steps past the end time and reads the answer off a 4th-order interpolant; "
+        "untick to see that interpolation error (it dominates dopri8 and makes bosh3 non-monotone).",
+    )] = True
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def _records_steps(config: SolverConfig) -> bool:
@@ -44,10 +85,18 @@ class SolverPath:
 
 
 def solver_path(field: Field, starts: torch.Tensor, config: SolverConfig, dense: int = 160) -> SolveOutcome:
-    """Paths from `starts` at t = 0 to t = 1 (value: `SolverPath`), as the solver computes them.
+    """Paths from `starts` at t = 0 to t = 1, as the solver computes them.
 
-    A fixed-grid solve that ran to the end but blew up keeps its paths in
-    `blown_up`, so the divergence can be drawn.
+    Args:
+        field: the vector field ``field(t, z)``.
+        starts: (m, 2) points at t = 0.
+        config: the solver (with its caps).
+        dense: evenly spaced times of an adaptive solver's dense output.
+
+    Returns:
+        A `SolveOutcome` whose value is a `SolverPath`. A fixed-grid solve that
+        ran to the end but blew up keeps its paths in `blown_up`, so the
+        divergence can be drawn; a failure is a status, never an exception.
     """
     field = in_float64(field)
     starts = starts.double()
@@ -173,8 +222,22 @@ def evaluate_configuration(
     Four solves, each with the config's caps, each reporting its own failure:
     the density on the reference grid, log p at the test points (recording
     adaptive steps), forward-then-backward on the base points, and the paths.
-    `land`: adaptive steps end exactly on the end time (see `landing`)
-    instead of torchdiffeq's default of interpolating past it.
+
+    Args:
+        field: the vector field ``field(t, z)`` (solved in float64).
+        config: the solver configuration, with its NFE and time caps.
+        reference: the tight solve to measure against (`reference_solution`).
+        label: the result's name in tables (default: ``config.describe()``).
+        land: adaptive steps end exactly on the end time (see `landing`)
+            instead of torchdiffeq's default of interpolating past it
+            (`Comparison.land`).
+
+    Returns:
+        A `ConfigurationResult`; a capped, underflowing or diverging solve is
+        its `status`, never an exception.
+
+    References:
+        Hairer, Nørsett and Wanner, "Solving Ordinary Differential Equations I" (1993), II.4: step-size control.
     """
     field = in_float64(field)
     label = label or config.describe()

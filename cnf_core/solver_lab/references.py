@@ -17,12 +17,25 @@ from .. import datasets
 from ..errors import ConfigError, SolveError
 from ..evaluation import TEST_SEED_OFFSET, held_out
 from ..flow import Field, log_density_with_stats
-from ..grid import Grid
+from ..grid import Grid, make_grid
 from ..solvers import SolverConfig, attempt, in_float64, integrate, landing
+from .spiral import SpiralField
 
-__all__ = ["MAX_TEST_POINTS", "REFERENCE_SOLVER", "REFERENCE_GRID_SOLVER", "lab_test_points", "Reference", "reference_solution"]
+__all__ = [
+    "MAX_TEST_POINTS",
+    "GRID_RESOLUTION",
+    "TEST_POINTS",
+    "REFERENCE_SOLVER",
+    "REFERENCE_GRID_SOLVER",
+    "lab_test_points",
+    "Reference",
+    "reference_solution",
+    "lab_reference",
+]
 
 MAX_TEST_POINTS = 5_000
+GRID_RESOLUTION = 40  # the lab's density grid: GRID_RESOLUTION² points over the standard view
+TEST_POINTS = 128  # the lab's test points for log-likelihood errors
 
 REFERENCE_SOLVER = landing(SolverConfig(method="dopri8", rtol=1e-10, atol=1e-10, max_nfe=50_000, max_seconds=60.0))
 # The density grid has many more points and needs only accuracy in p, not in log p, so a looser tolerance
@@ -31,7 +44,21 @@ REFERENCE_GRID_SOLVER = REFERENCE_SOLVER.replace(rtol=1e-7, atol=1e-7)
 
 
 def lab_test_points(field: Field, dataset: str | None, n: int = 256, seed: int = 0) -> torch.Tensor:
-    """Test points (float64): held-out data of a built-in dataset, else the flow's own samples (reference solve)."""
+    """Test points (float64): held-out data of a built-in dataset, else the flow's own samples (reference solve).
+
+    Args:
+        field: the vector field, solved from base draws when `dataset` is not built in.
+        dataset: a built-in dataset's name, or None (or a drawing) for the flow's own samples.
+        n: how many points, 1 to `MAX_TEST_POINTS`.
+        seed: the draw (held-out points use the evaluation's test offset).
+
+    Returns:
+        Points of shape (n, 2), float64.
+
+    Raises:
+        ConfigError: `n` is out of range.
+        SolveError: the reference solve of the flow's own samples failed.
+    """
     n = int(n)
     if not 1 <= n <= MAX_TEST_POINTS:
         raise ConfigError(f"n: test points must be between 1 and {MAX_TEST_POINTS:,}, got {n!r}")
@@ -72,14 +99,28 @@ def reference_solution(
     grid_solver: SolverConfig = REFERENCE_GRID_SOLVER,
     starts: torch.Tensor | None = None,
 ) -> Reference:
-    """Solve everything the lab compares with: test points and paths with `solver` (dopri8 at 1e-10),
-    the density grid with `grid_solver` (dopri8 at 1e-7), landing on t = 1, in float64.
+    """Solve everything the lab compares with, landing on t = 1, in float64.
 
-    The paths start at `starts` (m, 2) when given (points a person picked),
-    else at `paths` draws of the base under `seed`.
+    Args:
+        field: the vector field ``field(t, z)``.
+        grid: the density grid (p_1 there is solved with `grid_solver`).
+        test_points: (n, 2) points whose log p_1 is solved with `solver`.
+        paths: how many draws of the base (under `seed`) the sample paths start from.
+        path_times: how many evenly spaced times the paths are kept at.
+        seed: the draw of the path starts.
+        solver: test points and paths (default dopri8 at rtol = atol = 1e-10).
+        grid_solver: the density grid (default dopri8 at 1e-7).
+        starts: (m, 2) points a person picked, where the paths start instead.
 
-    Raises `SolveError` if the reference itself fails: nothing can be
-    measured against it then.
+    Returns:
+        A `Reference` with log p_1 on the grid and at the test points, the paths and what it cost.
+
+    Raises:
+        SolveError: the reference itself failed: nothing can be measured against it then.
+        ConfigError: `starts` are not finite points of shape (m, 2).
+
+    References:
+        Grathwohl et al., "FFJORD" (2019): log p_1 by the instantaneous change of variables.
     """
     field = in_float64(field)
     solver, grid_solver = landing(solver, 1.0), landing(grid_solver, 1.0)
@@ -110,3 +151,28 @@ def reference_solution(
         nfe=grid_outcome.nfe + test_outcome.nfe + path_outcome.nfe,
         seconds=time.perf_counter() - started,
     )
+
+
+def lab_reference(field: Field, dataset: str | None, *, paths: int | None = None, starts: torch.Tensor | None = None) -> Reference:
+    """The reference the lab's comparisons are measured against, on its standard grid and test points.
+
+    Args:
+        field: the vector field ``field(t, z)`` (a trained flow's, or `SpiralField`).
+        dataset: a built-in dataset's name, whose held-out points are the test
+            points; anything else: the flow's own samples (`lab_test_points`).
+        paths: how many draws of the base the sample paths start from
+            (default 12; 6 on `SpiralField`, whose turns crowd the view).
+        starts: (m, 2) points a person picked, where the paths start instead.
+
+    Returns:
+        A `Reference` on a `GRID_RESOLUTION`² grid over the standard view with
+        `TEST_POINTS` test points.
+
+    Raises:
+        SolveError: the reference solve itself failed.
+        ConfigError: `starts` are not finite points of shape (m, 2).
+    """
+    if paths is None:
+        paths = 6 if isinstance(field, SpiralField) else 12
+    test_points = lab_test_points(field, dataset, TEST_POINTS)
+    return reference_solution(field, make_grid(datasets.VIEW, GRID_RESOLUTION), test_points, paths=paths, starts=starts)

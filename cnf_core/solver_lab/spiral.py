@@ -7,10 +7,16 @@ makes every error measurable.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from ..settings import Setting, declared
+
 __all__ = ["SpiralField"]
+
+MAX_OMEGA = 10_000.0  # beyond this every solver only meets its caps
 
 
 class SpiralField(nn.Module):
@@ -22,11 +28,23 @@ class SpiralField(nn.Module):
     diverges while adaptive methods shrink their steps. The true flow is
     tame: the rotation preserves the radially symmetric density and p_1 is a
     soft ring.
+
+    Args:
+        omega: the angular speed ω (a declared setting: the lab's "Spin ω").
+        pull: the strength k of the pull to the ring.
+
+    Raises:
+        ConfigError: `omega` or `pull` is not a finite number within its bounds.
     """
 
-    def __init__(self, omega: float = 50.0, pull: float = 1.5) -> None:
+    def __init__(
+        self,
+        omega: Annotated[float, Setting("Spin ω", "Angular speed of the spiral; Euler is unstable on a pure rotation for every step size.", low=0.0, high=MAX_OMEGA, step=5.0, ui=(5.0, 400.0))] = 50.0,
+        pull: Annotated[float, Setting("Pull to the ring", "How fast points are drawn to the ring |z| = 2.", low=0.0, high=100.0)] = 1.5,
+    ) -> None:
         super().__init__()
-        self.omega, self.pull = float(omega), float(pull)
+        settings = declared(SpiralField.__init__)
+        self.omega, self.pull = settings["omega"].check(omega), settings["pull"].check(pull)
 
     def _parts(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u = (z * z).sum(-1, keepdim=True)

@@ -27,33 +27,32 @@ here, to expose the error ratio; the tests check that the accepted steps are
 torchdiffeq's, bit for bit. Adaptive steps land exactly on t1 (torchdiffeq's
 `step_t`, as the lab's "land on t = 1"), where the walk ends.
 
-`StepperState` is plain numbers (`to_dict`/`from_dict` give JSON), so a page
-keeps it in its session and steps it again on the next click. The walk runs
-on a float64 copy of the field, so tight tolerances measure truncation, not
-float32 round-off.
+The walk's record (its config, each try, where it stands) is plain data in
+`walk`, re-exported here. The walk runs on a float64 copy of the field, so
+tight tolerances measure truncation, not float32 round-off.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field as dataclass_field, replace
+from dataclasses import replace
 from typing import Sequence
 
 import torch
 from torch import nn
-from torchdiffeq._impl.fixed_adams import AdamsBashforthMoulton
 from torchdiffeq._impl.misc import _check_inputs, _compute_error_ratio, _optimal_step_size, _select_initial_step
 from torchdiffeq._impl.odeint import SOLVERS as TORCHDIFFEQ_SOLVERS
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _runge_kutta_step
-from torchdiffeq._impl.solvers import FixedGridODESolver
+from torchdiffeq._impl.rk_common import _runge_kutta_step
 
-from ..errors import ConfigError
 from ..flow import Field, trajectories
-from ..solvers import PLAUSIBLE_REACH, SOLVERS, SolverConfig, failure_message, in_float64, number
+from ..solvers import PLAUSIBLE_REACH, SolverConfig, failure_message, in_float64
+from .walk import MAX_TRIES, START_REACH, STEPPABLE, TOWARDS, Stage, StepperConfig, StepperState, StepTry
 
 __all__ = [
     "STEPPABLE",
     "MAX_TRIES",
+    "START_REACH",
+    "TOWARDS",
     "StepperConfig",
     "Stage",
     "StepTry",
@@ -63,171 +62,6 @@ __all__ = [
     "run_to_end",
     "reference_path",
 ]
-
-MAX_TRIES = 1000  # tries (accepted and rejected) one walk may take: a page keeps every one
-START_REACH = 10.0  # a start point further out than this is nowhere near the data or the base
-
-
-def _steppable(name: str) -> bool:
-    """One-step methods: torchdiffeq's adaptive Runge–Kutta classes and its fixed-grid one-step ones."""
-    kind = TORCHDIFFEQ_SOLVERS.get(name)
-    if kind is None:
-        return False
-    if issubclass(kind, RKAdaptiveStepsizeODESolver):
-        return True
-    return issubclass(kind, FixedGridODESolver) and not issubclass(kind, AdamsBashforthMoulton)  # Adams: multistep
-
-
-STEPPABLE = tuple(name for name in SOLVERS if _steppable(name))
-
-
-@dataclass(frozen=True)
-class StepperConfig:
-    """One walk: the solver (tolerances, or a step size as a fraction of the span), the start point and times.
-
-    Validated on construction (`ConfigError` names the setting): a one-step
-    method (`STEPPABLE`), a finite start within `START_REACH`, times in
-    [0, 1] with t1 ≠ t0 (t1 < t0 walks backwards, as the density solves do).
-    """
-
-    solver: SolverConfig = SolverConfig("dopri5", rtol=1e-3, atol=1e-3)
-    start: tuple[float, float] = (0.0, 0.0)
-    t0: float = 0.0
-    t1: float = 1.0
-
-    def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        if not isinstance(self.solver, SolverConfig):
-            raise ConfigError(f"solver: expected a SolverConfig, got {type(self.solver).__name__}")
-        method = self.solver.method
-        if method not in STEPPABLE:
-            why = "runs SciPy's own loop" if method == "scipy_solver" else "is a multistep method (each step uses several past evaluations)"
-            raise ConfigError(f"method: {method} {why}; the stepper shows one-step methods: {', '.join(STEPPABLE)}")
-        try:
-            coordinates = tuple(self.start)
-        except TypeError:
-            raise ConfigError(f"start: expected two numbers (x, y), got {self.start!r}") from None
-        if len(coordinates) != 2:
-            raise ConfigError(f"start: expected two numbers (x, y), got {self.start!r}")
-        coordinates = tuple(number("start", value) for value in coordinates)
-        if max(abs(value) for value in coordinates) > START_REACH:
-            raise ConfigError(f"start: each coordinate must be within ±{START_REACH:g}, got {self.start!r}")
-        set_("start", coordinates)
-        for name in ("t0", "t1"):
-            value = number(name, getattr(self, name))
-            if not 0 <= value <= 1:
-                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)!r}")
-            set_(name, value)
-        if self.t0 == self.t1:
-            raise ConfigError(f"t1: the walk must end at another time than it starts (t0 = t1 = {self.t0:g})")
-
-    @property
-    def adaptive(self) -> bool:
-        return self.solver.adaptive
-
-    @property
-    def direction(self) -> int:
-        """+1 forward in time (base towards data), -1 backward (data towards base)."""
-        return 1 if self.t1 > self.t0 else -1
-
-    def to_dict(self) -> dict:
-        return {"solver": self.solver.to_dict(), "start": list(self.start), "t0": self.t0, "t1": self.t1}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "StepperConfig":
-        return cls(SolverConfig.from_dict(values["solver"]), tuple(values["start"]), values["t0"], values["t1"])
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Where f was evaluated in a try: time t and position (x, y); `reused`: carried over from the last step (FSAL)."""
-
-    t: float
-    x: float
-    y: float
-    reused: bool = False
-
-
-@dataclass(frozen=True)
-class StepTry:
-    """One try of a step: from (t0, start) over h to (t1, end), its stages, error ratio and verdict."""
-
-    number: int  # 1, 2, … over all tries of the walk
-    t0: float
-    t1: float
-    h: float  # the step size in the solver's clock (positive): t1 - t0 up to rounding
-    start: tuple[float, float]
-    end: tuple[float, float]  # the proposed endpoint (kept only when accepted)
-    stages: tuple[Stage, ...]
-    accepted: bool
-    error_ratio: float | None  # RMS of the scaled error estimate; None on a fixed grid
-    next_h: float | None  # the controller's next step size (adaptive)
-    nfe: int  # evaluations this try made
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "StepTry":
-        stages = tuple(Stage(**stage) for stage in values["stages"])
-        return cls(**{**values, "start": tuple(values["start"]), "end": tuple(values["end"]), "stages": stages})
-
-
-@dataclass(frozen=True)
-class StepperState:
-    """Where a walk stands: time, state, next step size, FSAL derivative, every try so far, and its status.
-
-    `status`: "stepping", "done" (reached t1) or "failed" (`message` says
-    why: the state blew up, the step size underflowed, or a cap was hit).
-    """
-
-    config: StepperConfig
-    t: float
-    y: tuple[float, float]
-    h: float | None  # next step size (adaptive), positive
-    f0: tuple[float, float] | None  # f at (t, y), the next try's first stage (adaptive)
-    grid: tuple[float, ...] = ()  # the fixed grid's times, t0 to t1
-    tries: tuple[StepTry, ...] = ()
-    nfe: int = 0  # all evaluations, the first step's choice included
-    status: str = "stepping"
-    message: str = ""
-    first_probe: tuple[Stage, ...] = dataclass_field(default=())  # evaluations that chose the first step (adaptive)
-
-    @property
-    def accepted(self) -> int:
-        return sum(1 for attempt in self.tries if attempt.accepted)
-
-    @property
-    def rejected(self) -> int:
-        return sum(1 for attempt in self.tries if not attempt.accepted)
-
-    @property
-    def finished(self) -> bool:
-        return self.status != "stepping"
-
-    def path(self) -> list[tuple[float, float, float]]:
-        """(t, x, y) at the start and at the end of every accepted step."""
-        points = [(self.config.t0, *self.config.start)]
-        points += [(attempt.t1, *attempt.end) for attempt in self.tries if attempt.accepted]
-        return points
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["config"] = self.config.to_dict()
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "StepperState":
-        return cls(
-            config=StepperConfig.from_dict(values["config"]),
-            t=values["t"],
-            y=tuple(values["y"]),
-            h=values["h"],
-            f0=None if values["f0"] is None else tuple(values["f0"]),
-            grid=tuple(values["grid"]),
-            tries=tuple(StepTry.from_dict(attempt) for attempt in values["tries"]),
-            nfe=values["nfe"],
-            status=values["status"],
-            message=values["message"],
-            first_probe=tuple(Stage(**stage) for stage in values["first_probe"]),
-        )
 
 
 # ---------------------------------------------------------------- torchdiffeq's solver, built as odeint builds it
@@ -269,7 +103,18 @@ def _as_state(values: Sequence[float]) -> torch.Tensor:
 
 
 def start(field: Field, config: StepperConfig) -> StepperState:
-    """A fresh walk at (config.start, t0); adaptive methods evaluate f there and choose the first step as torchdiffeq does."""
+    """A fresh walk at (config.start, t0); adaptive methods evaluate f there and choose the first step as torchdiffeq does.
+
+    Args:
+        field: the vector field ``field(t, z)`` (stepped in float64).
+        config: the walk: solver, start point and times.
+
+    Returns:
+        A `StepperState` with no tries yet.
+
+    References:
+        Hairer, Nørsett and Wanner, "Solving Ordinary Differential Equations I" (1993), II.4: the starting step size.
+    """
     field = in_float64(field)
     solver, recorder, times = _solver(field, config, _as_state(config.start))
     with torch.no_grad():
@@ -282,12 +127,28 @@ def start(field: Field, config: StepperConfig) -> StepperState:
 
 
 def step(field: Field, state: StepperState) -> StepperState:
-    """The walk after one more try (an accepted or a rejected step); a finished walk comes back as it is."""
+    """The walk after one more try (an accepted or a rejected step); a finished walk comes back as it is.
+
+    Args:
+        field: the vector field the walk started on.
+        state: where the walk stands.
+
+    Returns:
+        The new state: its `status` says "failed" (blew up, underflowed, a cap) or "done" (reached t1); never raises.
+    """
     return _step(in_float64(field), state)
 
 
 def run_to_end(field: Field, state: StepperState) -> StepperState:
-    """Try steps until the walk reaches t1 or fails (at most `MAX_TRIES` tries in all)."""
+    """Try steps until the walk reaches t1 or fails (at most `MAX_TRIES` tries in all).
+
+    Args:
+        field: the vector field the walk started on.
+        state: where the walk stands.
+
+    Returns:
+        The finished state ("done" or "failed").
+    """
     field = in_float64(field)
     while not state.finished:
         state = _step(field, state)
@@ -366,9 +227,19 @@ def _fixed_try(solver, state: StepperState, times: torch.Tensor):
 
 
 def reference_path(field: Field, start: Sequence[float], t0: float, t1: float, points: int = 121) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact path of a walk, from `start` at t0 to t1 (dopri5 at 1e-9, float64): times (points,), positions (points, 2).
+    """The exact path of a walk, from `start` at t0 to t1 (dopri5 at 1e-9, float64).
 
-    Raises `SolveError` where even that is out of reach (a fast spiral: more than 5,000 evaluations).
+    Args:
+        field: the vector field ``field(t, z)``.
+        start: (x, y) at t0.
+        t0, t1: where the path starts and ends in time.
+        points: how many evenly spaced times it is kept at.
+
+    Returns:
+        (times (points,), positions (points, 2)).
+
+    Raises:
+        SolveError: even that is out of reach (a fast spiral: more than 5,000 evaluations).
     """
     times = torch.linspace(t0, t1, points, dtype=torch.float64)
     tight = SolverConfig("dopri5", rtol=1e-9, atol=1e-9, max_nfe=5_000, max_seconds=5.0)

@@ -45,3 +45,22 @@ def test_refused_uploads_show_one_message_and_keep_every_model():
     at.run()
     assert not at.exception and not at.error
     assert list(at.session_state["models"]) == models + ["tiny (uploaded)"]
+
+
+def test_a_session_keeps_at_most_its_cap_of_own_models_and_says_which_made_room():
+    from ui.state import MAX_OWN_MODELS
+
+    at = open_app()
+    pretrained = list(at.session_state["models"])
+    for k in range(MAX_OWN_MODELS + 1):
+        at.sidebar.file_uploader[0].set_value((f"m{k}.pt", valid_checkpoint(), "application/octet-stream"))
+        at.run()
+        assert not at.exception, [e.proto.type for e in at.exception]
+    own = [name for name in at.session_state["models"] if name not in pretrained]
+    assert own == [f"m{k} (uploaded)" for k in range(1, MAX_OWN_MODELS + 1)]  # the oldest, m0, made room
+    assert at.session_state["active_model"] == f"m{MAX_OWN_MODELS} (uploaded)"
+    notices = [w.value for w in at.sidebar.warning]
+    assert any("m0 (uploaded)" in notice and f"at most {MAX_OWN_MODELS}" in notice for notice in notices), notices
+    at.run()  # a notice is shown once
+    assert not any("m0 (uploaded)" in w.value for w in at.sidebar.warning)
+    assert list(at.session_state["models"])[: len(pretrained)] == pretrained  # the shipped models are never removed

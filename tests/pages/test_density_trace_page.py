@@ -8,7 +8,8 @@ import json
 import numpy as np
 from app_tools import no_errors, open_page, plotly_array, select_on_chart
 
-from cnf_core.density import MAX_PICKED_POINTS, format_picked_points
+from cnf_core.density import MAX_PICKED_POINTS
+from ui.points import format_picked_points
 
 PICKED = "Points I pick (at t = 1)"
 SMALL = {"model": "8gaussians (pretrained)", "density_frames": "5", "density_resolution": "24", "density_sample_count": "100"}

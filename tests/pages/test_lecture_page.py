@@ -86,10 +86,11 @@ def test_projector_mode_hides_the_sidebar_and_every_control_a_step_does_not_need
 
 def test_open_the_full_page_with_the_same_model_and_settings():
     at = open_app("pages/lecture.py", {"step": "recap", "model": "moons (pretrained)"})
-    at.slider(key="lecture_recap_k").set_value(6).run()
+    at.select_slider(key="lecture_recap_k").set_value(6).run()  # k offers 1..10 of the declared 1..20
     at.select_slider(key="lecture_recap_n").set_value(200).run()
+    at.select_slider(key="lecture_recap_tau").set_value(0.5).run()
     at.button(key="lecture_full_page").click().run()
     no_errors(at)
     assert at.title[0].value == "Precision & recall"
-    assert at.slider(key="pr_k").value == 6 and at.slider(key="pr_n").value == 200
+    assert at.slider(key="pr_k").value == 6 and at.slider(key="pr_n").value == 200 and at.slider(key="pr_tau").value == 0.5
     assert at.session_state.active_model == "moons (pretrained)"

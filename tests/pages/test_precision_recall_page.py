@@ -41,3 +41,21 @@ def test_precision_recall_side_by_side_measures_both_models():
     assert list(table["data"]) == ["8gaussians", "moons"]
     assert (table["precision"] > 0.7).all() and (table["recall"] > 0.7).all()  # both pretrained flows fit their data
     assert table["IS analogue"][0] > 7 and table["IS analogue"].isna()[1]  # modes are known for 8gaussians only
+
+
+def chart_keys(at) -> list[str]:
+    return [chart.key for chart in at.get("plotly_chart")]
+
+
+def test_the_snapshot_measurement_stops_when_its_browser_session_has_ended(monkeypatch):
+    from ui import state
+
+    address = {"pr_seed": "424242", "pr_n": "100"}  # settings no other test measures, so nothing is cached yet
+    monkeypatch.setattr(state, "session_alive", lambda session_id: False)  # the tab was closed
+    at = open_page("pages/precision_recall.py", address)
+    assert "pr_history" in chart_keys(at) and "pr_over_training" not in chart_keys(at)  # stopped before the first snapshot
+    monkeypatch.undo()  # the same settings with the visitor still there: measured (nothing was cached by the stopped run)
+    at.run()
+    assert not at.exception and not at.error
+    assert "pr_over_training" in chart_keys(at)
+    assert any("8 of them are measured" in caption.value for caption in at.caption)  # every snapshot of the shipped model

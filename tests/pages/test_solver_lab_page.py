@@ -3,9 +3,9 @@
 import pytest
 import json
 
-from app_tools import no_errors, open_app, open_page, plotly_array, select_on_chart
+from app_tools import no_errors, open_app, open_page, plotly_array, select_on_chart, wait_for_job
 
-from cnf_core.figures.density import PICK_LAYER
+from cnf_core.figures.picking import PICK_LAYER
 
 
 @pytest.mark.slow
@@ -20,18 +20,24 @@ def test_page_compares_solvers_shows_divergence_and_cross_evaluates():
     assert len(at.get("plotly_chart")) >= 10  # reference, 2 × (density, error, paths), steps, work–precision
     assert any("Fitted convergence order" in m.value for m in at.markdown)
 
-    # train-with versus evaluate-with, on demand
+    # train-with versus evaluate-with, on demand, in the server's training pool
     at.multiselect(key="lab_matrix_presets").set_value(["euler · 1 step"])
     at.slider(key="lab_matrix_iterations").set_value(20)
     at.run()
     charts = len(at.get("plotly_chart"))
     at.button(key="lab_matrix_run").click().run()
     no_errors(at)
+    job = at.session_state["jobs"]["lab_matrix"]
+    assert job.job.config.train_with == ("euler · 1 step",) and job.job.config.iterations == 20 and job.job.config.dataset == "8gaussians"
+    wait_for_job(at, "lab_matrix")
+    no_errors(at)
+    assert job.state == "finished" and job.worker is None  # trained in a worker, not in this process
     assert len(at.get("plotly_chart")) == charts + 1
     assert any("under its own solver" in m.value for m in at.markdown)
 
     # the stiff spiral: Euler diverges, and the page says so
-    at.radio(key="lab_field").set_value("Stiff spiral (test field)").run()
+    at.radio(key="lab_field").set_value("spiral").run()
+    assert at.radio(key="lab_field").options[at.radio(key="lab_field").index] == "Stiff spiral (test field)"
     no_errors(at)
     assert any(w.value.startswith("**diverged**") for w in at.warning)
     assert at.dataframe[0].value["status"][0] == "diverged"

@@ -78,13 +78,33 @@ def test_the_solver_picker_gives_only_the_settings_of_the_chosen_kind():
     assert at.session_state["picked"].step_size == 1 / 8
 
 
-def test_picker_keys_and_address_params_agree():
-    lab_picker = SolverPicker("lab", tolerances=[1e-3, 1e-4], step_counts=[4, 8])
-    assert list(lab_picker.params("_2")) == ["lab_method_2", "lab_rtol_2", "lab_atol_2", "lab_steps_2"]
-    assert lab_picker.params("_2")["lab_steps_2"].parse("5") is None and lab_picker.params("_2")["lab_steps_2"].parse("8") == 8
-    joint = SolverPicker("density", one_tolerance=True)
-    assert list(joint.params()) == ["density_method", "density_tolerance", "density_steps"]
-    assert joint.params()["density_tolerance"].parse("1e-9") is None  # below the free box's range
+def pickers_page():
+    import sys
+
+    sys.path.insert(0, ".")
+    import streamlit as st
+
+    from ui.widgets import SolverPicker
+
+    st.session_state["lab_config"] = SolverPicker("lab", method="euler", tolerances=[1e-3, 1e-4], step_counts=[4, 8], steps=4).show("_2")
+    st.session_state["density_config"] = SolverPicker("density", one_tolerance=True).show()
+
+
+def test_picker_keys_are_the_address_keys_and_refuse_what_the_widgets_cannot_take():
+    keys = SolverPicker("lab", tolerances=[1e-3, 1e-4], step_counts=[4, 8]).keys("_2")
+    assert list(keys.values()) == ["lab_method_2", "lab_rtol_2", "lab_atol_2", "lab_steps_2"]
+    assert list(SolverPicker("density", one_tolerance=True).keys().values()) == ["density_method", "density_tolerance", "density_steps"]
+    # an address seeds the bound widgets: a step count among the offered ones is taken, another is not
+    at = AppTest.from_function(pickers_page)
+    at.query_params.update({"lab_steps_2": "8", "density_tolerance": "0.0001"})
+    at.run()
+    assert not at.exception
+    assert at.session_state["lab_config"].step_size == 1 / 8 and at.session_state["density_config"].rtol == 1e-4
+    at = AppTest.from_function(pickers_page)
+    at.query_params.update({"lab_steps_2": "5", "density_tolerance": "1e-9"})  # 1e-9: below the tolerance box's range
+    at.run()
+    assert not at.exception
+    assert at.session_state["lab_config"].step_size == 1 / 4 and at.session_state["density_config"].rtol == 1e-3
 
 
 def no_model_page():

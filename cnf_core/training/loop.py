@@ -1,22 +1,11 @@
-"""Training: one loop (`Trainer`) whose loss is a part.
+"""The training loop (`Trainer`): one loop for every fit, whose loss is a part.
 
 The loop draws a batch, asks its loss part for (loss, solve stats), steps
 AdamW and keeps the history; a run can be stopped (cooperatively, between
 iterations) and resumed, or taken one iteration at a time (`iterate`, which
-reports the batch and its log-likelihoods). The loss parts:
-
-- `MaximumLikelihood`: the negative log-likelihood -E log p_1(x) of fresh
-  data batches, each log p_1(x) solved from x at t = 1 back to the base
-  (FFJORD, Grathwohl et al., 2019), plus the RNODE penalties ∫|f|² dt and
-  ∫‖∂f/∂z‖²_F dt (Finlay et al., 2020). Gradients by backprop through the
-  solver or by the adjoint method (Chen et al., 2018), as the solver says.
-- `FlowMatching`: conditional flow matching (Lipman et al., 2023; Tong et
-  al., 2024): simulation-free regression of f(x_t, t) onto x_1 - x_0 along
-  straight lines x_t = (1 - t) x_0 + t x_1 from base samples x_0 to data
-  x_1, paired independently or by minibatch optimal transport. The result is
-  an ordinary CNF.
-- The Neural ODE page's pendulum fit brings its own part
-  (`cnf_core.neural_ode.TrajectoryMatching`) and data to the same loop.
+reports the batch and its log-likelihoods). The CNF's loss parts live in
+`losses`; the Neural ODE page's pendulum fit brings its own part
+(`cnf_core.neural_ode.TrajectoryMatching`) and data to the same loop.
 
 A non-finite loss, a non-finite gradient or a failed solve stops the run
 before the optimiser steps, so the weights (and Adam's moments) kept are
@@ -32,152 +21,29 @@ import copy
 import io
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from . import datasets
-from .divergence import TRACE_ESTIMATORS
-from .errors import ConfigError, SolveError
-from .evaluation import evaluation_solver, test_nll
-from .field import ConcatSquashField, FieldConfig
-from .flow import CNF, log_density, log_density_with_stats
-from .solvers import SolverConfig, SolveStats, number
+from ..device import pick_device
+from ..errors import SolveError
+from ..evaluation import evaluation_solver
+from ..field import ConcatSquashField, FieldConfig
+from ..flow import CNF, log_density
+from ..solvers import SolveStats
+from .config import TrainConfig
+from .losses import Loss
 
-__all__ = [
-    "TrainConfig",
-    "Progress",
-    "IterationReport",
-    "Trainer",
-    "Loss",
-    "MaximumLikelihood",
-    "FlowMatching",
-    "LoopSettings",
-    "seeded_rng",
-    "initial_field",
-    "pick_device",
-    "time_to_nll",
-    "save_state",
-    "load_state",
-]
+__all__ = ["Progress", "IterationReport", "Trainer", "LoopSettings", "SNAPSHOT_ITERATIONS", "MAX_SNAPSHOTS", "seeded_rng", "initial_field", "save_state", "load_state"]
 
-OBJECTIVES = ("mle", "fm")
-MAX_BATCH = 20_000
-MAX_ITERATIONS = 1_000_000
-MAX_SECONDS = 6 * 3600
 # Weights are kept at these iterations (doubling, so a long run keeps a dozen small copies),
 # plus at the end: the precision & recall page measures the model along its training.
 SNAPSHOT_ITERATIONS = frozenset(25 * 2**k for k in range(12))
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' → CUDA when present, else CPU; 'cpu' or 'cuda' to choose."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("device: CUDA was asked for but no GPU is available; use 'cpu' or 'auto'")
-        return torch.device(name)
-    raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {name!r}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; validated on construction (`ConfigError`)."""
-
-    dataset: str = "8gaussians"
-    field: FieldConfig = FieldConfig()
-    solver: SolverConfig = SolverConfig(method="rk4", step_size=0.25)
-    trace: str = "exact"
-    batch_size: int = 256
-    lr: float = 1e-2
-    weight_decay: float = 0.0
-    lr_schedule: str = "cosine"  # cosine: decay to 1% of lr over each run's budget; constant: no decay
-    objective: str = "mle"  # mle | fm (flow matching)
-    coupling: str = "independent"  # flow matching pairs: "ot" (minibatch optimal transport) or "independent"
-    # RNODE (Finlay et al., 2020): weights of ∫|f|² dt and ∫‖∂f/∂z‖²_F dt in the maximum-likelihood loss.
-    # On by default: without them the flow learns to exploit the 4-step training solver (its batch loss
-    # falls below the data entropy while the dopri5 test NLL drifts up); see docs/PERFORMANCE.md.
-    kinetic_weight: float = 0.05
-    jacobian_weight: float = 0.05
-    iterations: int | None = 1000
-    seconds: float | None = None
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
-        if isinstance(self.dataset, str):
-            datasets.get(self.dataset)  # raises DataError listing the valid names
-        if self.trace not in TRACE_ESTIMATORS:
-            raise ConfigError(f"trace: unknown estimator {self.trace!r}; choose one of {', '.join(TRACE_ESTIMATORS)}")
-        batch = number("batch_size", self.batch_size, integer=True)
-        if not 1 <= batch <= MAX_BATCH:
-            raise ConfigError(f"batch_size: must be between 1 and {MAX_BATCH:,}, got {self.batch_size!r}")
-        set_("batch_size", batch)
-        lr = number("lr", self.lr)
-        if not 0 < lr <= 1:
-            raise ConfigError(f"lr: learning rate must be in (0, 1], got {self.lr!r}")
-        set_("lr", lr)
-        decay = number("weight_decay", self.weight_decay)
-        if not 0 <= decay <= 1:
-            raise ConfigError(f"weight_decay: must be in [0, 1], got {self.weight_decay!r}")
-        set_("weight_decay", decay)
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.coupling not in ("ot", "independent"):
-            raise ConfigError(f"coupling: expected 'ot' or 'independent', got {self.coupling!r}")
-        for name in ("kinetic_weight", "jacobian_weight"):
-            weight = number(name, getattr(self, name))
-            if not 0 <= weight <= 100:
-                raise ConfigError(f"{name}: must be in [0, 100], got {getattr(self, name)!r}")
-            set_(name, weight)
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(f"lr_schedule: expected 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if self.iterations is None and self.seconds is None:
-            raise ConfigError("iterations: give a number of iterations or a time budget in seconds")
-        if self.iterations is not None:
-            iterations = number("iterations", self.iterations, integer=True)
-            if not 1 <= iterations <= MAX_ITERATIONS:
-                raise ConfigError(f"iterations: must be between 1 and {MAX_ITERATIONS:,}, got {self.iterations!r}")
-            set_("iterations", iterations)
-        if self.seconds is not None:
-            seconds = number("seconds", self.seconds)
-            if not 0 < seconds <= MAX_SECONDS:
-                raise ConfigError(f"seconds: time budget must be in (0, {MAX_SECONDS}], got {self.seconds!r}")
-            set_("seconds", seconds)
-        seed = number("seed", self.seed, integer=True)
-        if not 0 <= seed < 2**63:
-            raise ConfigError(f"seed: must be a non-negative whole number, got {self.seed!r}")
-        set_("seed", seed)
-        pick_device(self.device)
-
-    def replace(self, **changes) -> "TrainConfig":
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["field"] = self.field.to_dict()
-        values["solver"] = self.solver.to_dict()
-        if not isinstance(self.dataset, str):
-            values["dataset"] = self.dataset.name
-        return values
-
-
-    def make_loss(self) -> Loss:
-        """The loss part this config trains with."""
-        if self.objective == "fm":
-            return FlowMatching(self.coupling)
-        return MaximumLikelihood(self.solver, self.trace, self.kinetic_weight, self.jacobian_weight)
-
-    def sample_batch(self, seed: int) -> torch.Tensor:
-        """A fresh training batch of the dataset (CPU), the same for the same seed."""
-        return datasets.sample(self.dataset, self.batch_size, seed=seed)
+# The most snapshots a model keeps (the schedule plus the end); a checkpoint holding more is refused.
+MAX_SNAPSHOTS = len(SNAPSHOT_ITERATIONS) + 1
 
 
 # ---------------------------------------------------------------- seeding that leaves the caller's RNG alone
@@ -205,55 +71,6 @@ def initial_field(config: FieldConfig, seed: int) -> ConcatSquashField:
     """A freshly initialised `ConcatSquashField`, the same for the same seed (float32, CPU)."""
     with seeded_rng(seed):
         return ConcatSquashField(config)
-
-
-# ---------------------------------------------------------------- the loss parts
-
-
-class Loss(Protocol):
-    """A training loss: (loss, what its solves cost) of `field` on one batch.
-
-    `generator` is the batch's own random stream, for draws the loss makes
-    besides the batch (flow matching's base samples and times).
-    """
-
-    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]: ...
-
-
-@dataclass(frozen=True)
-class MaximumLikelihood:
-    """-E log p_1(x) through the log-density ODE (FFJORD), plus RNODE's weighted ∫|f|² dt and ∫‖∂f/∂z‖²_F dt."""
-
-    solver: SolverConfig
-    trace: str = "exact"
-    kinetic_weight: float = 0.0
-    jacobian_weight: float = 0.0
-
-    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
-        regularised = self.kinetic_weight > 0 or self.jacobian_weight > 0
-        penalties = {} if regularised else None
-        log_p, _, stats = log_density_with_stats(field, batch, 1.0, self.solver, self.trace, regularisers=penalties)
-        loss = -log_p.mean()
-        if regularised:
-            loss = loss + self.kinetic_weight * penalties["kinetic"].mean() + self.jacobian_weight * penalties["jacobian_frobenius"].mean()
-        return loss, stats
-
-
-@dataclass(frozen=True)
-class FlowMatching:
-    """E |f(x_t, t) - (x_1 - x_0)|² on straight paths from base samples x_0 to the batch x_1: one field evaluation, no solve."""
-
-    coupling: str = "independent"  # "ot": pair x_0 with x_1 by minibatch optimal transport
-
-    def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
-        x1 = batch
-        x0 = torch.randn(x1.shape, generator=generator).to(x1)
-        if self.coupling == "ot":
-            x0 = x0[_optimal_pairing(x1, x0)]
-        t = torch.rand(x1.shape[0], 1, generator=generator).to(x1)
-        xt = (1 - t) * x0 + t * x1
-        loss = ((field(t, xt) - (x1 - x0)) ** 2).sum(-1).mean()
-        return loss, SolveStats(nfe_forward=1)
 
 
 # ---------------------------------------------------------------- the loop
@@ -349,6 +166,7 @@ class Trainer:
         snapshots = dict(self.snapshots)
         if self.iteration and self.iteration not in snapshots:
             snapshots[self.iteration] = _cpu_copy(self.field.state_dict())
+        snapshots = {iteration: snapshots[iteration] for iteration in sorted(snapshots)[-MAX_SNAPSHOTS:]}  # the latest, within the limit
         return CNF(field=field, solver=evaluation_solver(), trace="exact", info=self.describe(), snapshots=snapshots)
 
     def describe(self) -> dict:
@@ -547,65 +365,7 @@ def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()}
 
 
-def _optimal_pairing(x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    """Indices `order` such that x0[order] is the squared-distance optimal assignment to x1."""
-    from scipy.optimize import linear_sum_assignment
-
-    cost = torch.cdist(x1.detach().double().cpu(), x0.detach().double().cpu()) ** 2
-    _, columns = linear_sum_assignment(cost.numpy())
-    return torch.as_tensor(columns, device=x0.device)
-
-
 def _cosine(fraction: float) -> float:
     """Cosine decay from 1 to 0.01 as `fraction` of the budget goes from 0 to 1."""
     fraction = min(max(fraction, 0.0), 1.0)
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * fraction))
-
-
-def time_to_nll(
-    config: TrainConfig,
-    target: float,
-    cap: float,
-    check_every: float = 1.0,
-    test_n: int = 2000,
-    progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> dict:
-    """Train by `config` until the test NLL is ≤ `target` or `cap` seconds of training pass.
-
-    The test NLL is measured every `check_every` seconds of training; only the
-    trainer's step time counts, never the evaluations. Returns the seconds to
-    the target (None if not reached), the checks (seconds, iteration, NLL) and
-    the final model. `progress` sees every iteration; `should_stop` ends the
-    run early (its model and checks so far are returned all the same).
-    """
-    trainer = Trainer(config)
-    found = {"seconds": None}
-    checks = []
-    next_check = [check_every]
-
-    def check(p: Progress) -> None:
-        if progress is not None:
-            progress(p)
-        if p.seconds >= next_check[0]:
-            next_check[0] = p.seconds + check_every
-            nll, _ = test_nll(trainer.model(), config.dataset, n=test_n)
-            checks.append((round(p.seconds, 2), p.iteration, round(nll, 4)))
-            if nll <= target and found["seconds"] is None:
-                found["seconds"] = p.seconds
-
-    stop = lambda: found["seconds"] is not None or (should_stop is not None and should_stop())  # noqa: E731
-    trainer.run(seconds=cap, progress=check, should_stop=stop)
-    model = trainer.model()
-    final_nll, _ = test_nll(model, config.dataset, n=test_n)
-    return {
-        "seconds_to_target": found["seconds"],
-        "reached": found["seconds"] is not None,
-        "target_nll": target,
-        "cap_s": cap,
-        "iterations": trainer.iteration,
-        "iterations_per_second": trainer.iteration / max(trainer.seconds, 1e-9),
-        "final_nll": final_nll,
-        "checks": checks,
-        "model": model,
-    }

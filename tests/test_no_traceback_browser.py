@@ -1,0 +1,44 @@
+"""No traceback reaches a page, in real headless Chromium: every page and every Lecture step, normal and projector mode.
+
+Screenshots land in test-artifacts/ (no-traceback-*.png). The same walk under
+AppTest is `test_no_traceback.py`.
+"""
+
+from pathlib import Path
+
+import pytest
+from browser_tools import assert_healthy, wait_until_idle
+
+from cnf_core.lecture.deck import SLUGS
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "model=8gaussians+%28pretrained%29"
+# the address of each page: st.navigation names a page by its file's name ("home" is the default, "/")
+PAGES = sorted(path.stem for path in (ROOT / "pages").glob("*.py") if path.stem != "lecture")
+MODES = {"normal": "", "projector": "&projector=true"}
+
+
+def no_exception_shown(page, name: str) -> None:
+    assert_healthy(page, f"no-traceback-{name}")
+    assert "site-packages" not in page.content() and "/work/" not in page.inner_text("body")  # no server paths either
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_page_shows_no_exception(app_url, browser, mode):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for name in PAGES:
+        page.goto(f"{app_url}/{'' if name == 'home' else name}?{MODEL}{MODES[mode]}")
+        wait_until_idle(page, timeout_ms=300_000)
+        no_exception_shown(page, f"{name}-{mode}")
+    page.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_lecture_step_shows_no_exception(app_url, browser, mode):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for slug in SLUGS:
+        page.goto(f"{app_url}/lecture?step={slug}&{MODEL}{MODES[mode]}")
+        wait_until_idle(page, timeout_ms=300_000)
+        no_exception_shown(page, f"lecture-{slug}-{mode}")
+    page.close()
