@@ -194,25 +194,37 @@ def measure_controls(browser, base: str, controls: list[Control], repeats: int, 
 
 
 def measure_lecture(browser, base: str, log) -> list[dict]:
-    """Next through the whole walk once (filling the caches), back to the start, then Next again, timed."""
+    """Next through the whole walk once (filling the caches), back to the start, then Next again, timed.
+
+    A press after which the step's title did not change was lost (the walk
+    did not move): it is counted, not timed, and pressed again.
+    """
     from urllib.parse import urlencode
 
+    next_button = '[data-testid="stButton"] button:has-text("→")'
     context, page = open_at(browser, f"{base}{LECTURE}")
-    steps = 0
-    while page.locator('[data-testid="stButton"] button:has-text("→")').count() and steps < 30:
-        page.locator('[data-testid="stButton"] button:has-text("→")').first.click()
-        quiet(page)
-        steps += 1
+    for _ in range(60):  # every step once, each shown in full before the next: its figures computed and cached
+        if not page.locator(next_button).count():
+            break
+        page.locator(next_button).first.click()
+        answer_seconds(page, first_change_s=120.0)
     context.close()
     context, page = open_at(browser, f"{base}{LECTURE}?{urlencode({'step': 'recap'})}")
-    times = []
-    for _ in range(steps):
+    times, lost = [], 0
+    for _ in range(60):
+        if not page.locator(next_button).count():
+            break
+        title = page.inner_text("h1")
         page.evaluate("() => { window.__latency.chart = null; window.__latency.input = null; }")
-        page.locator('[data-testid="stButton"] button:has-text("→")').first.click()
-        times.append(answer_seconds(page))
+        page.locator(next_button).first.click()
+        seconds = answer_seconds(page)
+        if page.inner_text("h1") == title:
+            lost += 1
+        else:
+            times.append(seconds)
     context.close()
     row = summary("lecture: Next (cached)", times)
-    row["each_s"] = [round(t, 3) for t in times]
+    row["each_s"], row["lost_presses"] = [round(t, 3) for t in times], lost
     log(json.dumps(row))
     return [row]
 
@@ -253,7 +265,8 @@ def main() -> int:
         if "error" in row:
             print(f"{row['control']:40s} {row['error']}")
         else:
-            print(f"{row['control']:40s} {row['median_s'] or float('nan'):9.3f} {row['worst_s'] or float('nan'):8.3f}" + (f"  ({row['nothing_drawn']} drew nothing)" if row["nothing_drawn"] else ""))
+            notes = [f"{row['nothing_drawn']} drew nothing"] * bool(row["nothing_drawn"]) + [f"{row.get('lost_presses')} presses lost"] * bool(row.get("lost_presses"))
+            print(f"{row['control']:40s} {row['median_s'] or float('nan'):9.3f} {row['worst_s'] or float('nan'):8.3f}" + (f"  ({'; '.join(notes)})" if notes else ""))
     if medians:
         overall = {"median_of_medians_s": round(statistics.median(medians), 3), "worst_s": round(max(worsts), 3)}
         print(f"{'all controls':40s} {overall['median_of_medians_s']:9.3f} {overall['worst_s']:8.3f}   target ≤ {TARGET_MEDIAN_S} / ≤ {TARGET_WORST_S}")

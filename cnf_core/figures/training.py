@@ -62,10 +62,11 @@ def _square_axes(half_width: float) -> tuple[dict, dict]:
 
 
 def _square(fig: go.Figure, half_width: float) -> go.Figure:
+    """`fig` as a square view of [-half_width, half_width]², its margins fixed in advance (the browser lays it out once)."""
     x, y = _square_axes(half_width)
-    fig.update_xaxes(**x)
-    fig.update_yaxes(**y)
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
+    fig.update_xaxes(**x, automargin=False)
+    fig.update_yaxes(**y, automargin=False)
+    fig.update_layout(margin=dict(l=40, r=10, t=40, b=30), template=_plane_template())
     return fig
 
 
