@@ -11,9 +11,8 @@ method. This module adds what a teaching lab needs around it:
 - `integrate`: counts function evaluations (NFE) in the forward and the
   backward pass, enforces an NFE cap and a time cap, turns blow-ups into a
   `SolveError` with a status, and optionally records accepted/rejected steps;
-- `attempt`: a solve that reports its failure as a `SolveOutcome` instead of
-  raising, for pages that show "diverged: …" in a table;
-- what every comparison of solvers needs: `in_float64`, `fixed_grid_times`.
+- `attempt`: a solve that reports its failure as a `SolveOutcome` (a page
+  shows "diverged: …" in a table); `in_float64`, `fixed_grid_times`.
 """
 
 from __future__ import annotations

@@ -105,10 +105,7 @@ def work_precision() -> None:
 def train_eval() -> None:
     """Small flows trained each with one solver and scored under every solver: trained in the server's pool."""
     st.subheader("Train with one solver, evaluate with another")
-    st.caption(
-        "Small flows (2×32 tanh, batch 256) trained from the same seed, each with one solver, then scored on 1,000 held-out points with every solver, in the "
-        "server's training queue. The NLL a coarse solver reports is not the NLL of a density: the change of variables only holds for the exact flow."
-    )
+    st.caption(glue.matrix_caption(MATRIX))
     controls = st.columns([2, 3, 2, 1])
     dataset_ = settings.widget(lab.TrainEvalConfig, "dataset", "lab_matrix_dataset", container=controls[0])
     presets = controls[1].multiselect("Train with", list(lab.TRAINING_SOLVERS), default=MATRIX.train_with, key="lab_matrix_presets", bind=settings.BIND)
@@ -128,12 +125,7 @@ def train_eval() -> None:
 def solver_stepper() -> None:
     """An adaptive or fixed-grid solver stepped by hand on the lab's field; reruns alone on its buttons."""
     st.subheader("One step at a time")
-    st.caption(
-        f"One point of {field_name}, moved by the solver one try at a time. Numbered dots are the stages, where the method evaluates f (dopri5: the first is "
-        "the last step's final evaluation, reused, plus six new ones; RK4: four; Euler: one); the star is the proposed endpoint. The error estimate (the "
-        "difference of the method's two embedded answers, for dopri5 of orders 5 and 4) is scaled by atol + rtol · max(|y₀|, |y₁|) and its RMS compared "
-        "with 1, as torchdiffeq does; the steps taken are torchdiffeq's own."
-    )
+    st.caption(glue.STEPPER_CAPTION.format(field=field_name))
     controls = st.columns([1, 1, 2, 2, 1])
     x = settings.widget(StepperConfig.of, "x", "lab_stepper_x", container=controls[0])
     y = settings.widget(StepperConfig.of, "y", "lab_stepper_y", container=controls[1])

@@ -52,11 +52,31 @@ __all__ = [
     "advance",
     "step_buttons",
     "MATRIX",
+    "STEPPER_CAPTION",
+    "matrix_caption",
     "matrix",
 ]
 
 STARTS = "lab_starts"  # session and address key of the path starts, "x, y; x, y" (empty: random draws of the base)
 MATRIX = "lab_matrix"  # the page's slot for its train-vs-eval job (`ui.jobs`)
+
+STEPPER_CAPTION = (
+    "One point of {field}, moved by the solver one try at a time. Numbered dots are the stages, where the method evaluates f (dopri5: the first is "
+    "the last step's final evaluation, reused, plus six new ones; RK4: four; Euler: one); the star is the proposed endpoint. The error estimate (the "
+    "difference of the method's two embedded answers, for dopri5 of orders 5 and 4) is scaled by atol + rtol · max(|y₀|, |y₁|) and its RMS compared "
+    "with 1, as torchdiffeq does; the steps taken are torchdiffeq's own."
+)
+
+
+def matrix_caption(config: TrainEvalConfig) -> str:
+    """What the train-vs-eval matrix trains and why its coarse NLLs are not densities', read from the config it runs."""
+    training = config.train_config(config.train_with[0])
+    width = "×".join(str(units) for units in (len(config.hidden), config.hidden[0]))
+    return (
+        f"Small flows ({width} {training.field.activation}, batch {training.batch_size}) trained from the same seed, each with one solver, then scored "
+        f"on {config.n_test:,} held-out points with every solver, in the server's training queue. The NLL a coarse solver reports is not the NLL of a "
+        "density: the change of variables only holds for the exact flow."
+    )
 
 # ---------------------------------------------------------------- cached engine calls
 

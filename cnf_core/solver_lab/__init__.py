@@ -27,55 +27,11 @@ diverging solve comes back as a result whose `status` says so (never as an
 exception), so the page can show "diverged: …" in its table.
 """
 
-from .configurations import (
-    CONFIGURATION_COUNTS,
-    DEFAULT_CONFIGURATIONS,
-    ERROR_COLUMNS,
-    FIELDS,
-    OFFERED_STEPS,
-    OFFERED_TOLERANCES,
-    Comparison,
-    ConfigurationResult,
-    SolverPath,
-    evaluate_configuration,
-    solver_path,
-)
-from .references import GRID_RESOLUTION, REFERENCE_GRID_SOLVER, REFERENCE_SOLVER, TEST_POINTS, Reference, lab_reference, lab_test_points, reference_solution
-from .spiral import SpiralField
-from .train_eval import EVALUATION_REFERENCE, TRAINING_SOLVERS, TrainEvalConfig, TrainEvalMatrix, train_eval_matrix
-from .work_precision import STEP_COUNTS, TOLERANCES, WorkPrecision, WorkPrecisionConfig, WorkPrecisionPoint, convergence_order, work_precision
+from . import configurations as _configurations, references as _references, spiral as _spiral, train_eval as _train_eval, work_precision as _work_precision
+from .configurations import *  # noqa: F401,F403 (each part's public names, listed in its __all__)
+from .references import *  # noqa: F401,F403
+from .spiral import *  # noqa: F401,F403
+from .train_eval import *  # noqa: F401,F403
+from .work_precision import *  # noqa: F401,F403
 
-__all__ = [
-    "REFERENCE_SOLVER",
-    "REFERENCE_GRID_SOLVER",
-    "GRID_RESOLUTION",
-    "TEST_POINTS",
-    "SpiralField",
-    "lab_test_points",
-    "Reference",
-    "reference_solution",
-    "lab_reference",
-    "FIELDS",
-    "DEFAULT_CONFIGURATIONS",
-    "CONFIGURATION_COUNTS",
-    "OFFERED_STEPS",
-    "OFFERED_TOLERANCES",
-    "ERROR_COLUMNS",
-    "Comparison",
-    "SolverPath",
-    "solver_path",
-    "ConfigurationResult",
-    "evaluate_configuration",
-    "STEP_COUNTS",
-    "TOLERANCES",
-    "WorkPrecisionConfig",
-    "WorkPrecisionPoint",
-    "WorkPrecision",
-    "work_precision",
-    "convergence_order",
-    "TRAINING_SOLVERS",
-    "EVALUATION_REFERENCE",
-    "TrainEvalConfig",
-    "TrainEvalMatrix",
-    "train_eval_matrix",
-]
+__all__ = [*_references.__all__, *_spiral.__all__, *_configurations.__all__, *_work_precision.__all__, *_train_eval.__all__]
