@@ -100,6 +100,25 @@ def _solver_from(args: argparse.Namespace, base: SolverConfig) -> SolverConfig:
     return SolverConfig(**values)
 
 
+def _add_data_arguments(parser: argparse.ArgumentParser, add_dataset) -> None:
+    """`--dataset NAME` (added by `add_dataset`) or `--data PATH`: a CSV of points or an image, read as the app reads its upload."""
+    group = parser.add_mutually_exclusive_group()
+    add_dataset(group, TrainConfig, ("dataset",))
+    group.add_argument("--data", metavar="PATH", default=None, help="a CSV of x, y points or an image (darker = more mass), read exactly as the app reads an upload of it")
+
+
+def _dataset_from(args: argparse.Namespace, trained_on: str | None = None) -> "str | datasets.Dataset":
+    """The dataset the command line names: `--data`'s file, else `--dataset`, else `trained_on` (a checkpoint's)."""
+    if args.data is not None:
+        return datasets.from_file(args.data)
+    name = args.dataset or trained_on
+    if name is None:
+        raise UsageError("the checkpoint does not say its dataset; pass --dataset NAME or --data PATH")
+    if name not in datasets.names() and not args.dataset:
+        raise UsageError(f"the checkpoint was trained on {name!r}, not a built-in dataset; pass --data PATH (its file) or --dataset NAME")
+    return name
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line is one line on stderr (via `main`), not the whole usage text."""
 
@@ -114,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a CNF and write a checkpoint")
     train.set_defaults(run=_train)
-    add_arguments(train, TrainConfig, ("dataset",))
+    _add_data_arguments(train, add_arguments)
     add_arguments(train.add_mutually_exclusive_group(), TrainConfig, ("iterations", "seconds"), defaults={"iterations": None})
     add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed"))
     _add_solver_arguments(train)
@@ -127,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_ = commands.add_parser("eval", help="evaluate a checkpoint on test samples")
     evaluate_.set_defaults(run=_evaluate)
     evaluate_.add_argument("path")
-    evaluate_.add_argument("--dataset", default=None, help="dataset to test on (default: the one it was trained on)")
+    _add_data_arguments(evaluate_, lambda group, *_: group.add_argument("--dataset", default=None, help="built-in dataset to test on (default: the one it was trained on)"))
     evaluate_.add_argument("--n", type=int, default=5000, help="number of test samples")
     evaluate_.add_argument("--seed", type=int, default=0)
     _add_solver_arguments(evaluate_)
@@ -156,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: checks the machinery in seconds")
     bench.add_argument("--device", default="cpu", help="cpu (default) or cuda: where training, frames and the trace are measured")
+    quality = bench.add_argument_group("quality in a budget (--quality)")
+    quality.add_argument("--quality", action="store_true", help="train every dataset for each budget with the Train page's defaults and measure it against the shipped model")
+    quality.add_argument("--datasets", default=None, help="comma-separated built-in names or data files (CSV or image) (default: every built-in dataset)")
+    quality.add_argument("--budgets", default="20,60", help="comma-separated training seconds (default: 20,60)")
+    quality.add_argument("--reference", action="append", default=[], metavar="FILE=CHECKPOINT", help="the reference model of a data file (repeatable)")
+    quality.add_argument("--workers", type=int, default=2, help="runs at once, each on one core (default 2)")
 
     sample = commands.add_parser("sample", help="draw samples from a checkpoint")
     sample.set_defaults(run=_sample)
@@ -253,7 +278,7 @@ def _writable_folder(path: str, what: str) -> None:
 
 def _train(args: argparse.Namespace, log) -> int:
     _writable_folder(args.out, "--out")
-    values = arguments_of(args, TrainConfig)
+    values = arguments_of(args, TrainConfig) | {"dataset": _dataset_from(args)}
     if values["iterations"] is None and values["seconds"] is None:
         values["iterations"] = TrainConfig().iterations
     config = TrainConfig(
@@ -271,9 +296,7 @@ def _train(args: argparse.Namespace, log) -> int:
 
 def _evaluate(args: argparse.Namespace, log) -> int:
     model = load_model(args.path)
-    dataset = args.dataset or model.info.get("dataset")
-    if dataset is None:
-        raise UsageError("the checkpoint does not say its dataset; pass --dataset")
+    dataset = _dataset_from(args, model.info.get("dataset"))
     solver = _solver_from(args, model.solver)
     result = {k: _json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, solver=solver).items()}
     if args.json:
@@ -306,8 +329,39 @@ def _warm_start(args: argparse.Namespace, log) -> int:
 def _bench(args: argparse.Namespace, log) -> int:
     from .bench import format_table, run_bench
 
+    if args.quality:
+        return _bench_quality(args)
     result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)), device=args.device)
     print(json.dumps(_json_safe(result)) if args.json else format_table(result))
+    return 0
+
+
+def _bench_quality(args: argparse.Namespace) -> int:
+    from .bench.quality import bench_quality, format_quality
+    from .device import pick_device
+
+    pick_device(args.device)  # ConfigError for a device this machine does not have
+    names = None if args.datasets is None else [name.strip() for name in args.datasets.split(",") if name.strip()]
+    for name in names or []:
+        if name not in datasets.names():  # a typo or a bad file is refused before minutes of training
+            datasets.from_file(name) if os.path.splitext(name)[1] else datasets.get(name)
+    try:
+        budgets = tuple(float(value) for value in args.budgets.split(","))
+    except ValueError:
+        raise UsageError(f"--budgets: expected comma-separated seconds, got {args.budgets!r}") from None
+    if not budgets or not all(0 < budget <= 3600 for budget in budgets):
+        raise UsageError(f"--budgets: each budget must be between 0 and 3600 s, got {args.budgets!r}")
+    if not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers: must be between 1 and 64, got {args.workers}")
+    references = {}
+    for pair in args.reference:
+        data, separator, checkpoint = pair.partition("=")
+        if not separator or not os.path.exists(checkpoint):
+            raise UsageError(f"--reference: expected FILE=CHECKPOINT with an existing checkpoint, got {pair!r}")
+        references[data] = checkpoint
+    say = None if args.json else (lambda line: print(line, file=sys.stderr))
+    result = bench_quality(names, budgets, references=references, workers=args.workers, device=args.device, log=say)
+    print(json.dumps(_json_safe(result)) if args.json else format_quality(result))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 - `truncated_samples`: x = z(1) from z(0) = τ ε for several base scales τ at
   once (the truncation trick trades recall for precision);
+- `snapshot_view`, `replay`: a field (the one in training, or a kept
+  snapshot) as the Train page shows it: samples and a coarse density;
 - `snapshot_samples`, `metrics_over_training`: the k-NN metrics of the
   weights a model kept along its training, a bounded amount of work (at most
   `MAX_MEASURED_SNAPSHOTS` snapshots, spread over training, `MAX_SNAPSHOT_POINTS`
@@ -14,13 +16,15 @@ What these samples are compared with, and how, is `cnf_core.evaluation`.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .errors import CNFLabError, ConfigError
-from .flow import CNF, Field, trajectories
+from .flow import CNF, Field, sample_with_log_density, trajectories
+from .grid import Grid, make_grid
 from .metrics import as_points, compare_manifolds
 from .solvers import SolverConfig, SolveStats
 
@@ -30,6 +34,10 @@ __all__ = [
     "MAX_MEASURED_SNAPSHOTS",
     "MAX_SNAPSHOT_POINTS",
     "MeasurementStopped",
+    "VIEW_SOLVER",
+    "Snapshot",
+    "snapshot_view",
+    "replay",
     "truncated_samples",
     "measured_snapshots",
     "snapshot_samples",
@@ -88,6 +96,48 @@ def truncated_samples(field: Field, n: int, seed: int = 0, taus=(1.0,), solver: 
         paths, stats = trajectories(field, base, torch.tensor([0.0, 1.0]), solver)
     points = paths[-1].detach().cpu().double().numpy().reshape(len(taus), int(n), 2)
     return points, stats
+
+
+VIEW_SOLVER = SolverConfig(rtol=1e-3, atol=1e-3, max_nfe=2000, max_seconds=10)  # a picture's accuracy, capped
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A field at one iteration of its training, as the Train page shows it: samples and a coarse density."""
+
+    iteration: int
+    samples: torch.Tensor
+    log_density: torch.Tensor | None
+    grid: Grid
+
+
+def snapshot_view(field: Field, iteration: int, n: int = 600, resolution: int = 48, seed: int = 1) -> Snapshot | None:
+    """n samples and a `resolution`² density of `field` on the standard view, by `VIEW_SOLVER`; None when a solve fails.
+
+    The same base noise (`seed`) at every iteration, so a replay of the
+    snapshots shows the same points moving as training goes on.
+    """
+    from .datasets import VIEW
+    from .density import density_frames
+
+    try:
+        with torch.no_grad():
+            noise = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+            samples, _, _ = sample_with_log_density(field, noise, VIEW_SOLVER, "exact")
+            grid = make_grid(VIEW, resolution)
+            frames = density_frames(field, [1.0], grid, VIEW_SOLVER)
+        return Snapshot(int(iteration), samples, frames.log_density[0], grid)
+    except CNFLabError:
+        return None
+
+
+def replay(model: CNF, iteration: int, n: int = 600, resolution: int = 48) -> Snapshot | None:
+    """`snapshot_view` of the weights `model` kept at `iteration` (a key of `model.snapshots`)."""
+    if iteration not in model.snapshots:
+        raise ConfigError(f"iteration: the model kept weights at {', '.join(map(str, sorted(model.snapshots))) or 'no iteration'}, not at {iteration!r}")
+    field = copy.deepcopy(model.field)
+    field.load_state_dict(model.snapshots[iteration])
+    return snapshot_view(field.eval(), iteration, n, resolution)
 
 
 def measured_snapshots(iterations, most: int = MAX_MEASURED_SNAPSHOTS) -> list[int]:

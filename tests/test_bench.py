@@ -14,6 +14,7 @@ from cnf_core.density import density_frames
 from cnf_core.field import ConcatSquashField
 from cnf_core.grid import make_grid
 from cnf_core.solvers import SolverConfig
+from cnf_core.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +95,26 @@ def test_quick_bench_on_the_gpu_measures_both_frame_strategies():
     assert set(figures["frames"]["strategies_s"]) == {"per-frame", "batched"}
     assert figures["frames"]["strategy"] in figures["frames"]["strategies_s"]
     assert figures["frames"]["ours_mass_min"] > 0.9
+
+
+@pytest.mark.slow
+def test_quality_bench_trains_each_dataset_for_its_budget_and_measures_it_against_the_shipped_model(tmp_path):
+    data = tmp_path / "ring.csv"
+    angle = torch.rand(500, generator=torch.Generator().manual_seed(0)) * 6.283
+    data.write_text("\n".join(f"{3 * torch.cos(a):.4f},{3 * torch.sin(a):.4f}" for a in angle))
+    result = subprocess.run(
+        [sys.executable, "-m", "cnf_core", "bench", "--quality", "--json", "--datasets", f"moons,{data}", "--budgets", "1", "--workers", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    moons, ring = figures["rows"]
+    assert (moons["dataset"], moons["seconds"], ring["dataset"]) == ("moons", 1.0, str(data))
+    assert moons["status"] == "finished" and 0.9 <= moons["train_seconds"] <= 2.0 and moons["iterations"] > 0
+    shipped = figures["references"]["moons"]
+    assert abs(shipped["nll"] - 2.409) < 0.02  # the shipped model's NLL, as `eval --json` measures it
+    assert moons["gap"] == pytest.approx(moons["nll"] - shipped["nll"]) and moons["gap"] > 0  # one second is not the shipped model's 3,000 iterations
+    assert ring["gap"] is None and ring["dataset"] not in figures["references"]  # a file with no reference model given
+    assert figures["defaults"] == TrainConfig().to_dict() and figures["changes"] == {}  # the page's defaults, unchanged
+    refused = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--quality", "--budgets", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--budgets: each budget must be between 0 and 3600 s" in refused.stderr

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import math
 
-from cnf_core import load_model
+import pytest
+import torch
+
+from cnf_core import datasets, load_model
 from cnf_core.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +45,37 @@ def test_train_then_eval_json(tmp_path):
     assert abs(figures["nll"] - model.info["test_nll"]) < 0.5  # same model, other test draw
 
 
+def test_train_and_eval_on_a_csv_file_read_as_the_page_reads_its_upload(tmp_path):
+    rows = torch.randn(400, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([3.0, 0.5])
+    data = tmp_path / "stripe.csv"
+    data.write_text("x,y\n" + "\n".join(f"{x:.5f},{y:.5f}" for x, y in rows.tolist()))
+    out = tmp_path / "s.pt"
+    assert main(["train", "--data", str(data), "--iters", "3", "--hidden", "8", "--eval-n", "100", "--out", str(out), "--quiet"]) == 0
+    model = load_model(out)
+    assert model.info["dataset"] == "stripe.csv" and model.info["test_n"] == 100
+    reference = datasets.from_csv(data.read_bytes(), name="stripe.csv")  # the page's reader: the same points, scaled into the view
+    assert torch.equal(datasets.sample(datasets.from_file(data), 50, seed=3), datasets.sample(reference, 50, seed=3))
+    assert main(["eval", str(out), "--n", "100", "--json"]) == 2  # not a built-in dataset: the file must be named
+    result = run_cli("eval", str(out), "--n", "100", "--data", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["dataset"] == "stripe.csv" and figures["entropy"] is None and math.isfinite(figures["nll"])
+
+
+def test_an_image_file_trains_as_a_density(tmp_path):
+    from PIL import Image
+
+    picture = Image.new("L", (40, 20), 255)
+    picture.paste(0, (5, 5, 15, 15))  # one dark square: all the mass
+    path = tmp_path / "square.png"
+    picture.save(path)
+    dataset = datasets.from_file(path)
+    assert dataset.entropy is not None and datasets.sample(dataset, 200, seed=0).abs().max() <= datasets.USER_DATA_EXTENT
+    out = tmp_path / "i.pt"
+    assert main(["train", "--data", str(path), "--iters", "2", "--hidden", "8", "--eval-n", "50", "--out", str(out), "--quiet"]) == 0
+    assert load_model(out).info["dataset"] == "square.png"
+
+
 def test_train_with_an_adaptive_solver_and_seconds_budget(tmp_path):
     out = tmp_path / "a.pt"
     code = main(["train", "--seconds", "1", "--solver", "bosh3", "--rtol", "1e-3", "--atol", "1e-3", "--hidden", "8", "--eval-n", "0", "--out", str(out), "--quiet"])
@@ -63,6 +97,9 @@ def test_train_with_an_adaptive_solver_and_seconds_budget(tmp_path):
         (["train", "--iters", "abc", "--out", "x.pt"], "argument --iters: invalid int value"),
         (["train", "--out", "no-such-folder/x.pt"], "--out: the folder"),
         (["nonsense"], "invalid choice"),
+        (["train", "--data", "points.xyz", "--out", "x.pt"], "cannot tell what 'points.xyz' holds"),
+        (["train", "--data", "missing.csv", "--out", "x.pt"], "cannot open the CSV file"),
+        (["train", "--data", "a.csv", "--dataset", "moons", "--out", "x.pt"], "not allowed with argument"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(args, message, capsys):

@@ -9,6 +9,7 @@ from cnf_core.errors import ConfigError
 from cnf_core.field import FieldConfig
 from cnf_core.solvers import SolverConfig
 from cnf_core.evaluation import test_nll
+from cnf_core.sampling import replay, snapshot_view
 from cnf_core.training import TrainConfig, Trainer, pick_device
 
 TINY = dict(field=FieldConfig(hidden=(16, 16)), batch_size=64)
@@ -268,3 +269,17 @@ def test_rnode_regularisers_lower_the_nfe_at_equal_iterations():
     plain = trained_nfe(kinetic_weight=0.0, jacobian_weight=0.0)
     regularised = trained_nfe(kinetic_weight=0.1, jacobian_weight=0.1)
     assert regularised < plain, (regularised, plain)
+
+
+def test_a_replay_shows_the_kept_weights_of_each_iteration_on_the_same_base_points():
+    model = Trainer(TrainConfig(dataset="8gaussians", iterations=50, field=FieldConfig(hidden=(16,)), batch_size=64, seed=3)).run().model()
+    assert sorted(model.snapshots) == [25, 50]
+    early, late = replay(model, 25), replay(model, 50)
+    assert (early.iteration, late.iteration) == (25, 50) and early.samples.shape == (600, 2) and early.log_density.shape == (48, 48)
+    again = snapshot_view(model.field, 50)  # the final weights are the last snapshot's
+    assert torch.equal(again.samples, late.samples) and torch.equal(again.log_density, late.log_density)
+    assert not torch.equal(early.samples, late.samples)  # other weights moved the same base points elsewhere
+    cell = (2 * early.grid.half_width / (early.grid.resolution - 1)) ** 2
+    assert abs(float(late.log_density.exp().sum()) * cell - 1) < 0.05  # a density: its mass on the view is about 1
+    with pytest.raises(ConfigError, match="kept weights at 25, 50, not at 40"):
+        replay(model, 40)

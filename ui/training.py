@@ -14,9 +14,11 @@ from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure, loss_figure, nfe_figure, scatter_figure
 from cnf_core.figures.stepper import batch_figure, field_change_figure
 from cnf_core.pool import step, stepped_model
+from cnf_core.sampling import replay
 from cnf_core.training import TrainConfig
 
 from . import jobs, state
+from .cache import cached
 
 __all__ = ["preview_figure", "run_buttons", "live", "session_runs", "step_panel"]
 
@@ -97,24 +99,42 @@ def _live_panel(shown_state: str | None) -> None:
 
 
 def _live_charts() -> None:
-    """Loss, NFE and the latest snapshot: redrawn as often as a new snapshot comes, not with every progress tick."""
+    """Loss, NFE and the latest snapshot while a run trains; once it has ended, a slider replays the weights it kept.
+
+    Redrawn as often as a new snapshot comes, not with every progress tick;
+    the replay slider reruns this fragment alone.
+    """
     run = state.latest_run()
     history = [] if run is None else list(run.history)
     if not history:
         return
     charts, snapshot_col = st.columns(2)
+    snapshot, kept = run.snapshot, [] if run.active or run.model is None else sorted(run.model.snapshots)
+    if len(kept) > 1:
+        with snapshot_col:
+            chosen = st.select_slider(
+                "Replay the training: the weights at iteration", kept, value=kept[-1], key="train_replay",
+                help="The run kept its weights at iterations 25, 50, 100, … and at its end: the same base points, moved by each.",
+            )
+            snapshot = _replayed(run.model, chosen)
+            if snapshot is None:
+                st.warning(f"The weights of iteration {chosen} could not be solved within the picture's caps.")
     if run.config.objective == "fm":
-        figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²")
+        figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²", marker=snapshot and snapshot.iteration)
     else:
-        figure = loss_figure(history, datasets.entropy(run.config.dataset))
+        figure = loss_figure(history, datasets.entropy(run.config.dataset), marker=snapshot and snapshot.iteration)
     charts.plotly_chart(figure, key="train_loss")
     charts.plotly_chart(nfe_figure(history), key="train_nfe")
-    snapshot = run.snapshot
     if snapshot is not None:
         snapshot_col.plotly_chart(
             density_figure(snapshot.log_density, snapshot.grid, samples=snapshot.samples, title=f"Density and samples at iteration {snapshot.iteration}"),
             key="train_snapshot",
         )
+
+
+@cached(show_spinner=False, max_entries=32)
+def _replayed(model, iteration: int):
+    return replay(model, iteration)
 
 
 def session_runs() -> None:

@@ -22,6 +22,7 @@ from .uploads import (
     MIN_CSV_ROWS,
     USER_DATA_EXTENT,
     from_csv,
+    from_file,
     from_image,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "entropy",
     "from_csv",
     "from_image",
+    "from_file",
     "DrawingConfig",
     "Stroke",
     "from_drawing",

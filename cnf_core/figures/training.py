@@ -88,10 +88,11 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def loss_figure(history: Sequence[dict], entropy: float | None = None, title: str = "Training loss (NLL, nats)") -> go.Figure:
-    """Loss per iteration, its moving average, and the data entropy as the floor where known.
+def loss_figure(history: Sequence[dict], entropy: float | None = None, title: str = "Training loss (NLL, nats)", marker: int | None = None) -> go.Figure:
+    """Loss per iteration, its moving average, the data entropy as the floor where known, and a line at iteration `marker`.
 
-    The gap between the loss and the floor estimates KL(data ‖ model) ≥ 0.
+    The gap between the loss and the floor estimates KL(data ‖ model) ≥ 0;
+    the marker is the iteration whose weights the page shows next to it.
     """
     iterations = np.array([h["iteration"] for h in history], dtype=float)
     loss = np.array([h["loss"] for h in history], dtype=float)
@@ -107,6 +108,8 @@ def loss_figure(history: Sequence[dict], entropy: float | None = None, title: st
             annotation_text=f"data entropy {entropy:.3f} (the floor)",
             annotation_position="top right",
         )
+    if marker is not None:
+        fig.add_vline(x=marker, line=dict(color=COLORS["accent"], width=1.5), annotation_text=f"iteration {marker}", annotation_position="top left")
     if len(loss):
         low = min(float(np.nanmin(loss)), entropy if entropy is not None else np.inf)
         high = float(np.nanpercentile(loss, 98))

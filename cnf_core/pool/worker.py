@@ -32,12 +32,10 @@ from typing import Any, Callable
 
 import torch
 
-from .. import datasets
 from ..checkpoints import checkpoint_bytes
 from ..errors import CNFLabError
 from ..evaluation import record_evaluation
-from ..grid import Grid, make_grid
-from ..solvers import SolverConfig
+from ..sampling import Snapshot, snapshot_view
 from ..training import TrainConfig, Trainer, load_state, save_state
 
 __all__ = ["RunRequest", "JobRequest", "Outcome", "Snapshot", "make_snapshot", "serve", "send", "receive", "EVALUATION_POINTS"]
@@ -70,16 +68,6 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """What the live panel shows of a model in training: samples and a coarse density."""
-
-    iteration: int
-    samples: torch.Tensor
-    log_density: torch.Tensor | None
-    grid: Grid
-
-
-@dataclass(frozen=True)
 class Outcome:
     """How a run ended: the trainer's status and message, the model as checkpoint bytes, the state to resume from."""
 
@@ -103,20 +91,9 @@ def receive(connection):
     return pickle.loads(connection.recv_bytes())
 
 
-def make_snapshot(trainer: Trainer, n: int = 600, resolution: int = 48) -> Snapshot | None:
-    """Samples and a coarse density of the model being trained (a CPU copy); None when its solve fails."""
-    from ..density import density_frames
-
-    model = trainer.model()
-    model.solver = SolverConfig(rtol=1e-3, atol=1e-3, max_nfe=2000, max_seconds=10)
-    try:
-        with torch.no_grad():
-            samples, _ = model.sample(n, seed=1)
-            grid = make_grid(datasets.VIEW, resolution)
-            frames = density_frames(model.field, [1.0], grid, model.solver)
-        return Snapshot(trainer.iteration, samples, frames.log_density[0], grid)
-    except CNFLabError:
-        return None
+def make_snapshot(trainer: Trainer) -> Snapshot | None:
+    """Samples and a coarse density of the model being trained (`sampling.snapshot_view` of a CPU copy); None when its solve fails."""
+    return snapshot_view(trainer.model().field, trainer.iteration)
 
 
 def serve(connection, nice: int = 0) -> None:

@@ -1,5 +1,6 @@
 """The Train page under Streamlit's AppTest: a live run, per-session state, refusals, a shared address."""
 
+import json
 import time
 
 from app_tools import no_errors, open_app
@@ -113,3 +114,23 @@ def test_a_queued_run_shows_its_place_and_the_limits_are_refused_with_messages()
     finally:
         for blocker in blockers:
             pool.stop(blocker)
+
+
+def test_a_finished_run_replays_its_kept_weights_next_to_the_loss_curve():
+    at = open_app("pages/train.py")
+    start_tiny_run(at, iterations=30)
+    wait_for_training(at)
+    at.run()
+    no_errors(at)
+    replay = next(s for s in at.select_slider if s.key == "train_replay")
+    assert replay.options == ["25", "30"] and replay.value == 30
+
+    def shown():
+        charts = {chart.key: chart for chart in at.get("plotly_chart")}
+        density, loss = (json.loads(charts[key].proto.spec) for key in ("train_snapshot", "train_loss"))
+        return density["layout"]["title"]["text"], [shape["x0"] for shape in loss["layout"]["shapes"] if shape.get("x0") == shape.get("x1")]
+
+    assert shown() == ("Density and samples at iteration 30", [30])
+    replay.set_value(25).run()
+    no_errors(at)
+    assert shown() == ("Density and samples at iteration 25", [25])

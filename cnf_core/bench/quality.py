@@ -1,0 +1,155 @@
+"""Quality in a budget (`python -m cnf_core bench --quality`): what a student's Start trains in 20 s and 60 s.
+
+Each dataset is trained from fresh weights with the Train page's defaults
+(the declared defaults of `TrainConfig`, exactly what
+`python -m cnf_core train --dataset NAME --seconds S` runs) for each time
+budget, on one CPU core per run (`torch.set_num_threads(1)`: a worker trains
+while a class uses the server), then measured as `eval --json` measures: the
+exact test NLL (dopri5 at 1e-5 on held-out points) and k-NN precision and
+recall of as many samples. The gap is to the shipped model of the same data
+(`assets/models/NAME.pt`, measured the same way in the same run); a file
+dataset (a CSV or an image, `--data`) is compared with a reference model
+given for it, or with nothing.
+
+Runs go through a process pool, `workers` at a time, so a 2-core machine
+measures two one-core runs at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import datasets
+from ..checkpoints import load_model
+from ..evaluation import evaluate
+from ..training import TrainConfig, Trainer
+
+__all__ = ["BUDGETS", "SHIPPED_MODELS", "QualityTask", "measure", "measure_shipped", "bench_quality", "format_quality"]
+
+BUDGETS = (20.0, 60.0)
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+
+
+@dataclass(frozen=True)
+class QualityTask:
+    """One training to measure: a dataset (a built-in name or a data file), a time budget, and changes to the defaults.
+
+    `changes` are `TrainConfig` fields (a candidate of the recipe sweep);
+    empty, the run is exactly a student's Start with the page's defaults.
+    """
+
+    dataset: str
+    seconds: float
+    changes: dict = field(default_factory=dict)
+    device: str = "cpu"
+    test_n: int = 5000
+    seed: int = 0
+
+    def config(self) -> TrainConfig:
+        data = self.dataset if self.dataset in datasets.names() else datasets.from_file(self.dataset)
+        return TrainConfig(dataset=data, seconds=self.seconds, iterations=None, device=self.device, seed=self.seed).replace(**self.changes)
+
+
+def _figures(model, dataset, test_n: int) -> dict:
+    figures = evaluate(model, dataset, n=test_n)
+    return {name: figures[name] for name in ("nll", "precision", "recall", "nfe")}
+
+
+def measure(task: QualityTask) -> dict:
+    """Train `task` from fresh weights and measure it: NLL, precision, recall, iterations, training seconds, status."""
+    if task.device == "cpu":
+        torch.set_num_threads(1)
+    config = task.config()
+    trainer = Trainer(config).run()
+    row = {"dataset": task.dataset, "seconds": task.seconds, "iterations": trainer.iteration, "train_seconds": round(trainer.seconds, 1), "status": trainer.status}
+    return row | _figures(trainer.model(), config.dataset, task.test_n)
+
+
+def measure_shipped(name: str, test_n: int = 5000) -> dict:
+    """The shipped model of built-in dataset `name` (or a checkpoint path), measured as `measure` measures a run."""
+    torch.set_num_threads(1)
+    path = SHIPPED_MODELS / f"{name}.pt" if name in datasets.names() else Path(name)
+    model = load_model(path)
+    dataset = name if name in datasets.names() else model.info["dataset"]
+    return {"model": str(path)} | _figures(model, dataset, test_n)
+
+
+def bench_quality(
+    names: list[str] | None = None,
+    budgets: tuple[float, ...] = BUDGETS,
+    changes: dict | None = None,
+    references: dict[str, str] | None = None,
+    workers: int = 2,
+    device: str = "cpu",
+    test_n: int = 5000,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Every dataset × budget trained and measured, next to its shipped (or given reference) model.
+
+    Args:
+        names: built-in dataset names or data files (default: every built-in dataset).
+        budgets: training seconds of each run.
+        changes: `TrainConfig` fields that differ from the defaults (a sweep's candidate).
+        references: a reference checkpoint per file dataset (built-in ones use their shipped model).
+        workers: runs at once, each on one core (CUDA: one at a time).
+        device: cpu or cuda.
+        test_n: held-out points (and samples) of every measurement.
+        log: sees a line per finished measurement.
+
+    Returns:
+        {"rows": one dict per (dataset, budget) with nll, gap (to the reference), precision,
+        precision_gap, recall, iterations; "references": the reference models' figures; the settings}.
+    """
+    names = list(names or datasets.names())
+    references = {name: str(SHIPPED_MODELS / f"{name}.pt") for name in names if name in datasets.names()} | dict(references or {})
+    say = log or (lambda line: None)
+    started = time.perf_counter()
+    workers = 1 if device != "cpu" else max(1, workers)
+    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker: no inherited threads or CUDA state
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        shipped = {name: pool.submit(measure_shipped, path if name not in datasets.names() else name, test_n) for name, path in references.items()}
+        runs = {(name, budget): pool.submit(measure, QualityTask(name, budget, dict(changes or {}), device, test_n)) for name in names for budget in budgets}
+        reference_figures = {name: future.result() for name, future in shipped.items()}
+        rows = []
+        for (name, budget), future in runs.items():
+            row = future.result()
+            reference = reference_figures.get(name)
+            row["gap"] = None if reference is None else row["nll"] - reference["nll"]
+            row["precision_gap"] = None if reference is None else row["precision"] - reference["precision"]
+            rows.append(row)
+            say(f"{name} {budget:g} s: NLL {row['nll']:.3f}" + ("" if row["gap"] is None else f" ({row['gap']:+.3f})") + f", precision {row['precision']:.3f}")
+    return {
+        "rows": rows,
+        "references": reference_figures,
+        "changes": {name: value.to_dict() if hasattr(value, "to_dict") else value for name, value in (changes or {}).items()},
+        "defaults": TrainConfig().to_dict(),
+        "device": device,
+        "workers": workers,
+        "test_n": test_n,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def format_quality(result: dict, targets: dict[float, float] | None = None) -> str:
+    """The table: dataset × budget → NLL, gap to the reference, precision (and its gap), recall, iterations."""
+    targets = targets if targets is not None else {20.0: 0.25, 60.0: 0.10}
+    lines = ["| dataset | budget | NLL | reference | gap | precision (ref) | recall | iterations |", "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        reference = result["references"].get(row["dataset"])
+        limit = targets.get(row["seconds"])
+        mark = "" if row["gap"] is None or limit is None else (" ✓" if row["gap"] <= limit else " ✗")
+        gap = "—" if row["gap"] is None else f"{row['gap']:+.3f}{mark}"
+        ref_nll = "—" if reference is None else f"{reference['nll']:.3f}"
+        ref_precision = "" if reference is None else f" ({reference['precision']:.3f})"
+        lines.append(
+            f"| {Path(row['dataset']).name} | {row['seconds']:g} s | {row['nll']:.3f} | {ref_nll} | {gap} | {row['precision']:.3f}{ref_precision} "
+            f"| {row['recall']:.3f} | {row['iterations']} |"
+        )
+    return "\n".join(lines)
