@@ -25,7 +25,7 @@ from .solvers import SOLVERS, SolverConfig
 from .evaluation import evaluate, record_evaluation
 from .training import TrainConfig, Trainer
 
-__all__ = ["main", "build_parser", "train_model", "pretrain", "pretrain_config", "pretrain_settings", "PretrainSettings", "PRETRAIN_DEFAULT", "PRETRAIN_SETTINGS"]
+__all__ = ["main", "build_parser", "train_config", "train_model", "pretrain", "pretrain_config", "pretrain_settings", "PretrainSettings", "PRETRAIN_DEFAULT", "PRETRAIN_SETTINGS"]
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed"))
     _add_solver_arguments(train)
     add_arguments(train, SolverConfig, ("adjoint",))
-    add_arguments(train, FieldConfig, ("hidden", "activation"))
+    add_arguments(train, FieldConfig, ("hidden", "activation"), defaults={"hidden": TrainConfig().field.hidden})  # the network Start trains
     train.add_argument("--eval-n", type=int, default=5000, help="test samples for the NLL stored in the checkpoint (0: skip)")
     train.add_argument("--out", required=True, help="checkpoint path to write")
     train.add_argument("--quiet", action="store_true")
@@ -276,16 +276,17 @@ def _writable_folder(path: str, what: str) -> None:
         raise UsageError(f"{what}: the folder {folder!r} does not exist")
 
 
-def _train(args: argparse.Namespace, log) -> int:
-    _writable_folder(args.out, "--out")
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run `train` makes of its parsed command line: every option not given is the Train page's default (the declarations)."""
     values = arguments_of(args, TrainConfig) | {"dataset": _dataset_from(args)}
     if values["iterations"] is None and values["seconds"] is None:
         values["iterations"] = TrainConfig().iterations
-    config = TrainConfig(
-        **values,
-        field=FieldConfig(**arguments_of(args, FieldConfig)),
-        solver=_solver_from(args, TrainConfig().solver),
-    )
+    return TrainConfig(**values, field=FieldConfig(**arguments_of(args, FieldConfig)), solver=_solver_from(args, TrainConfig().solver))
+
+
+def _train(args: argparse.Namespace, log) -> int:
+    _writable_folder(args.out, "--out")
+    config = train_config(args)
     model = train_model(config, eval_n=args.eval_n, log=log)
     save_checkpoint(model, args.out)
     if log:

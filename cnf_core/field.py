@@ -93,6 +93,11 @@ class FieldConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"hidden": list(self.hidden)}
 
+    @property
+    def widths(self) -> str:
+        """The hidden layers as a person reads them: "3×32" when all are as wide, else "64×32"."""
+        return "×".join(map(str, self.hidden)) if len(set(self.hidden)) > 1 else f"{len(self.hidden)}×{self.hidden[0]}"
+
 
 class ConcatSquashLinear(nn.Module):
     """(W h + b) * sigmoid(w_g t + b_g) + w_b t (FFJORD's ConcatSquashLinear)."""

@@ -212,16 +212,17 @@ class Declared:
             raise ConfigError(f"{self.name}: must be {self.bounds()}{unit}, got {value!r}")
         return value
 
-    def describe(self) -> str:
-        """Help text with the allowed values and the default, for the command line."""
+    def describe(self, default: Any = dataclasses.MISSING) -> str:
+        """Help text with the allowed values and the default (the declaration's, unless the caller's own), for the command line."""
+        default = self.default if default is dataclasses.MISSING else default
         parts = [(self.setting.help or self.label).rstrip(".")]
         options = self.options()
         if options is not None:
             parts.append(f"one of {', '.join(map(_short, options))}")
         if self.kind in (int, float, tuple) and options is None and (self.setting.low is not None or self.setting.high is not None):
             parts.append(f"{self.bounds()}{' ' + self.setting.unit if self.setting.unit else ''}")
-        if self.default is not None and self.default is not dataclasses.MISSING:
-            shown = ",".join(map(str, self.default)) if isinstance(self.default, tuple) else _short(self.default)
+        if default is not None and default is not dataclasses.MISSING:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else _short(default)
             parts.append(f"default {shown}")
         return "; ".join(parts).replace("%", "%%")
 
@@ -302,7 +303,7 @@ def add_arguments(parser, owner, names: Sequence[str] | None = None, *, defaults
             continue
         default = (defaults or {}).get(name, declaration.default)
         default = None if default is dataclasses.MISSING else default
-        options = dict(dest=name, default=default, help=declaration.describe())
+        options = dict(dest=name, default=default, help=declaration.describe(default))
         if declaration.kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif declaration.kind is tuple:

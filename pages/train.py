@@ -22,7 +22,7 @@ st.title("Train a CNF")
 st.caption(
     "Maximum likelihood: each iteration draws a batch of data, solves every point back "
     "from t = 1 to the Gaussian at t = 0 through the log-density ODE, and takes an Adam "
-    "step on the mean negative log-likelihood."
+    "step on the mean negative log-likelihood. " + training.DEFAULTS_LINE
 )
 settings_column, live_column = st.columns([1, 2], gap="large")
 
@@ -42,7 +42,7 @@ with settings_column:
         weight_decay = settings.widget(TrainConfig, "weight_decay", "train_weight_decay")
         budget_kind = st.radio("Budget", BUDGETS, horizontal=True, key="train_budget_kind", bind=settings.BIND)
         if budget_kind == BUDGETS[0]:
-            budget = dict(iterations=settings.widget(TrainConfig, "iterations", "train_iterations", default=400), seconds=None)
+            budget = dict(iterations=settings.widget(TrainConfig, "iterations", "train_iterations"), seconds=None)
         else:
             budget = dict(iterations=None, seconds=settings.widget(TrainConfig, "seconds", "train_seconds", default=20.0))
         seed = settings.widget(TrainConfig, "seed", "train_seed")

@@ -8,6 +8,7 @@ gap to the shipped model). The table is written as Markdown and JSON.
 
     .venv/bin/python scripts/recipe_sweep.py --out docs/recipe_sweep            # every candidate, every dataset, 20 s and 60 s
     .venv/bin/python scripts/recipe_sweep.py --candidates defaults,small --datasets rings,2spirals --budgets 20
+    .venv/bin/python scripts/recipe_sweep.py --datasets moons,drawn.csv --reference drawn.csv=drawn-long.pt
 
 A full sweep takes (datasets × budgets × candidates) of training divided by
 `--workers`, plus about 2 s of measuring per run: the nine datasets at 20 s
@@ -25,15 +26,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cnf_core import datasets  # noqa: E402
 from cnf_core.bench.quality import BUDGETS, bench_quality, format_quality  # noqa: E402
 from cnf_core.field import FieldConfig  # noqa: E402
+from cnf_core.solvers import SolverConfig  # noqa: E402
 
 SMALL = {"field": FieldConfig(hidden=(32, 32, 32)), "lr": 3e-2, "batch_size": 512, "kinetic_weight": 0.01, "jacobian_weight": 0.01}
+BEFORE = {"field": FieldConfig(hidden=(64, 64, 64)), "lr": 1e-2, "batch_size": 256, "kinetic_weight": 0.05, "jacobian_weight": 0.05}
 CANDIDATES = {
-    "defaults": {},
-    "small": SMALL,  # the shipped models' network and optimiser, with the page's 4 rk4 steps
-    "small, lr 5e-2": SMALL | {"lr": 5e-2},
-    "small, RNODE 0.003": SMALL | {"kinetic_weight": 0.003, "jacobian_weight": 0.003},
-    "small, batch 256": SMALL | {"batch_size": 256},
-    "small, 3×64": SMALL | {"field": FieldConfig(hidden=(64, 64, 64))},
+    "defaults": {},  # whatever TrainConfig declares now
+    "before": BEFORE,  # the defaults before the sweep: 3×64, lr 1e-2, batch 256, RNODE 0.05
+    "small": SMALL,  # the shipped models' network and optimiser, with the page's 4 rk4 steps: today's defaults
+    # each part of SMALL reverted alone: what it buys
+    "small but 3×64": SMALL | {"field": BEFORE["field"]},
+    "small but lr 1e-2": SMALL | {"lr": BEFORE["lr"]},
+    "small but batch 256": SMALL | {"batch_size": BEFORE["batch_size"]},
+    "small but RNODE 0.05": SMALL | {"kinetic_weight": 0.05, "jacobian_weight": 0.05},
+    # tried and not kept (docs/PERFORMANCE.md): fewer training steps are exploited by the flow; flow matching alone lags in NLL
+    "small, rk4 2 steps": SMALL | {"solver": SolverConfig(method="rk4", step_size=0.5)},
+    "small, midpoint 4 steps": SMALL | {"solver": SolverConfig(method="midpoint", step_size=0.25)},
+    "small, flow matching": SMALL | {"objective": "fm"},
 }
 
 
@@ -43,6 +52,7 @@ def main() -> int:
     parser.add_argument("--datasets", default=",".join(datasets.names()))
     parser.add_argument("--budgets", default=",".join(f"{budget:g}" for budget in BUDGETS))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reference", action="append", default=[], metavar="FILE=CHECKPOINT", help="a data file's reference model (repeatable)")
     parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.candidates.split(",") if name.strip()]
@@ -54,7 +64,8 @@ def main() -> int:
     results, sections = {}, []
     for name in chosen:
         print(f"== {name}: {CANDIDATES[name] or 'the declared defaults'}", file=sys.stderr)
-        results[name] = bench_quality(names, budgets, CANDIDATES[name], workers=args.workers, log=lambda line: print(line, file=sys.stderr))
+        references = dict(pair.split("=", 1) for pair in args.reference)
+        results[name] = bench_quality(names, budgets, CANDIDATES[name], references, workers=args.workers, log=lambda line: print(line, file=sys.stderr))
         sections.append(f"### {name}\n\n`{results[name]['changes'] or 'defaults'}`\n\n{format_quality(results[name])}\n")
     text = "\n".join(sections)
     print(text)

@@ -103,7 +103,8 @@ def test_quality_bench_trains_each_dataset_for_its_budget_and_measures_it_agains
     angle = torch.rand(500, generator=torch.Generator().manual_seed(0)) * 6.283
     data.write_text("\n".join(f"{3 * torch.cos(a):.4f},{3 * torch.sin(a):.4f}" for a in angle))
     result = subprocess.run(
-        [sys.executable, "-m", "cnf_core", "bench", "--quality", "--json", "--datasets", f"moons,{data}", "--budgets", "1", "--workers", "2"],
+        [sys.executable, "-m", "cnf_core", "bench", "--quality", "--json", "--datasets", f"moons,{data}", "--budgets", "1", "--workers", "2",
+         "--reference", f"{data}={ROOT / 'assets' / 'models' / 'circles.pt'}"],  # any model can stand as a file's reference
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
@@ -114,7 +115,8 @@ def test_quality_bench_trains_each_dataset_for_its_budget_and_measures_it_agains
     shipped = figures["references"]["moons"]
     assert abs(shipped["nll"] - 2.409) < 0.02  # the shipped model's NLL, as `eval --json` measures it
     assert moons["gap"] == pytest.approx(moons["nll"] - shipped["nll"]) and moons["gap"] > 0  # one second is not the shipped model's 3,000 iterations
-    assert ring["gap"] is None and ring["dataset"] not in figures["references"]  # a file with no reference model given
+    ring_reference = figures["references"][str(data)]
+    assert ring_reference["model"].endswith("circles.pt") and ring["gap"] == pytest.approx(ring["nll"] - ring_reference["nll"])  # measured on the file's own held-out points
     assert figures["defaults"] == TrainConfig().to_dict() and figures["changes"] == {}  # the page's defaults, unchanged
     refused = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--quality", "--budgets", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--budgets: each budget must be between 0 and 3600 s" in refused.stderr

@@ -71,9 +71,8 @@ STEPPER_CAPTION = (
 def matrix_caption(config: TrainEvalConfig) -> str:
     """What the train-vs-eval matrix trains and why its coarse NLLs are not densities', read from the config it runs."""
     training = config.train_config(config.train_with[0])
-    width = "×".join(str(units) for units in (len(config.hidden), config.hidden[0]))
     return (
-        f"Small flows ({width} {training.field.activation}, batch {training.batch_size}) trained from the same seed, each with one solver, then scored "
+        f"Small flows ({training.field.widths} {training.field.activation}, batch {training.batch_size}) trained from the same seed, each with one solver, then scored "
         f"on {config.n_test:,} held-out points with every solver, in the server's training queue. The NLL a coarse solver reports is not the NLL of a "
         "density: the change of variables only holds for the exact flow."
     )

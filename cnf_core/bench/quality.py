@@ -31,10 +31,15 @@ from ..checkpoints import load_model
 from ..evaluation import evaluate
 from ..training import TrainConfig, Trainer
 
-__all__ = ["BUDGETS", "SHIPPED_MODELS", "QualityTask", "measure", "measure_shipped", "bench_quality", "format_quality"]
+__all__ = ["BUDGETS", "SHIPPED_MODELS", "QualityTask", "measure", "measure_reference", "bench_quality", "format_quality"]
 
 BUDGETS = (20.0, 60.0)
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+
+
+def _dataset(name: str):
+    """A built-in dataset's name as is; anything else is a data file, read as the page reads an upload."""
+    return name if name in datasets.names() else datasets.from_file(name)
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,7 @@ class QualityTask:
     seed: int = 0
 
     def config(self) -> TrainConfig:
-        data = self.dataset if self.dataset in datasets.names() else datasets.from_file(self.dataset)
-        return TrainConfig(dataset=data, seconds=self.seconds, iterations=None, device=self.device, seed=self.seed).replace(**self.changes)
+        return TrainConfig(dataset=_dataset(self.dataset), seconds=self.seconds, iterations=None, device=self.device, seed=self.seed).replace(**self.changes)
 
 
 def _figures(model, dataset, test_n: int) -> dict:
@@ -72,13 +76,11 @@ def measure(task: QualityTask) -> dict:
     return row | _figures(trainer.model(), config.dataset, task.test_n)
 
 
-def measure_shipped(name: str, test_n: int = 5000) -> dict:
-    """The shipped model of built-in dataset `name` (or a checkpoint path), measured as `measure` measures a run."""
+def measure_reference(dataset: str, checkpoint: str | None = None, test_n: int = 5000) -> dict:
+    """The reference model of `dataset` (a checkpoint; default: the shipped model of a built-in dataset), measured as `measure` measures a run."""
     torch.set_num_threads(1)
-    path = SHIPPED_MODELS / f"{name}.pt" if name in datasets.names() else Path(name)
-    model = load_model(path)
-    dataset = name if name in datasets.names() else model.info["dataset"]
-    return {"model": str(path)} | _figures(model, dataset, test_n)
+    path = Path(checkpoint) if checkpoint is not None else SHIPPED_MODELS / f"{dataset}.pt"
+    return {"model": str(path)} | _figures(load_model(path), _dataset(dataset), test_n)
 
 
 def bench_quality(
@@ -108,13 +110,14 @@ def bench_quality(
         precision_gap, recall, iterations; "references": the reference models' figures; the settings}.
     """
     names = list(names or datasets.names())
-    references = {name: str(SHIPPED_MODELS / f"{name}.pt") for name in names if name in datasets.names()} | dict(references or {})
+    references = {name: None for name in names if name in datasets.names()} | dict(references or {})
     say = log or (lambda line: None)
     started = time.perf_counter()
     workers = 1 if device != "cpu" else max(1, workers)
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker: no inherited threads or CUDA state
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        shipped = {name: pool.submit(measure_shipped, path if name not in datasets.names() else name, test_n) for name, path in references.items()}
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    try:
+        shipped = {name: pool.submit(measure_reference, name, checkpoint, test_n) for name, checkpoint in references.items()}
         runs = {(name, budget): pool.submit(measure, QualityTask(name, budget, dict(changes or {}), device, test_n)) for name in names for budget in budgets}
         reference_figures = {name: future.result() for name, future in shipped.items()}
         rows = []
@@ -125,6 +128,8 @@ def bench_quality(
             row["precision_gap"] = None if reference is None else row["precision"] - reference["precision"]
             rows.append(row)
             say(f"{name} {budget:g} s: NLL {row['nll']:.3f}" + ("" if row["gap"] is None else f" ({row['gap']:+.3f})") + f", precision {row['precision']:.3f}")
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failed measurement ends the bench now, not after every queued run
     return {
         "rows": rows,
         "references": reference_figures,

@@ -138,8 +138,7 @@ class RandomFieldConfig:
         return ScaledField(initial_field(FieldConfig(hidden=self.hidden), self.seed), self.strength)
 
     def describe(self) -> str:
-        widths = "×".join(map(str, self.hidden)) if len(set(self.hidden)) > 1 else f"{len(self.hidden)}×{self.hidden[0]}"
-        return f"a random {widths} concatsquash field (seed {self.seed}, ×{self.strength:g})"
+        return f"a random {FieldConfig(hidden=self.hidden).widths} concatsquash field (seed {self.seed}, ×{self.strength:g})"
 
 
 def random_field(seed: int = 0, strength: float = 3.0, hidden: tuple[int, ...] = (32, 32)) -> ScaledField:

@@ -5,6 +5,9 @@ import time
 
 from app_tools import no_errors, open_app
 
+from cnf_core.cli import build_parser, train_config
+from cnf_core.training import TrainConfig
+
 
 def wait_for_training(at, timeout=120):
     run = at.session_state["runs"][-1]
@@ -45,7 +48,8 @@ def test_train_page_trains_a_model_that_becomes_active():
     no_errors(at)
     runs = at.dataframe[0].value
     assert list(runs["model"]) == ["8gaussians (trained)", "8gaussians (trained) #2"]
-    assert list(runs["kinetic"]) == [0.05, 0.0] and list(runs["Jacobian"]) == [0.05, 0.0]
+    default = TrainConfig().kinetic_weight
+    assert default > 0 and list(runs["kinetic"]) == [default, 0.0] and list(runs["Jacobian"]) == [TrainConfig().jacobian_weight, 0.0]
     assert (runs["NFE per dopri5 solve"] > 0).all() and (runs["test NLL"] > 0).all()
 
 
@@ -134,3 +138,19 @@ def test_a_finished_run_replays_its_kept_weights_next_to_the_loss_curve():
     replay.set_value(25).run()
     no_errors(at)
     assert shown() == ("Density and samples at iteration 25", [25])
+
+
+def test_the_command_lines_train_is_what_start_does_with_the_pages_defaults():
+    at = open_app("pages/train.py")
+    no_errors(at)
+    shown = {w.key: w.value for w in at.main if getattr(w, "key", None) and hasattr(w, "value")}
+    cli = train_config(build_parser().parse_args(["train", "--out", "model.pt"]))
+    assert cli == train_config(build_parser().parse_args(["train", "--dataset", shown["train_dataset"], "--iters", str(shown["train_iterations"]), "--out", "m.pt"]))
+    assert (shown["train_budget_kind"], shown["train_iterations"], shown["train_seed"]) == ("Iterations", cli.iterations, cli.seed)
+    assert (shown["train_dataset"], shown["train_objective"], shown["train_trace"]) == (cli.dataset, cli.objective, cli.trace)
+    assert (int(shown["train_width"]), shown["train_depth"], shown["train_activation"]) == (cli.field.hidden[0], len(cli.field.hidden), cli.field.activation)
+    assert set(cli.field.hidden) == {cli.field.hidden[0]}
+    assert (shown["train_batch"], shown["train_lr"], shown["train_weight_decay"]) == (cli.batch_size, cli.lr, cli.weight_decay)
+    assert (shown["train_kinetic_weight"], shown["train_jacobian_weight"]) == (cli.kinetic_weight, cli.jacobian_weight)
+    assert (shown["train_method"], shown["train_steps"], shown["train_adjoint"]) == (cli.solver.method, round(1 / cli.solver.step_size), cli.solver.adjoint)
+    assert cli.objective == "mle" and cli.seconds is None
