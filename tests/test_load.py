@@ -1,6 +1,6 @@
 """A class on one server: more sessions than trainers press Start with the default settings, in real Chromium.
 
-Real runs (the default 3×64 network, 400 iterations), so the test is kept
+Real runs (the Train page's default network and iterations), so the test is kept
 short by its number of sessions: twice the server's trainers, so that half
 of them wait in the queue. Speed and latency figures live in
 scripts/load_class.py, not here.
@@ -10,6 +10,8 @@ import os
 
 import pytest
 from browser_tools import ARTIFACTS, DISCONNECT_GRACE, assert_healthy, model_names, wait_until_idle
+
+from cnf_core.training import TrainConfig
 
 pytestmark = pytest.mark.browser
 TRAINERS = len(os.sched_getaffinity(0))  # the app's pool: one worker per core
@@ -43,7 +45,7 @@ def test_a_class_queues_for_the_trainers_and_everyone_gets_their_own_model(app_u
             page.screenshot(path=str(ARTIFACTS / f"load-timeout-{dataset}.png"), full_page=True)
             raise
         wait_until_idle(page)
-        assert "Run finished: 400 iterations" in page.locator('[data-testid="stMain"]').inner_text()
+        assert f"Run finished: {TrainConfig().iterations} iterations" in page.locator('[data-testid="stMain"]').inner_text()
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         # each session's active model is its own run, on its own dataset ...
         assert f"trained · data: {dataset}" in sidebar, sidebar

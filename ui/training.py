@@ -126,10 +126,11 @@ def _live_charts() -> None:
             snapshot = _replayed(run.model, chosen)
             if snapshot is None:
                 st.warning(f"The weights of iteration {chosen} could not be solved within the picture's caps.")
+    marker = None if snapshot is None else snapshot.iteration
     if run.config.objective == "fm":
-        figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²", marker=snapshot and snapshot.iteration)
+        figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²", marker=marker)
     else:
-        figure = loss_figure(history, datasets.entropy(run.config.dataset), marker=snapshot and snapshot.iteration)
+        figure = loss_figure(history, datasets.entropy(run.config.dataset), marker=marker)
     charts.plotly_chart(figure, key="train_loss")
     charts.plotly_chart(nfe_figure(history), key="train_nfe")
     if snapshot is not None:
