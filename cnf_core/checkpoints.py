@@ -5,12 +5,10 @@ A checkpoint is a `torch.save`d dict of plain data only:
     {"schema": SCHEMA_VERSION, "description": "<JSON text>", "state_dict": {...}}
 
 The description holds the architecture, the solver, how the model was trained
-(config, history) and its test NLL. `load_model` is the one reader: it looks
-at what the bytes are (a zip archive with intact checksums, a pickle that
-imports only torch's tensor machinery, found by a static `pickletools` scan)
-before `torch.load(..., weights_only=True)` sees them, so a file can never run
-code, and every way a file can fail to be a checkpoint is one
-`CheckpointError` saying which.
+(config, history) and its test NLL. `load_model` is the one reader: its
+bytes go through `cnf_core.checkpoint_files` (bounded, classified, unpickled
+only through plain globals), so a file can never run code, and every way a
+file can fail to be a checkpoint is one `CheckpointError` saying which.
 
 Nothing is built from what a file declares before it is checked against
 the lab's limits: the network's dimension (2), widths and depth (the
@@ -25,8 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickletools
-import zipfile
 from typing import BinaryIO
 
 import torch
@@ -35,6 +31,7 @@ from .divergence import TRACE_ESTIMATORS
 from .errors import CheckpointError, ConfigError
 from .field import ConcatSquashField, FieldConfig
 from .flow import CNF
+from .checkpoint_files import MAX_CHECKPOINT_BYTES, first_line, payload_of, read_bytes
 from .settings import declared
 from .solvers import SolverConfig
 from .training.loop import MAX_SNAPSHOTS
@@ -42,7 +39,6 @@ from .training.loop import MAX_SNAPSHOTS
 __all__ = ["SCHEMA_VERSION", "MAX_CHECKPOINT_BYTES", "MAX_SNAPSHOTS", "MODEL_DIM", "expected_shapes", "check_shapes", "save_checkpoint", "checkpoint_bytes", "load_model", "payload_bytes", "plain_payload", "load_weights"]
 
 SCHEMA_VERSION = 1
-MAX_CHECKPOINT_BYTES = 50 * 2**20  # the lab's models are tiny; anything bigger is not one of ours
 MODEL_DIM = declared(FieldConfig)["dim"].default  # a CNF Lab model is 2-D (higher dimensions are only the Lecture's cost figure)
 
 
@@ -127,7 +123,7 @@ def load_model(source: str | os.PathLike | bytes | BinaryIO) -> CNF:
     try:
         solver = SolverConfig.from_dict(description["solver"])
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint description is damaged: its solver settings are unreadable: {_first_line(exc)}") from None
+        raise CheckpointError(f"checkpoint description is damaged: its solver settings are unreadable: {first_line(exc)}") from None
     trace = description.get("trace", "exact")
     if trace not in TRACE_ESTIMATORS:
         raise CheckpointError(f"checkpoint description is damaged: unknown trace estimator {trace!r}")
@@ -158,9 +154,9 @@ def _field_config(description: dict) -> FieldConfig:
     try:
         return FieldConfig(**{**raw, "hidden": tuple(raw["hidden"])})
     except ConfigError as exc:  # a width, depth or activation outside what the field declares
-        raise CheckpointError(f"the checkpoint describes an architecture beyond this CNF Lab's limits: {_first_line(exc)}") from None
+        raise CheckpointError(f"the checkpoint describes an architecture beyond this CNF Lab's limits: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - any malformed field description is the same diagnosis
-        raise CheckpointError(f"the checkpoint describes an architecture this CNF Lab does not know: {_first_line(exc)}") from None
+        raise CheckpointError(f"the checkpoint describes an architecture this CNF Lab does not know: {first_line(exc)}") from None
 
 
 def expected_shapes(config: FieldConfig) -> dict[str, tuple[int, ...]]:
@@ -198,120 +194,7 @@ def plain_payload(source: str | os.PathLike | bytes | BinaryIO) -> tuple[dict, d
     Neural ODE) are read through here too; what the description means is the
     caller's to check.
     """
-    return _contents(_payload(_read(source)))
-
-
-# What torch.save writes for dicts of tensors: the only imports a checkpoint's pickle may make.
-PLAIN_GLOBALS = frozenset(
-    [("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter")]
-    + [("torch", f"{kind}Storage") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")]
-)
-_STRING_OPCODES = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
-ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _payload(data: bytes):
-    """The unpickled content of a checkpoint's bytes, or CheckpointError saying what the bytes are."""
-    if not data.startswith(ZIP_MAGIC):
-        # every torch.save since PyTorch 1.6 writes a zip archive: anything else is not one of ours
-        imports = _pickle_imports(data)
-        if imports is not None and imports - PLAIN_GLOBALS:
-            raise _unsafe(imports - PLAIN_GLOBALS)
-        kind = "a pickle" if imports is not None else "text" if _looks_like_text(data) else "binary data"
-        raise CheckpointError(f"not a CNF Lab checkpoint: the file is {kind}, not a PyTorch checkpoint (a zip archive)")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = archive.namelist()
-    except Exception:  # noqa: BLE001 - zipfile raises many types for a broken archive
-        first = _first_entry_name(data)
-        if first is not None and not first.endswith("/data.pkl"):
-            raise CheckpointError(f"not a CNF Lab checkpoint: a zip archive (of {first!r} ...) that is cut short or damaged") from None
-        raise CheckpointError(
-            f"truncated or damaged: the file ({len(data):,} bytes) starts like a checkpoint but its end is missing or broken; "
-            "copy or download it again"
-        ) from None
-    entries = archive.infolist()
-    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries) or sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_BYTES:
-        # torch.save stores every part uncompressed; a compressed or oversized entry could unpack to gigabytes
-        raise CheckpointError("not a CNF Lab checkpoint: a zip archive with compressed or oversized parts, which PyTorch never writes")
-    pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
-    if len(pickles) != 1:
-        raise CheckpointError(
-            f"not a CNF Lab checkpoint: a zip archive of {len(names)} file(s) ({', '.join(names[:3])[:120]}), not a PyTorch checkpoint"
-        )
-    try:
-        broken = archive.testzip()
-        pickled = archive.read(pickles[0])
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"damaged: a part of the checkpoint archive cannot be read ({_first_line(exc)})") from None
-    if broken is not None:
-        raise CheckpointError(f"damaged: {broken} does not match its checksum (the file was altered or corrupted in transit)")
-    imports = _pickle_imports(pickled)
-    if imports is None:
-        raise CheckpointError("damaged: the checkpoint's data.pkl is not a readable pickle")
-    if imports - PLAIN_GLOBALS:
-        raise _unsafe(imports - PLAIN_GLOBALS)
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - the container and pickle are sound: what is left is damage inside
-        raise CheckpointError(f"damaged: PyTorch cannot rebuild the checkpoint's tensors ({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _pickle_imports(data: bytes) -> set[tuple[str, str]] | None:
-    """The (module, name) pairs the pickle at the start of `data` would import; None when it is no pickle.
-
-    A static scan with `pickletools` (nothing is executed or imported). An
-    import whose name cannot be read statically counts as ("?", "?").
-    """
-    imports, strings = set(), []
-    try:
-        for opcode, argument, _ in pickletools.genops(data):
-            if opcode.name in _STRING_OPCODES:
-                strings.append(argument)
-                continue
-            if opcode.name == "GLOBAL" or opcode.name == "INST":
-                module, _, name = str(argument).partition(" ")
-                imports.add((module, name))
-            elif opcode.name == "STACK_GLOBAL":
-                imports.add(tuple(strings[-2:]) if len(strings) >= 2 else ("?", "?"))
-            elif opcode.name in ("EXT1", "EXT2", "EXT4"):
-                imports.add(("copyreg extension", str(argument)))
-            if opcode.name != "MEMOIZE":
-                strings = []
-    except Exception:  # noqa: BLE001 - genops raises ValueError and others on bytes that are not a pickle
-        return None
-    return imports
-
-
-def _unsafe(imports: set[tuple[str, str]]) -> CheckpointError:
-    shown = ", ".join(sorted(f"{module}.{name}" for module, name in imports))[:200]
-    return CheckpointError(
-        f"refused: unsafe content: the file contains code or objects other than plain weights (it would import {shown}); "
-        "only plain-weight checkpoints are loaded, nothing in it was run"
-    )
-
-
-def _first_entry_name(data: bytes) -> str | None:
-    """The name in the first zip local-file header, when the bytes hold all of it."""
-    if len(data) < 30:
-        return None
-    name_length = int.from_bytes(data[26:28], "little")
-    if len(data) < 30 + name_length:
-        return None
-    return data[30 : 30 + name_length].decode("utf-8", errors="replace")
-
-
-def _looks_like_text(data: bytes) -> bool:
-    try:
-        text = data[:4096].decode("utf-8")
-    except UnicodeDecodeError:  # a multi-byte character cut at 4096 bytes is rare enough to call binary
-        return False
-    return all(char.isprintable() or char in "\t\n\r\f" for char in text)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    return _contents(payload_of(read_bytes(source)))
 
 
 def _contents(payload) -> tuple[dict, dict, dict]:
@@ -345,7 +228,7 @@ def _contents(payload) -> tuple[dict, dict, dict]:
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - any malformed part of the payload is the same diagnosis
-        raise CheckpointError(f"checkpoint description is damaged or incomplete: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise CheckpointError(f"checkpoint description is damaged or incomplete: {type(exc).__name__}: {first_line(exc)}") from None
     return description, state_dict, snapshots
 
 
@@ -383,36 +266,7 @@ def load_weights(field: ConcatSquashField, state_dict, what: str) -> None:
     try:
         field.load_state_dict(state_dict)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for weights of another shape or kind
-        raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {_first_line(exc)}") from None
+        raise CheckpointError(f"{what} do not fit the architecture the checkpoint describes: {first_line(exc)}") from None
     for name, tensor in field.state_dict().items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{what} contain NaN or infinity ({name})")
-
-
-def _read(source: str | os.PathLike | bytes | BinaryIO) -> bytes:
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    elif isinstance(source, (str, os.PathLike)):
-        try:
-            size = os.path.getsize(source)
-            if size > MAX_CHECKPOINT_BYTES:
-                raise CheckpointError(f"file is {size / 2**20:.0f} MiB; CNF Lab checkpoints are under 50 MiB")
-            with open(source, "rb") as handle:
-                data = handle.read()
-        except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
-            raise CheckpointError(f"cannot read checkpoint {os.fspath(source)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    elif callable(getattr(source, "read", None)):
-        try:
-            data = source.read(MAX_CHECKPOINT_BYTES + 1)
-        except Exception as exc:  # noqa: BLE001 - a broken or closed stream
-            raise CheckpointError(f"cannot read the checkpoint: {_first_line(exc)}") from None
-        if not isinstance(data, (bytes, bytearray)):
-            raise CheckpointError("cannot read the checkpoint: the file was opened as text; open it in binary mode")
-        data = bytes(data)
-    else:
-        raise CheckpointError(f"expected a checkpoint path, bytes or a binary file, got {type(source).__name__}")
-    if len(data) > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError("file is larger than 50 MiB; CNF Lab checkpoints are far smaller")
-    if not data:
-        raise CheckpointError("the checkpoint file is empty")
-    return data

@@ -6,7 +6,6 @@ import streamlit as st
 
 from cnf_core import datasets
 from cnf_core import solver_lab as lab
-from cnf_core.errors import CNFLabError
 from cnf_core.figures import density_figure
 from cnf_core.figures.solvers import CONFIG_COLORS, density_error_figure, path_figure, train_eval_figure, work_precision_figure
 from cnf_core.figures.stepper import last_try_note, stepper_errors_figure, stepper_figure, walk_summary
@@ -44,20 +43,14 @@ with top[2].expander("Caps and options", expanded=False):
     caps["max_seconds"] = settings.widget(SolverConfig, "max_seconds", "lab_max_seconds", default=10.0)
     land = settings.widget(lab.Comparison, "land", "lab_land")
 other = views.comparison_model("lab", top[2]) if entry is not None else None
-try:
-    reference = glue.reference(field, dataset, glue.starts())
-except CNFLabError as exc:
-    st.error(f"The reference solve failed, so nothing can be compared: {exc}")
+if (reference := glue.checked_reference(field, dataset)) is None:
     st.stop()
 
 
 @st.fragment
 def configurations() -> None:
     """Solvers side by side, each against the reference: density, its error, the paths; then their cost and accuracy."""
-    try:
-        ref = glue.reference(field, dataset, glue.starts())  # the starts a click on the paths just changed
-    except CNFLabError as exc:
-        st.error(f"The reference solve failed, so nothing can be compared: {exc}")
+    if (ref := glue.checked_reference(field, dataset)) is None:  # with the starts a click on the paths just changed
         return
     count = st.radio("Configurations", lab.CONFIGURATION_COUNTS, horizontal=True, key="lab_count", bind=settings.BIND)
     columns = st.columns(count + 1)

@@ -24,21 +24,21 @@ def no_exception_shown(page, name: str) -> None:
     assert "site-packages" not in page.content() and "/work/" not in page.inner_text("body")  # no server paths either
 
 
+def visit(browser, addresses: dict[str, str]) -> None:
+    """Open each address (by the name its screenshot gets) in one page and check that no exception shows."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for name, url in addresses.items():
+        page.goto(url)
+        wait_until_idle(page, timeout_ms=300_000)
+        no_exception_shown(page, name)
+    page.close()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_every_page_shows_no_exception(app_url, browser, mode):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    for name in PAGES:
-        page.goto(f"{app_url}/{'' if name == 'home' else name}?{MODEL}{MODES[mode]}")
-        wait_until_idle(page, timeout_ms=300_000)
-        no_exception_shown(page, f"{name}-{mode}")
-    page.close()
+    visit(browser, {f"{name}-{mode}": f"{app_url}/{'' if name == 'home' else name}?{MODEL}{MODES[mode]}" for name in PAGES})
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_lecture_step_shows_no_exception(app_url, browser, mode):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    for slug in SLUGS:
-        page.goto(f"{app_url}/lecture?step={slug}&{MODEL}{MODES[mode]}")
-        wait_until_idle(page, timeout_ms=300_000)
-        no_exception_shown(page, f"lecture-{slug}-{mode}")
-    page.close()
+    visit(browser, {f"lecture-{slug}-{mode}": f"{app_url}/lecture?step={slug}&{MODEL}{MODES[mode]}" for slug in SLUGS})

@@ -30,6 +30,7 @@ from .cache import cached, fingerprint
 
 __all__ = [
     "reference",
+    "checked_reference",
     "configuration",
     "work_precision",
     "exact_path",
@@ -83,6 +84,15 @@ def matrix_caption(config: TrainEvalConfig) -> str:
 @cached(max_entries=16, show_spinner="Reference solve (dopri8, landing on t = 1)…")
 def reference(field, dataset: str | None, starts: torch.Tensor | None = None) -> lab.Reference:
     return lab.lab_reference(field, dataset, starts=starts)
+
+
+def checked_reference(field, dataset: str | None) -> lab.Reference | None:
+    """The reference solve from the path starts in the address, or None with the reason shown on the page."""
+    try:
+        return reference(field, dataset, starts())
+    except CNFLabError as exc:
+        st.error(f"The reference solve failed, so nothing can be compared: {exc}")
+        return None
 
 
 @cached(max_entries=64, show_spinner=False)

@@ -22,9 +22,9 @@ from .uploads import (
     MIN_CSV_ROWS,
     USER_DATA_EXTENT,
     from_csv,
-    from_file,
     from_image,
 )
+from .files import from_file
 
 __all__ = [
     "VIEW",
