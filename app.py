@@ -42,6 +42,7 @@ PAGES = [
     ("pages/precision_recall.py", "Precision & recall", ":material/target:"),
     ("pages/neural_ode.py", "Neural ODE & adjoint", ":material/replay:"),
     ("pages/objectives.py", "MLE vs flow matching", ":material/compare_arrows:"),
+    ("pages/straight_flows.py", "Straight flows", ":material/trending_flat:"),
 ]
 
 presenting = projector.enabled()  # ?projector=true: no sidebar, no navigation, larger type (ui/projector.py)

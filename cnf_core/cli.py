@@ -1,4 +1,4 @@
-"""Command line: `python -m cnf_core {train,eval,sample,pretrain} ...`.
+"""Command line: `python -m cnf_core {train,eval,sample,pretrain,frontier,...} ...`.
 
 Every setting goes through the same validated configs as the app, so a bad
 value gets the same message here; errors print one line and exit with 2.
@@ -11,8 +11,6 @@ import json
 import math
 import os
 import sys
-import time
-from dataclasses import dataclass
 
 import torch
 
@@ -22,64 +20,12 @@ from .errors import CNFLabError, UsageError
 from .field import FieldConfig
 from .settings import add_arguments, arguments_of
 from .solvers import SOLVERS, SolverConfig
-from .evaluation import evaluate, record_evaluation
-from .training import TrainConfig, Trainer
+from .straight.frontier import FrontierSettings
+from .evaluation import evaluate, evaluation_solver
+from .pretraining import pretrain, train_model
+from .training import TrainConfig
 
-__all__ = ["main", "build_parser", "train_config", "train_model", "pretrain", "pretrain_config", "pretrain_settings", "PretrainSettings", "PRETRAIN_DEFAULT", "PRETRAIN_SETTINGS"]
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """How one shipped model is trained; everything else is `TrainConfig`'s default."""
-
-    iterations: int = 3000
-    hidden: tuple[int, ...] = (32, 32, 32)
-    regulariser_weight: float = 0.01  # RNODE kinetic and Jacobian weight
-    step_size: float = 0.125  # of the rk4 training solver
-    batch_size: int = 512
-    lr: float = 3e-2
-
-
-# The shipped models are small (3×32: density frames cost about width² per step) and RNODE-regularised,
-# trained with 8 rk4 steps so the light regulariser cannot buy a low training loss from the solver's error.
-# Per dataset only what differs from PRETRAIN_DEFAULT; figures in docs/PERFORMANCE.md.
-PRETRAIN_DEFAULT = PretrainSettings()
-PRETRAIN_SETTINGS: dict[str, PretrainSettings] = {
-    "rings": PretrainSettings(iterations=8000),  # the outermost ring separates late
-}
-
-
-def pretrain_settings(name: str) -> PretrainSettings:
-    """The settings the shipped model of dataset `name` is trained with."""
-    return PRETRAIN_SETTINGS.get(name, PRETRAIN_DEFAULT)
-
-
-def pretrain_config(
-    name: str,
-    iterations: int | None = None,
-    seconds: float | None = None,
-    hidden: tuple[int, ...] | None = None,
-    regulariser_weight: float | None = None,
-    seed: int = 0,
-) -> TrainConfig:
-    """The `TrainConfig` of the shipped model of `name`; a value given overrides its table entry.
-
-    With `seconds` and no `iterations` the run is bounded by time alone.
-    """
-    settings = pretrain_settings(name)
-    weight = settings.regulariser_weight if regulariser_weight is None else regulariser_weight
-    return TrainConfig(
-        dataset=name,
-        field=FieldConfig(hidden=settings.hidden if hidden is None else hidden),
-        solver=SolverConfig(method="rk4", step_size=settings.step_size),
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        iterations=settings.iterations if iterations is None and seconds is None else iterations,
-        seconds=seconds,
-        seed=seed,
-        kinetic_weight=weight,
-        jacobian_weight=weight,
-    )
+__all__ = ["main", "build_parser", "train_config", "json_safe"]
 
 
 def _add_solver_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     _add_data_arguments(train, add_arguments)
     add_arguments(train.add_mutually_exclusive_group(), TrainConfig, ("iterations", "seconds"), defaults={"iterations": None})
-    add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed"))
+    add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed", "reflow_pairs"))
+    train.add_argument("--teacher", metavar="PATH", default=None, help="reflow: the checkpoint whose (noise, sample) pairs the new flow trains on; it starts from its weights and keeps its network")
     _add_solver_arguments(train)
     add_arguments(train, SolverConfig, ("adjoint",))
     add_arguments(train, FieldConfig, ("hidden", "activation"), defaults={"hidden": TrainConfig().field.hidden})  # the network Start trains
@@ -151,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--seed", type=int, default=0)
     _add_solver_arguments(evaluate_)
     evaluate_.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate_.epilog = "The solver options choose how the samples are drawn (sample_nfe, precision, recall, sliced_w2); the NLL is always dopri5 at 1e-5."
 
     pretrain_ = commands.add_parser("pretrain", help="train the small models the app ships with (one per built-in dataset)")
     pretrain_.set_defaults(run=_pretrain)
@@ -182,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--reference", action="append", default=[], metavar="FILE=CHECKPOINT", help="the reference model of a data file (repeatable)")
     quality.add_argument("--workers", type=int, default=2, help="runs at once, each on one core (default 2)")
 
+    frontier = commands.add_parser("frontier", help="the NFE–quality frontier: maximum likelihood, flow matching (independent and OT pairs) and the 2-rectified flow on every dataset, every sampler scored")
+    frontier.set_defaults(run=_frontier)
+    frontier.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated built-in dataset names (default: all nine)")
+    add_arguments(frontier, FrontierSettings, ("iterations", "lr", "reflow_lr", "pairs", "n", "seed"))
+    frontier.add_argument("--out", default="assets/frontier", help="folder for frontier.json, frontier.csv and frontier.html (default: assets/frontier, what the app shows)")
+    frontier.add_argument("--models", default=None, help="folder of the trained models, reused by a later run (default: OUT/models)")
+    frontier.add_argument("--gallery", default="assets/models", help="folder of the maximum-likelihood models, NAME.pt (default: the shipped gallery)")
+    frontier.add_argument("--workers", type=int, default=2, help="datasets at once, each on one core (default 2)")
+    frontier.add_argument("--retrain", action="store_true", help="train every model again instead of reusing the ones in --models")
+    frontier.add_argument("--quiet", action="store_true")
+
     sample = commands.add_parser("sample", help="draw samples from a checkpoint")
     sample.set_defaults(run=_sample)
     sample.add_argument("path")
@@ -192,59 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_model(config: TrainConfig, eval_n: int = 5000, log=None) -> "CNF":  # noqa: F821
-    """Train by `config`; returns the model with its test NLL recorded in `info`."""
-    last_print = [0.0]
-
-    def progress(p):
-        if log is not None and (time.perf_counter() - last_print[0] > 1.0 or p.iteration == p.total_iterations):
-            last_print[0] = time.perf_counter()
-            log(f"iter {p.iteration:6d}  loss {p.loss:8.4f}  nfe {p.nfe_forward:4d}/{p.nfe_backward:<4d} {p.iterations_per_second:6.1f} it/s  {p.seconds:7.1f} s")
-
-    trainer = Trainer(config).run(progress=progress)
-    if trainer.status == "failed" and log is not None:
-        log(trainer.message)
-    return record_evaluation(trainer.model(), config.dataset, n=eval_n)
-
-
-def pretrain(
-    out_dir: str,
-    names: list[str],
-    iterations: int | None = None,
-    seconds: float | None = None,
-    hidden: tuple[int, ...] | None = None,
-    eval_n: int = 5000,
-    seed: int = 0,
-    log=None,
-    regulariser_weight: float | None = None,
-) -> list[str]:
-    """Train one model per dataset by `pretrain_config` (None: the dataset's own setting); returns the paths written."""
-    os.makedirs(out_dir, exist_ok=True)
-    for name in names:
-        datasets.get(name)  # refuse a typo before spending minutes on the others
-    configs = [pretrain_config(name, iterations, seconds, hidden, regulariser_weight, seed) for name in names]  # bad values, too
-    written = []
-    for name, config in zip(names, configs):
-        if log:
-            log(f"== {name}")
-        model = train_model(config, eval_n=eval_n, log=log)
-        model.info["pretrained"] = True
-        path = os.path.join(out_dir, f"{name}.pt")
-        save_checkpoint(model, path)
-        written.append(path)
-        if log:
-            log(f"wrote {path}  test NLL {model.info.get('test_nll', float('nan')):.4f}  ({model.info['train_seconds']:.0f} s training)")
-    return written
-
-
-def _json_safe(value):
+def json_safe(value):
     """`value` with every non-finite float replaced by None (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
@@ -281,7 +195,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     values = arguments_of(args, TrainConfig) | {"dataset": _dataset_from(args)}
     if values["iterations"] is None and values["seconds"] is None:
         values["iterations"] = TrainConfig().iterations
-    return TrainConfig(**values, field=FieldConfig(**arguments_of(args, FieldConfig)), solver=_solver_from(args, TrainConfig().solver))
+    teacher = None if args.teacher is None else load_model(args.teacher)
+    return TrainConfig(**values, field=FieldConfig(**arguments_of(args, FieldConfig)), solver=_solver_from(args, TrainConfig().solver), teacher=teacher)
 
 
 def _train(args: argparse.Namespace, log) -> int:
@@ -298,8 +213,8 @@ def _train(args: argparse.Namespace, log) -> int:
 def _evaluate(args: argparse.Namespace, log) -> int:
     model = load_model(args.path)
     dataset = _dataset_from(args, model.info.get("dataset"))
-    solver = _solver_from(args, model.solver)
-    result = {k: _json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, solver=solver).items()}
+    sample_solver = _solver_from(args, evaluation_solver())
+    result = {k: json_safe(v) for k, v in evaluate(model, dataset, n=args.n, seed=args.seed, sample_solver=sample_solver).items()}
     if args.json:
         print(json.dumps(result))
     else:
@@ -333,7 +248,7 @@ def _bench(args: argparse.Namespace, log) -> int:
     if args.quality:
         return _bench_quality(args)
     result = run_bench(quick=args.quick, log=None if args.json else (lambda line: print(line, file=sys.stderr)), device=args.device)
-    print(json.dumps(_json_safe(result)) if args.json else format_table(result))
+    print(json.dumps(json_safe(result)) if args.json else format_table(result))
     return 0
 
 
@@ -362,7 +277,30 @@ def _bench_quality(args: argparse.Namespace) -> int:
         references[data] = checkpoint
     say = None if args.json else (lambda line: print(line, file=sys.stderr))
     result = bench_quality(names, budgets, references=references, workers=args.workers, device=args.device, log=say)
-    print(json.dumps(_json_safe(result)) if args.json else format_quality(result))
+    print(json.dumps(json_safe(result)) if args.json else format_quality(result))
+    return 0
+
+
+def _frontier(args: argparse.Namespace, log) -> int:
+    from .straight.frontier import format_frontier, run_frontier, write_frontier
+
+    names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--datasets: name at least one dataset")
+    for name in names:
+        datasets.get(name)  # a typo is refused before minutes of training
+    if not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers: must be between 1 and 64, got {args.workers}")
+    settings = FrontierSettings(**arguments_of(args, FrontierSettings))
+    missing = [name for name in names if not os.path.exists(os.path.join(args.gallery, f"{name}.pt"))]
+    if missing:
+        raise UsageError(f"--gallery: no maximum-likelihood model {missing[0]}.pt in {args.gallery!r} (make them with `python -m cnf_core pretrain`)")
+    models = args.models or os.path.join(args.out, "models")
+    result = json_safe(run_frontier(names, settings, models_dir=models, gallery=args.gallery, workers=args.workers, retrain=args.retrain, log=log))
+    written = write_frontier(result, args.out)
+    print(format_frontier(result))
+    if log:
+        log(f"wrote {', '.join(str(path) for path in written)} in {result['seconds']:.0f} s")
     return 0
 
 

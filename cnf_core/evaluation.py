@@ -28,6 +28,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import datasets
@@ -36,6 +37,7 @@ from .metrics import ManifoldComparison, as_points, compare_manifolds, frechet_d
 from .modes import GaussianModes, ModeCoverage, inception_score, mode_coverage, modes_of
 from .sampling import truncated_samples
 from .solvers import SolverConfig
+from .straight.distance import sliced_w2
 
 __all__ = [
     "TEST_SEED_OFFSET",
@@ -192,8 +194,8 @@ def sample_metrics(real, fake, dataset=None, k: int = 3) -> dict[str, float | in
 # ---------------------------------------------------------------- what a model reports
 
 
-def evaluate(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None, k: int = 3) -> dict:
-    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE, and the sample metrics.
+def evaluate(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverConfig | None = None, k: int = 3, sample_solver: SolverConfig | None = None) -> dict:
+    """The `eval --json` figures: test NLL, the data entropy and their gap, NFE, the sample metrics and the paths' straightness.
 
     n model samples (base noise from `seed`) are compared with the same n
     held-out points the NLL is measured on.
@@ -203,23 +205,29 @@ def evaluate(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverCo
         dataset: the data it models (a name or `datasets.Dataset`).
         n: held-out points and samples.
         seed: the seed of both.
-        solver: the solver of every solve; default `evaluation_solver()`.
+        solver: the solver of the NLL (and of the samples unless `sample_solver`); default `evaluation_solver()`.
         k: the k-NN balls' neighbour (at most n - 1 is used).
+        sample_solver: the solver that draws the samples (few-step sampling's cost in quality); default `solver`.
 
     Returns:
         A dict: dataset, n, nll, entropy, kl_gap, nfe, precision, recall,
         density, coverage, k, frechet, inception_score, mode_coverage,
-        in_mode_share (None where undefined), sample_nfe, seconds.
+        in_mode_share (None where undefined), sample_nfe, sliced_w2 (to the
+        held-out points), straightness (Liu's S), seconds.
 
     Raises:
         SolveError: a solve hit a cap or diverged.
         ConfigError: a bad dataset, n or k.
     """
+    from .straight.straightness import path_statistics  # it measures with this module's evaluation solver
+
     started = time.perf_counter()
     solver = solver or evaluation_solver()
     nll, nfe = test_nll(model, dataset, n=n, seed=seed, solver=solver)
-    samples, sample_stats = truncated_samples(model.field, n, seed=seed, taus=(1.0,), solver=solver)
-    sample_figures = sample_metrics(held_out(dataset, n, seed), samples[0], dataset=dataset, k=min(k, n - 1)) if n > 1 else {}
+    samples, sample_stats = truncated_samples(model.field, n, seed=seed, taus=(1.0,), solver=sample_solver or solver)
+    real = held_out(dataset, n, seed)
+    sample_figures = sample_metrics(real, samples[0], dataset=dataset, k=min(k, n - 1)) if n > 1 else {}
+    finite = bool(np.isfinite(samples[0]).all())
     return {
         "dataset": _name(dataset),
         "n": n,
@@ -227,6 +235,8 @@ def evaluate(model: CNF, dataset, n: int = 5000, seed: int = 0, solver: SolverCo
         "nfe": nfe,
         **{name: sample_figures.get(name) for name in ("precision", "recall", "density", "coverage", "k", "frechet", "inception_score", "mode_coverage", "in_mode_share")},
         "sample_nfe": sample_stats.nfe_forward,
+        "sliced_w2": sliced_w2(real, samples[0]) if n > 1 and finite else None,
+        "straightness": path_statistics(model, n=min(n, 1000), seed=seed).straightness,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

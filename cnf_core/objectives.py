@@ -4,12 +4,10 @@ Maximum likelihood (FFJORD; Grathwohl et al., 2019) solves the log-density ODE
 for every batch; conditional flow matching (Lipman et al., 2023) regresses the
 field onto straight-line velocities without any solve. Both give an ordinary
 CNF, so both are judged the same way: test NLL over training time, the NFE an
-adaptive solver needs to sample, and how straight the learned paths are:
-
-    straightness = E|z(1) - z(0)|² / E ∫₀¹ |f(z(t), t)|² dt  ∈ (0, 1],
-
-equal to 1 exactly when every particle moves on a straight line at constant
-speed (Cauchy–Schwarz), the paths that need the fewest solver steps.
+adaptive solver needs to sample, and how straight the learned paths are
+(Liu's straightness S, `straight.path_statistics`: 0 exactly when every
+particle moves on a straight line at constant speed, the paths that need the
+fewest solver steps).
 """
 
 from __future__ import annotations
@@ -21,9 +19,10 @@ from typing import Callable
 import torch
 
 from .evaluation import evaluation_solver, record_evaluation, test_nll
-from .flow import CNF, log_density_with_stats, trajectories
+from .flow import CNF, trajectories
 from .solvers import SolverConfig
 from .bench import time_to_nll
+from .straight.straightness import PathStatistics, path_statistics
 from .training import OBJECTIVES, Progress, TrainConfig
 
 __all__ = [
@@ -36,47 +35,6 @@ __all__ = [
     "nll_work_precision",
     "sample_paths",
 ]
-
-
-@dataclass
-class PathStatistics:
-    """How straight and how costly a flow's sampling paths are."""
-
-    mean_squared_displacement: float  # E|z(1) - z(0)|²
-    kinetic_energy: float  # E ∫|f|² dt
-    straightness: float  # their ratio, 1 for straight constant-speed paths
-    sampling_nfe: int  # dopri5 evaluations to sample (evaluation tolerance)
-
-
-def path_statistics(model: CNF, n: int = 1000, seed: int = 0, solver: SolverConfig | None = None) -> PathStatistics:
-    """Displacement and kinetic energy along the paths of n samples, and their ratio, the straightness.
-
-    Args:
-        model: the flow.
-        n: samples drawn from the base under `seed`.
-        seed: seed of the base samples.
-        solver: the solver of the solves (default: the evaluation solver, dopri5 at 1e-5).
-
-    Returns:
-        `PathStatistics`; straightness is 1 exactly for straight, constant-speed paths.
-
-    Raises:
-        SolveError: a solve failed.
-
-    References:
-        Liu et al., "Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow", ICLR 2023
-        (straightness); Finlay et al., "How to train your neural ODE", ICML 2020 (the kinetic energy).
-    """
-    solver = solver or evaluation_solver()
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(seed)
-        z0 = torch.randn(n, 2, generator=generator)
-        x = model.to_data(z0)
-        penalties: dict = {}
-        _, z_back, stats = log_density_with_stats(model.field, x, 1.0, solver, regularisers=penalties)
-    displacement = ((x - z_back) ** 2).sum(-1).mean().item()
-    kinetic = penalties["kinetic"].mean().item()
-    return PathStatistics(displacement, kinetic, displacement / kinetic if kinetic > 0 else math.nan, stats.nfe_forward)
 
 
 @dataclass
@@ -187,14 +145,16 @@ def nll_work_precision(model: CNF, dataset, steps=(1, 2, 4, 8, 16), n: int = 500
     return curve
 
 
-def sample_paths(model: CNF, n: int = 40, seed: int = 3, points_in_time: int = 41) -> torch.Tensor:
-    """Paths of `n` seeded base samples from t = 0 to t = 1, solved by the evaluation solver.
+def sample_paths(model: CNF, n: int = 40, seed: int = 3, points_in_time: int = 41, solver: SolverConfig | None = None) -> torch.Tensor:
+    """Paths of `n` seeded base samples from t = 0 to t = 1, at `points_in_time` even times.
 
     Args:
         model: the flow.
         n: base samples z(0) ~ N(0, I), drawn under `seed`.
         seed: seed of the base samples.
         points_in_time: times kept, evenly over [0, 1].
+        solver: how to solve (default: the evaluation solver); Euler with k
+            steps and k + 1 points in time gives Euler's own path, its jumps.
 
     Returns:
         The paths, shape (points_in_time, n, 2).
@@ -204,5 +164,5 @@ def sample_paths(model: CNF, n: int = 40, seed: int = 3, points_in_time: int = 4
     """
     z0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        paths, _ = trajectories(model.field, z0, torch.linspace(0, 1, points_in_time), evaluation_solver())
+        paths, _ = trajectories(model.field, z0, torch.linspace(0, 1, points_in_time), solver or evaluation_solver())
     return paths

@@ -38,6 +38,7 @@ if pretrained:
 
 st.markdown(
     "**Where to go next.** *Train* fits a flow to a toy dataset (or your own CSV or "
-    "image) live, by maximum likelihood through the log-density ODE. Pick a model "
-    "in the sidebar; every page works on it."
+    "image) live, by maximum likelihood through the log-density ODE. *Straight flows* "
+    "reflows a model until one Euler step samples it. Pick a model in the sidebar; "
+    "every page works on it."
 )

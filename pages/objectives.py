@@ -24,12 +24,11 @@ st.title("Maximum likelihood vs flow matching")
 st.caption(
     "Maximum likelihood solves the log-density ODE for every batch. Flow matching regresses "
     "f(x_t, t) onto x₁ − x₀ along straight lines x_t = (1 − t)x₀ + t x₁ between noise and data, "
-    "with no solve at all. Both give an ordinary CNF: here the same 3×64 network is trained "
-    "both ways for the same time and judged the same way, each with the Train page's defaults "
-    "(maximum likelihood with RK4 · 4 steps and RNODE's regularisers at 0.05). The race trains in the server's "
+    "with no solve at all. Both give an ordinary CNF: here the same network is trained "
+    "both ways for the same time and judged the same way, each with the Train page's defaults. The race trains in the server's "
     "training queue, like a run from the Train page."
 )
-st.latex(r"\mathcal{L}_{\mathrm{FM}} = \mathbb{E}_{t, x_0, x_1}\,\big\|f(x_t, t) - (x_1 - x_0)\big\|^2, \qquad \text{straightness} = \frac{\mathbb{E}\|z(1)-z(0)\|^2}{\mathbb{E}\int_0^1 \|f\|^2\,dt} \le 1")
+st.latex(r"\mathcal{L}_{\mathrm{FM}} = \mathbb{E}_{t, x_0, x_1}\,\big\|f(x_t, t) - (x_1 - x_0)\big\|^2, \qquad S = \int_0^1 \mathbb{E}\,\big\|(x_1 - x_0) - f(x_t, t)\big\|^2\,dt \ \ (0:\ \text{straight})")
 
 # ---------------------------------------------------------------- the race's settings, and the race in the pool
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnf_core.field import FieldConfig
 from cnf_core.solvers import SolverConfig
-from cnf_core.training import TrainConfig
+from cnf_core.training import OBJECTIVES, TrainConfig
 from ui import data_input, settings, state, training, widgets
 
 state.require_app()
@@ -31,7 +31,7 @@ with settings_column:
     dataset, label = data_input.dataset_input("train", live_column)
     if dataset is not None:
         st.plotly_chart(training.preview_figure(dataset), key="train_preview")
-    objective = settings.widget(TrainConfig, "objective", "train_objective", kind="radio", horizontal=True)
+    objective = settings.widget(TrainConfig, "objective", "train_objective", kind="radio", horizontal=True, options=OBJECTIVES)  # reflow: on Straight flows
     coupling = settings.widget(TrainConfig, "coupling", "train_coupling", kind="radio", horizontal=True) if objective == "fm" else DEFAULTS.coupling
     with st.expander("Model", expanded=False):
         hidden = settings.hidden_layers(FieldConfig, "hidden", "train", WIDTHS, DEFAULTS.field.hidden)

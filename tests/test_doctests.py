@@ -13,6 +13,7 @@ MODULES = [
     "cnf_core.metrics",  # precision_recall on a hand-checked set of four points, the Fréchet distance of a shift
     "cnf_core.evaluation",  # likelihood_gap against the normal's closed-form entropy
     "cnf_core.sampling",  # which snapshots are measured along training
+    "cnf_core.straight.distance",  # sliced W₂ of a shift, and of two Gaussians by the closed form
 ]
 
 

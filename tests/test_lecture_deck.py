@@ -9,19 +9,22 @@ from cnf_core.lecture.deck import SLUGS, STEPS, neighbours, step_index
 
 
 def test_the_walk_follows_the_deck():
-    assert SLUGS == ("recap", "neural-ode", "adjoint", "discrete-vs-continuous", "picard", "change-of-variables", "ffjord", "summary")
+    assert SLUGS == ("recap", "neural-ode", "adjoint", "discrete-vs-continuous", "picard", "change-of-variables", "ffjord", "summary", "after-ffjord")
     assert len(set(SLUGS)) == len(SLUGS)
-    for step in STEPS[:-1]:
-        assert step.formulas, f"{step.slug} states its formula"
+    for step in STEPS:
+        assert step.formulas or step.slug == "summary", f"{step.slug} states its formula"
+        assert all(character.isprintable() for formula in step.formulas for character in formula), f"{step.slug}: a control character (an unescaped \\t?)"
         assert step.full_page.startswith("pages/")
     assert r"\det" in STEPS[3].formulas[0] and r"\mathrm{tr}" in STEPS[3].formulas[1]
     assert r"\nabla \cdot (p_t\, f)" in STEPS[5].formulas[0]
-    assert STEPS[-1].statement.count("\n- ") == 3  # the deck's four summary points
+    assert STEPS[-2].statement.count("\n- ") == 3  # the deck's four summary points
+    assert STEPS[-1].full_page == "pages/straight_flows.py" and "S = " in STEPS[-1].formulas[0]  # the closing step after the deck
 
 
 def test_neighbours_and_unknown_steps():
     assert neighbours("recap") == (None, STEPS[1])
-    assert neighbours("summary") == (STEPS[-2], None)
+    assert neighbours("summary") == (STEPS[-3], STEPS[-1])
+    assert neighbours("after-ffjord") == (STEPS[-2], None)
     assert neighbours("adjoint") == (STEPS[1], STEPS[3])
     assert step_index("ffjord") == 6
     with pytest.raises(ConfigError, match="step: unknown 'fokker'"):

@@ -12,7 +12,7 @@ import torch
 
 from cnf_core import datasets
 from cnf_core.checkpoints import load_model
-from cnf_core.cli import pretrain_config
+from cnf_core.pretraining import pretrain_config
 from cnf_core.evaluation import test_nll
 
 MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"

@@ -48,6 +48,7 @@ from .computations import DEPTHS, gradients, resnet_comparison
 from .frames import frames_for
 from .settings import option_text, widget
 from .state import ModelEntry
+from .straight_flows import after_ffjord
 
 __all__ = ["RENDERERS", "open_full_page", "projector_link"]
 
@@ -352,6 +353,7 @@ RENDERERS: dict[str, Callable[[ModelEntry | None], dict]] = {
     "change-of-variables": change_of_variables,
     "ffjord": ffjord,
     "summary": summary,
+    "after-ffjord": after_ffjord,
 }
 
 

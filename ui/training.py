@@ -127,7 +127,7 @@ def _live_charts() -> None:
             if snapshot is None:
                 st.warning(f"The weights of iteration {chosen} could not be solved within the picture's caps.")
     marker = None if snapshot is None else snapshot.iteration
-    if run.config.objective == "fm":
+    if run.config.objective != "mle":  # flow matching, on data pairs or on a teacher's (reflow)
         figure = loss_figure(history, None, title="Flow-matching loss E|f(x_t, t) − (x₁ − x₀)|²", marker=marker)
     else:
         figure = loss_figure(history, datasets.entropy(run.config.dataset), marker=marker)

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import torch
 
 from ..objectives import ObjectiveRun, common_nll, seconds_to_reach
-from .training import COLORS, _square, polylines, to_numpy
+from .straight import paths_comparison_figure
+from .training import COLORS
 
 __all__ = ["OBJECTIVE_NAMES", "nll_over_time_figure", "paths_figure", "work_precision_figure", "race_rows"]
 
@@ -38,14 +39,10 @@ def nll_over_time_figure(runs: dict[str, ObjectiveRun], entropy: float | None) -
 
 def paths_figure(paths: torch.Tensor, objective: str, half_width: float = 4.0) -> go.Figure:
     """Particle paths (T, n, 2) from the base (circles) to the data (dots)."""
-    paths = to_numpy(paths)
-    xs, ys = polylines(paths)
-    color = OBJECTIVE_COLORS[objective]
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=1.2), name="paths"))
-    fig.add_trace(go.Scatter(x=paths[0, :, 0], y=paths[0, :, 1], mode="markers", marker=dict(symbol="circle-open", size=6, color="#555"), name="z(0)"))
-    fig.add_trace(go.Scatter(x=paths[-1, :, 0], y=paths[-1, :, 1], mode="markers", marker=dict(size=6, color=color), name="x = z(1)"))
-    fig.update_layout(title=f"Paths learned by {OBJECTIVE_NAMES[objective]}", showlegend=False)
-    return _square(fig, half_width)
+    title = f"Paths learned by {OBJECTIVE_NAMES[objective]}"
+    fig = paths_comparison_figure({title: paths}, colors={title: OBJECTIVE_COLORS[objective]}, half_width=half_width, title=title)
+    fig.layout.annotations = ()
+    return fig.update_layout(showlegend=False)
 
 
 def work_precision_figure(curves: dict[str, list[tuple[int, float]]]) -> go.Figure:
@@ -76,7 +73,7 @@ def race_rows(runs: dict[str, ObjectiveRun], entropy: float | None) -> list[dict
             "NLL − entropy": None if entropy is None else round(run.final_nll - entropy, 4),
             f"seconds to NLL {common:.3f}": seconds_to_reach(run.checks, common),
             "NFE to sample (dopri5 1e-5)": run.paths.sampling_nfe,
-            "straightness": round(run.paths.straightness, 3),
+            "straightness S (0: straight)": round(run.paths.straightness, 4),
             "kinetic energy ∫|f|²": round(run.paths.kinetic_energy, 3),
         }
         for name, run in runs.items()

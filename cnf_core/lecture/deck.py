@@ -159,6 +159,22 @@ STEPS: tuple[Step, ...] = (
         "pages/density.py",
         "Density evolution",
     ),
+    Step(
+        "after-ffjord",
+        "After FFJORD: straight flows",
+        "Flow matching trains the same kind of CNF with **no solve**: it regresses f onto x₁ − x₀ along straight lines "
+        "from noise to data. Its paths still bend, because independent pairs cross; **reflow** trains again on the "
+        "flow's own pairs (z₀, x₁ = flow(z₀)), which do not cross, and the paths straighten. A straight flow is "
+        "solved exactly by **one Euler step**: Euler against adaptive solvers comes down to how curved the paths are "
+        "(rectified flow; the few-step samplers of today's image models).",
+        (
+            r"\min_\theta\ \mathbb{E}_{t, x_0, x_1}\big\|f_\theta\big((1-t)x_0 + t x_1, t\big) - (x_1 - x_0)\big\|^2,\qquad "
+            r"S = \int_0^1 \mathbb{E}\big\|(x_1 - x_0) - f(x_t, t)\big\|^2 dt",
+        ),
+        "pages/straight_flows.py",
+        "Straight flows",
+        "Lipman et al., 2023; Liu, Gong & Liu, 2023; Esser et al., 2024",
+    ),
 )
 SLUGS: tuple[str, ...] = tuple(step.slug for step in STEPS)
 

@@ -7,13 +7,14 @@
 """
 
 from ..device import pick_device
-from .config import COUPLINGS, MAX_BATCH, MAX_ITERATIONS, MAX_SECONDS, OBJECTIVES, TrainConfig
-from .losses import FlowMatching, Loss, MaximumLikelihood, optimal_pairing
+from .config import COUPLINGS, MAX_BATCH, MAX_ITERATIONS, MAX_SECONDS, OBJECTIVES, REFLOW, TrainConfig
+from .losses import FlowMatching, Loss, MaximumLikelihood, PairedFlowMatching, optimal_pairing
 from .loop import SNAPSHOT_ITERATIONS, IterationReport, LoopSettings, Progress, Trainer, initial_field, load_state, save_state, seeded_rng
 
 __all__ = [
     "TrainConfig",
     "OBJECTIVES",
+    "REFLOW",
     "COUPLINGS",
     "MAX_BATCH",
     "MAX_ITERATIONS",
@@ -21,6 +22,7 @@ __all__ = [
     "Loss",
     "MaximumLikelihood",
     "FlowMatching",
+    "PairedFlowMatching",
     "optimal_pairing",
     "Trainer",
     "Progress",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field as dataclass_field, fields, replace
 from typing import Annotated
 
 import torch
@@ -12,14 +12,17 @@ from ..datasets import Dataset
 from ..device import pick_device
 from ..divergence import TRACE_ESTIMATORS
 from ..errors import ConfigError
-from ..field import FieldConfig
+from ..field import ConcatSquashField, FieldConfig
+from ..flow import CNF
 from ..settings import Setting, validate
 from ..solvers import SolverConfig
-from .losses import FlowMatching, Loss, MaximumLikelihood
+from ..straight.reflow import MAX_PAIRS, MIN_PAIRS, rectification, teacher_pairs
+from .losses import FlowMatching, Loss, MaximumLikelihood, PairedFlowMatching
 
-__all__ = ["TrainConfig", "OBJECTIVES", "COUPLINGS", "MAX_BATCH", "MAX_ITERATIONS", "MAX_SECONDS"]
+__all__ = ["TrainConfig", "OBJECTIVES", "REFLOW", "COUPLINGS", "MAX_BATCH", "MAX_ITERATIONS", "MAX_SECONDS"]
 
-OBJECTIVES = ("mle", "fm")
+OBJECTIVES = ("mle", "fm")  # the objectives that train from data alone
+REFLOW = "reflow"  # flow matching on a teacher flow's own pairs
 COUPLINGS = ("independent", "ot")
 MAX_BATCH = 20_000
 MAX_ITERATIONS = 1_000_000
@@ -52,7 +55,7 @@ class TrainConfig:
         "Objective",
         "Maximum likelihood solves the log-density ODE for every batch (FFJORD). Flow matching regresses f(x_t, t) onto x₁ − x₀ "
         "along straight lines from noise to data: no ODE solve in training, and the result is the same kind of CNF.",
-        choices=OBJECTIVES, labels={"mle": "Maximum likelihood", "fm": "Flow matching"},
+        choices=(*OBJECTIVES, REFLOW), labels={"mle": "Maximum likelihood", "fm": "Flow matching", REFLOW: "Reflow"},
     )] = "mle"
     coupling: Annotated[str, Setting(
         "Flow-matching pairs",
@@ -71,10 +74,16 @@ class TrainConfig:
     jacobian_weight: Annotated[float, Setting(
         "Jacobian norm weight", "Adds λ∫‖∂f/∂z‖²_F dt: smoother dynamics, fewer function evaluations.", low=0.0, high=100.0, step=0.01, format="%.3f",
     )] = 0.01
+    reflow_pairs: Annotated[int, Setting(
+        "Teacher pairs", "Reflow: base points the teacher carries to its samples once, accurately (dopri5 at 1e-5), before training.",
+        low=MIN_PAIRS, high=MAX_PAIRS, step=1000, key="pairs", flag="--pairs",
+    )] = 20_000
     iterations: Annotated[int | None, Setting("Iterations", "number of training iterations", low=1, high=MAX_ITERATIONS, step=100, flag="--iters", ui=(1, 100_000))] = 500
     seconds: Annotated[float | None, Setting("Seconds", "training time budget", low=0.0, low_open=True, high=MAX_SECONDS, unit="s", step=5.0, ui=(1.0, 3600.0))] = None
     seed: Annotated[int, Setting("Seed", "Same seed, same settings: the same run.", low=0, high=2**31 - 1)] = 0
     device: Annotated[str, Setting("Device", "auto (CUDA when present), cpu or cuda")] = "auto"
+    # Reflow's teacher: the flow whose pairs it trains on. The student starts from its weights and keeps its network.
+    teacher: CNF | None = dataclass_field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, str):
@@ -82,23 +91,42 @@ class TrainConfig:
         validate(self)
         if self.iterations is None and self.seconds is None:
             raise ConfigError("iterations: give a number of iterations or a time budget in seconds")
+        if (self.objective == REFLOW) != (self.teacher is not None):
+            raise ConfigError("teacher: reflow needs a teacher flow (--teacher PATH)" if self.teacher is None else f"teacher: only reflow trains from a teacher, not {self.objective}")
+        if self.teacher is not None:
+            if not isinstance(self.teacher, CNF) or not isinstance(self.teacher.field, ConcatSquashField):
+                raise ConfigError("teacher: expected a CNF Lab model (a trained ConcatSquash field)")
+            object.__setattr__(self, "field", self.teacher.field.config)  # the student starts from the teacher's weights
         pick_device(self.device)
 
     def replace(self, **changes) -> "TrainConfig":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        values = asdict(self)
+        """The settings as plain data (what a checkpoint records); reflow's own (its pairs, a summary of its teacher) only for reflow."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
         values["field"] = self.field.to_dict()
         values["solver"] = self.solver.to_dict()
         if not isinstance(self.dataset, str):
             values["dataset"] = self.dataset.name
+        del values["teacher"], values["reflow_pairs"]
+        if self.teacher is not None:
+            info = self.teacher.info
+            values["reflow_pairs"] = self.reflow_pairs
+            values["teacher"] = {
+                "dataset": info.get("dataset"),
+                "objective": (info.get("train_config") or {}).get("objective", "mle"),
+                "rectification": rectification(self.teacher),
+                "test_nll": info.get("test_nll"),
+            }
         return values
 
     def make_loss(self) -> Loss:
         """The loss part this config trains with."""
         if self.objective == "fm":
             return FlowMatching(self.coupling)
+        if self.objective == REFLOW:
+            return PairedFlowMatching(*teacher_pairs(self.teacher, self.reflow_pairs, self.seed))
         return MaximumLikelihood(self.solver, self.trace, self.kinetic_weight, self.jacobian_weight)
 
     def sample_batch(self, seed: int) -> torch.Tensor:

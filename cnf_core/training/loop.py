@@ -73,6 +73,14 @@ def initial_field(config: FieldConfig, seed: int) -> ConcatSquashField:
         return ConcatSquashField(config)
 
 
+def _first_field(config) -> nn.Module:
+    """A run's starting weights: its teacher's for reflow (Liu et al.: the k-rectified flow starts from the (k−1)-th), else fresh."""
+    teacher = getattr(config, "teacher", None)
+    if teacher is not None:
+        return copy.deepcopy(teacher.field).float()
+    return initial_field(config.field, config.seed)
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -155,7 +163,7 @@ class Trainer:
         self.device = pick_device(config.device)
         self.loss = config.make_loss() if loss is None else loss
         self.batches = config.sample_batch if batches is None else batches
-        self.field = (initial_field(config.field, config.seed) if field is None else field).to(self.device)
+        self.field = (_first_field(config) if field is None else field).to(self.device)
         self.optimizer = torch.optim.AdamW(self.field.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self._batch_seeds = torch.Generator().manual_seed(config.seed)
         self.last_batch: torch.Tensor | None = None  # the batch of the latest step (what `iterate` reports)
