@@ -20,7 +20,7 @@ from .errors import CNFLabError, UsageError
 from .field import FieldConfig
 from .settings import add_arguments, arguments_of
 from .solvers import SOLVERS, SolverConfig
-from .straight.frontier import FrontierSettings
+from .straight.frontier import GALLERY, SHIPPED_FRONTIER, FrontierSettings
 from .evaluation import evaluate, evaluation_solver
 from .pretraining import pretrain, train_model
 from .training import TrainConfig
@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     frontier.set_defaults(run=_frontier)
     frontier.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated built-in dataset names (default: all nine)")
     add_arguments(frontier, FrontierSettings, ("iterations", "lr", "reflow_lr", "pairs", "n", "seed"))
-    frontier.add_argument("--out", default="assets/frontier", help="folder for frontier.json, frontier.csv and frontier.html (default: assets/frontier, what the app shows)")
+    frontier.add_argument("--out", default=str(SHIPPED_FRONTIER), help="folder for frontier.json, frontier.csv and frontier.html (default: the project's assets/frontier, what the app shows)")
     frontier.add_argument("--models", default=None, help="folder of the trained models, reused by a later run (default: OUT/models)")
-    frontier.add_argument("--gallery", default="assets/models", help="folder of the maximum-likelihood models, NAME.pt (default: the shipped gallery)")
+    frontier.add_argument("--gallery", default=str(GALLERY), help="folder of the maximum-likelihood models, NAME.pt (default: the shipped gallery, assets/models)")
     frontier.add_argument("--workers", type=int, default=2, help="datasets at once, each on one core (default 2)")
     frontier.add_argument("--retrain", action="store_true", help="train every model again instead of reusing the ones in --models")
     frontier.add_argument("--quiet", action="store_true")
