@@ -31,7 +31,7 @@ from .cache import cached, cached_figures
 
 __all__ = [
     "LECTURE_DATASET", "reference_flows", "shipped_frontier", "flow_choices", "default_flows", "straightness",
-    "paths_figure", "euler_samples", "quality", "start_reflow", "reflow_status", "after_ffjord",
+    "paths_figure", "euler_samples", "quality", "quality_figure", "start_reflow", "reflow_status", "after_ffjord",
 ]
 
 LECTURE_DATASET = "8gaussians"  # the "After FFJORD" step's data: eight modes, whose paths cross most visibly
@@ -118,6 +118,7 @@ def quality(model: CNF, dataset) -> list[dict]:
 
 
 def quality_figure(rows_by_flow: dict[str, list[dict]], metric: str):
+    """The chosen flows' sampler rows as the frontier figure, each flow in the page's colour order."""
     return frontier_figure(rows_by_flow, metric=metric, colors={}, title="Sample quality against NFE (each flow: Euler bold, midpoint, RK4, dopri5)")
 
 
