@@ -94,3 +94,14 @@ def test_open_the_full_page_with_the_same_model_and_settings():
     assert at.title[0].value == "Precision & recall"
     assert at.slider(key="pr_k").value == 6 and at.slider(key="pr_n").value == 200 and at.slider(key="pr_tau").value == 0.5
     assert at.session_state.active_model == "moons (pretrained)"
+
+
+def test_after_ffjord_opens_straight_flows_with_the_same_euler_steps():
+    at = open_app("pages/lecture.py", {"step": "after-ffjord", "model": "moons (pretrained)"})
+    no_errors(at)
+    at.select_slider(key="lecture_euler_steps").set_value(4).run()
+    at.button(key="lecture_full_page").click().run()
+    no_errors(at)
+    assert at.title[0].value == "Straight flows"
+    assert at.select_slider(key="straight_euler_steps").value == 4
+    assert at.multiselect[0].value[0] == "moons (pretrained)"
