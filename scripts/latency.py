@@ -2,7 +2,8 @@
 
 A real `streamlit run app.py` (of this checkout, or of `--root`) and headless
 Chromium. For each control of the Density page and the Solver lab at their
-default settings, the Train page's dataset box (its data preview) and the
+default settings, the Train page's dataset box (its data preview), the
+Straight flows page's Euler steps and quality metric, and the
 Lecture's Next button (each step shown once before, so its figures are
 cached), the script:
 
@@ -93,6 +94,8 @@ CONTROLS = [
     Control("/solver_lab", "vector field", "radio", "Vector field", ("Stiff spiral (test field)", "Active model")),
     Control("/solver_lab", "stepper start t", "slider", "From t"),
     Control("/train", "dataset preview", "select", "Dataset", ("moons", "8gaussians")),
+    Control("/straight_flows", "Euler's steps", "slider", "Euler's steps"),
+    Control("/straight_flows", "quality metric", "radio", "Quality", ("precision", "sliced W₂ (lower is better)")),
 ]
 LECTURE = "/lecture"
 
