@@ -97,6 +97,12 @@ def wait_until_idle(page, timeout_ms=120_000) -> float:
     raise TimeoutError("the app kept running past the timeout")
 
 
+def figures_drawn(page) -> int:
+    """Plotly charts the browser has drawn (an svg inside each)."""
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+    return page.locator(".js-plotly-plot").count()
+
+
 def model_names(page) -> list[str]:
     """The names in the sidebar's model list (opens the dropdown and closes it again)."""
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()

@@ -3,18 +3,12 @@
 import re
 
 import pytest
-from browser_tools import assert_healthy, wait_until_idle
+from browser_tools import assert_healthy, figures_drawn, wait_until_idle
 
 from cnf_core.lecture.deck import SLUGS, STEPS
 
 pytestmark = pytest.mark.browser
 MODEL = "model=8gaussians+%28pretrained%29"
-
-
-def figures_drawn(page) -> int:
-    """Plotly charts the browser has drawn (an svg inside each)."""
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-    return page.locator(".js-plotly-plot").count()
 
 
 def test_every_step_of_the_lecture_draws_its_figure(app_url, browser):

@@ -1,7 +1,7 @@
 """The Straight flows page and the Lecture's "After FFJORD" step in real headless Chromium."""
 
 import pytest
-from browser_tools import assert_healthy, wait_until_idle
+from browser_tools import assert_healthy, figures_drawn, wait_until_idle
 
 pytestmark = pytest.mark.browser
 MODEL = "model=8gaussians+%28pretrained%29"
@@ -12,8 +12,7 @@ def test_straight_flows_page_draws_paths_euler_samples_and_the_frontier(app_url,
     page.goto(f"{app_url}/straight_flows?{MODEL}&straight_euler_steps=2")
     wait_until_idle(page)
     assert page.inner_text('[data-testid="stMain"] h1') == "Straight flows"
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() == 4  # the paths, Euler's samples of both flows, the frontier
+    assert figures_drawn(page) == 4  # the paths, Euler's samples of both flows, the frontier
     assert page.locator('[data-testid="stMetric"]').count() == 2
     legend = page.locator(".js-plotly-plot").first.inner_text()
     assert "Euler, 2 steps" in legend  # the step count from the address
@@ -26,7 +25,7 @@ def test_after_ffjord_step_shows_three_flows_in_projector_mode(app_url, browser)
     page = browser.new_page(viewport={"width": 1920, "height": 1080})
     page.goto(f"{app_url}/lecture?step=after-ffjord&projector=true&{MODEL}")
     wait_until_idle(page)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+    assert figures_drawn(page) == 1
     titles = page.locator(".js-plotly-plot .annotation-text").evaluate_all("texts => texts.map(text => text.textContent)")
     assert titles[:3] == ["Maximum likelihood", "Flow matching", "2-rectified"]
     assert_healthy(page, "lecture-projector-after-ffjord")

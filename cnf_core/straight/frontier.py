@@ -17,6 +17,7 @@ this process with `workers=1`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import multiprocessing
@@ -71,17 +72,18 @@ class FrontierSettings:
 
 
 def frontier_models(dataset: str, settings: FrontierSettings, models_dir: Path, gallery: Path = GALLERY, retrain: bool = False, log: Callable[[str], None] | None = None) -> dict[str, CNF]:
-    """The four flows of `dataset`: the gallery's maximum-likelihood model, and the others trained (or read back from `models_dir`)."""
-    models = {"mle": load_model(gallery / f"{dataset}.pt")}
+    """The four flows of `dataset`, each with its test NLL on this run's held-out points: the gallery's maximum-likelihood model, and the others trained (or read back from `models_dir`)."""
+    measure = lambda model: record_evaluation(model, dataset, n=settings.n, seed=settings.seed)  # noqa: E731
+    models = {"mle": measure(load_model(gallery / f"{dataset}.pt"))}
     models_dir.mkdir(parents=True, exist_ok=True)
     for flow in FLOWS[1:]:
         path = models_dir / f"{dataset}-{flow}.pt"
         if path.exists() and not retrain:
-            models[flow] = load_model(path)
+            models[flow] = measure(load_model(path))  # measured again: this run's n and seed may differ from the one that trained it
             continue
         started = time.perf_counter()
         trainer = Trainer(settings.train_config(dataset, flow, teacher=models.get("fm"))).run()
-        models[flow] = record_evaluation(lean(trainer.model()), dataset, n=settings.n, seed=settings.seed)
+        models[flow] = measure(lean(trainer.model()))
         save_checkpoint(models[flow], path)
         if log:
             log(f"{dataset}: trained {flow} ({trainer.iteration} iterations, {time.perf_counter() - started:.0f} s)")
@@ -102,7 +104,6 @@ def frontier_dataset(dataset: str, settings: FrontierSettings, models_dir: str, 
     models = frontier_models(dataset, settings, Path(models_dir), Path(gallery), retrain)
     flows = {}
     for flow, model in models.items():
-        model = record_evaluation(model, dataset, n=settings.n, seed=settings.seed)
         paths = path_statistics(model, n=min(settings.n, 1000), seed=settings.seed)
         rows = sampling_quality(model, dataset, n=settings.n, seed=settings.seed)
         flows[flow] = {
@@ -127,24 +128,19 @@ def run_frontier(
     """The frontier of `names` (default: every built-in dataset), `workers` datasets at a time; the settings travel with it."""
     names = list(names or datasets.names())
     started = time.perf_counter()
-    results = {}
-    if workers == 1:  # in this process, one dataset after another (its thread count restored after)
-        threads = torch.get_num_threads()
-        try:
-            for name in names:
-                results[name] = frontier_dataset(name, settings, str(models_dir), str(gallery), retrain)
-                if log:
-                    log(f"{name}: done in {results[name]['seconds']:.0f} s")
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(names)), mp_context=context) as pool:
-            futures = {name: pool.submit(frontier_dataset, name, settings, str(models_dir), str(gallery), retrain) for name in names}
-            for name, future in futures.items():
-                results[name] = future.result()
-                if log:
-                    log(f"{name}: done in {results[name]['seconds']:.0f} s")
+    tasks = [(name, settings, str(models_dir), str(gallery), retrain) for name in names]
+    with contextlib.ExitStack() as stack:
+        if workers == 1:  # in this process, one dataset after another (its thread count restored after)
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+            parts = (frontier_dataset(*task) for task in tasks)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=min(workers, len(names)), mp_context=multiprocessing.get_context("spawn")))
+            parts = (future.result() for future in [pool.submit(frontier_dataset, *task) for task in tasks])
+        results = {}
+        for part in parts:
+            results[part["dataset"]] = part
+            if log:
+                log(f"{part['dataset']}: done in {part['seconds']:.0f} s")
     return {
         "settings": asdict(settings),
         "euler_steps": list(EULER_STEPS),
@@ -172,7 +168,7 @@ def write_frontier(result: dict, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "frontier.json", out / "frontier.csv", out / "frontier.html"]
-    written[0].write_text(json.dumps(result, indent=1, allow_nan=False, default=_finite))
+    written[0].write_text(json.dumps(result, indent=1, allow_nan=False))
     rows = frontier_rows(result)
     with open(written[1], "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -180,10 +176,6 @@ def write_frontier(result: dict, out_dir: str | Path) -> list[Path]:
         writer.writerows(rows)
     frontier_grid_figure(result).write_html(written[2], include_plotlyjs=True, full_html=True)
     return written
-
-
-def _finite(value):
-    raise TypeError(f"not JSON: {value!r}")
 
 
 def format_frontier(result: dict) -> str:
