@@ -5,7 +5,6 @@ over to the page the visitor picked (`st.navigation` over `pages/`).
 """
 
 import sys
-from pathlib import Path
 
 # Plotly looks pandas up in sys.modules without importing it, and Streamlit imports it lazily
 # (tables): one session's thread could meet the half-imported module another is loading (an
@@ -14,7 +13,8 @@ import pandas  # noqa: F401
 import streamlit as st
 import torch
 
-from ui import address, projector, settings, sidebar, state
+from ui import address, classroom, projector, settings, sidebar, state
+from ui.navigation import BOARD, PAGES, ROOT
 
 # Sessions run torch side by side in this one process (training runs in worker processes); with
 # several OpenMP threads each they oversubscribe the cores and everything slows
@@ -31,25 +31,15 @@ settings.read_infinite_address_numbers_as_defaults()  # a Streamlit 1.67 crash o
 st.set_page_config(page_title="CNF Lab", page_icon=":material/cyclone:", layout="wide")
 state.mark_app_run()
 state.init()
-
-ROOT = Path(__file__).resolve().parent
-PAGES = [
-    ("pages/home.py", "Home", ":material/home:"),
-    ("pages/lecture.py", "Lecture 12", ":material/school:"),
-    ("pages/train.py", "Train", ":material/model_training:"),
-    ("pages/density.py", "Density evolution", ":material/blur_on:"),
-    ("pages/solver_lab.py", "Solver lab", ":material/functions:"),
-    ("pages/precision_recall.py", "Precision & recall", ":material/target:"),
-    ("pages/neural_ode.py", "Neural ODE & adjoint", ":material/replay:"),
-    ("pages/objectives.py", "MLE vs flow matching", ":material/compare_arrows:"),
-    ("pages/straight_flows.py", "Straight flows", ":material/trending_flat:"),
-]
+classroom.admit_teacher()  # ?teacher=KEY: this session is the teacher's, and the key leaves the address
+classroom.join()
 
 presenting = projector.enabled()  # ?projector=true: no sidebar, no navigation, larger type (ui/projector.py)
 if presenting:
     projector.apply()
+shown = PAGES + [BOARD] if classroom.is_teacher() else PAGES  # without the key the board has no address at all
 page = st.navigation(
-    [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES) if (ROOT / path).exists()],
+    [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(shown) if (ROOT / path).exists()],
     position="hidden" if presenting else "sidebar",
 )
 # the active model travels in the address too, read once per session (only names every session has: the pretrained ones)
@@ -60,5 +50,6 @@ if not st.session_state.get("address_model_read"):
 state.collect_finished_runs()  # runs that ended since the last rerun join the model list first
 if not presenting:
     sidebar.render()
+classroom.banner()  # the link the teacher sent, on every student's page
 page.run()
 address.write("model", st.session_state.get("active_model"), default=state.DEFAULT_MODEL)

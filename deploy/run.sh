@@ -9,6 +9,11 @@
 # deploy/nginx.conf.template. An app process that stops is started again (nginx
 # sends its visitors to the others meanwhile). The files (config, logs, pid) live
 # in a private temporary folder, removed on exit; Ctrl-C stops everything.
+#
+# The class board: every app process shares one class store in that private folder
+# (CNF_LAB_CLASS_DIR), so the teacher's board shows the students of both processes.
+# The teacher's key is CNF_LAB_TEACHER_KEY, or a random one made here and printed once
+# with the board's address.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +40,15 @@ fi
 cores=$(nproc)
 export CNF_LAB_WORKERS=${CNF_LAB_WORKERS:-$(( cores / processes > 0 ? cores / processes : 1 ))}
 runtime=$(mktemp -d -t cnf-lab-deploy.XXXXXX)  # private (0700): nothing here is another user's to change
+mkdir -m 700 "$runtime/class"
+export CNF_LAB_CLASS_DIR="$runtime/class"
+if [ -z "${CNF_LAB_TEACHER_KEY:-}" ]; then
+    CNF_LAB_TEACHER_KEY=$(.venv/bin/python -c 'from cnf_core.classroom import new_key; print(new_key())')
+    export CNF_LAB_TEACHER_KEY
+    key_note="the teacher's board: http://localhost:$port/board?teacher=$CNF_LAB_TEACHER_KEY (a new key at every start; set CNF_LAB_TEACHER_KEY to keep one)"
+else
+    key_note="the teacher's board: http://localhost:$port/board?teacher=<CNF_LAB_TEACHER_KEY>"
+fi
 pids=()
 cleanup() {
     trap - EXIT INT TERM
@@ -83,4 +97,5 @@ nginx -c "$runtime/nginx.conf" -p "$runtime" &
 nginx_pid=$!
 pids+=("$nginx_pid")
 echo "CNF Lab: $processes app processes ($CNF_LAB_WORKERS training workers each) behind nginx on http://localhost:$port (logs in $runtime)"
+echo "CNF Lab: $key_note"
 wait "$nginx_pid"

@@ -9,7 +9,9 @@ on stderr, one JSON object on stdout or in --json):
 - the probe's Density page and Solver lab times under load, against the same pages on an
   unloaded server (a fresh server for each phase, so both find cold caches);
 - that every session ends with its own model and no one else's;
-- the server process's CPU (cores) and memory, and its workers' CPU, while they train.
+- the server process's CPU (cores) and memory, and its workers' CPU, while they train;
+- with --board, the teacher's board open in one more browser the whole time (it
+  refreshes every 2 s), and the public runs it listed when the class was done.
 
 The N class sessions share one Chromium at a low priority (niceness 19 for
 its threads; once Start is pressed everywhere, 10 for its autogroup): they
@@ -23,6 +25,7 @@ The targets of issue 18 are printed beside the figures. Run it with the test
 environment (`bash scripts/test.sh` makes .venv):
 
     .venv/bin/python scripts/load_class.py --sessions 12
+    .venv/bin/python scripts/load_class.py --sessions 12 --board
     .venv/bin/python scripts/load_class.py --sessions 30 --skip-unloaded
 
 `--root` points at another checkout (to measure an older version the same way).
@@ -43,7 +46,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser_tools import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, model_names, running_app, wait_until_idle  # noqa: E402
+from browser_tools import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, TEACHER_KEY, model_names, running_app, wait_until_idle  # noqa: E402
 
 DATASETS = ["8gaussians", "moons", "circles", "rings", "pinwheel", "swissroll", "checkerboard", "2spirals"]
 PROBE_PAGES = {"density": "/density", "solver lab": "/solver_lab"}
@@ -237,9 +240,17 @@ def own_model_shown(page, dataset: str) -> tuple[bool, list[str]]:
     return f"trained · data: {dataset}" in sidebar and trained == [f"{dataset} (trained)"], trained
 
 
-def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None) -> dict:
-    """N sessions press Start together; the probe visits while they train; every session is checked at the end."""
+def class_load(
+    browser, probe_browser, url: str, pid: int, sessions: int, give_up_s: float, probe_timeout_s: float, class_browser_pid: int | None = None, board: bool = False,
+) -> dict:
+    """N sessions press Start together (with `board`, the teacher's board open beside them); the probe visits while they train; every session is checked at the end."""
     opened, connections = [], []
+    teacher = None
+    if board:
+        _, teacher = open_page(probe_browser, url, viewport=(1600, 1000))
+        teacher.goto(f"{url}/board?teacher={TEACHER_KEY}")
+        wait_until_idle(teacher)
+        log("  the teacher's board is open")
     for index in range(sessions):
         dataset = DATASETS[index % len(DATASETS)]
         context, page = open_page(browser, url, viewport=(1100, 800))
@@ -268,6 +279,13 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
     sampler.stopped.set()
     sampler.join()
     _set_group_niceness(class_browser_pid, 0)
+    board_rows = None
+    if teacher is not None:
+        teacher.wait_for_timeout(3000)  # one more refresh of the board
+        counted = re.search(r"of (\d+) public runs", teacher.locator('[data-testid="stMain"]').inner_text())  # the board's own count
+        board_rows = int(counted.group(1)) if counted else None
+        teacher.screenshot(path=str(ARTIFACTS / "load-board.png"))
+        teacher.context.close()
     own_models = stale_pages = 0
     problems, training_s = [], []
     connection_events = {index: log_.since(started) for index, log_ in enumerate(connections) if log_.since(started)}
@@ -316,6 +334,7 @@ def class_load(browser, probe_browser, url: str, pid: int, sessions: int, give_u
         "probe_loaded_s": page_times,
         "probe_window_s": probe_window,
         "health_slow_polls": [(round(at - started, 1), latency) for at, latency in sampler.slow],
+        "board_rows_at_end": board_rows,
         **sampler.summary(),
     }
 
@@ -355,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up", type=float, default=3600.0, help="seconds after which sessions not done are reported as such")
     parser.add_argument("--probe-timeout", type=float, default=300.0, help="seconds after which a probe page that has not settled is reported as such")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--board", action="store_true", help="keep the teacher's board open in one more browser while the class trains")
     parser.add_argument("--server-log-level", default=None, help="Streamlit's log level for the loaded server (debug: every session connect and disconnect)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -380,11 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         server_env = {"STREAMLIT_LOGGER_LEVEL": args.server_log_level} if args.server_log_level else None
         with running_app(env=server_env, log_name="load-loaded-server.log", root=args.root) as (url, server):
             warm_up(probe_browser, url)
-            result.update(class_load(browser, probe_browser, url, server.pid, args.sessions, args.give_up, args.probe_timeout, class_browser_pid))
+            result.update(class_load(browser, probe_browser, url, server.pid, args.sessions, args.give_up, args.probe_timeout, class_browser_pid, args.board))
         browser.close()
         probe_browser.close()
     alone, done = result.get("one_run_alone_s"), result.get("all_done_s")
     targets = {"health_worst_s <= 0.2": result["health_worst_s"] <= 0.2, "own model in every session": result["own_model_only"] == args.sessions}
+    if args.board:
+        targets["the board lists every run"] = result["board_rows_at_end"] == args.sessions
     if alone:
         result["all_done_target_s"] = round(1.3 * args.sessions * alone / cores, 1)
         targets["all done <= 1.3 N alone / cores"] = done is not None and done <= result["all_done_target_s"]

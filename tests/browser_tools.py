@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+TEACHER_KEY = "test-teachers-key-0123456789"  # CNF_LAB_TEACHER_KEY of every app the tests start, and of AppTest (conftest)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
 
 
@@ -26,7 +27,7 @@ def free_port() -> int:
 def running_app(env: dict | None = None, log_name: str = "streamlit-server.log", port: int | None = None, root: Path = ROOT):
     """A real `streamlit run app.py` (of the checkout at `root`) on a free local port: yields (url, process); stopped on exit."""
     port = port or free_port()
-    environment = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    environment = dict(os.environ, OMP_NUM_THREADS="1", CNF_LAB_TEACHER_KEY=TEACHER_KEY, **(env or {}))
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / log_name, "w")  # a file, not a pipe: a full pipe would block the server
     server = subprocess.Popen(

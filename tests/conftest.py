@@ -1,5 +1,6 @@
 """Shared test setup."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers (browser_tools)
+from browser_tools import TEACHER_KEY  # noqa: E402
+
+os.environ["CNF_LAB_TEACHER_KEY"] = TEACHER_KEY  # the board's key in every AppTest of this process (read once per process)
 
 # Tests, the app under test and other processes share two cores: one torch thread
 # per process avoids OpenMP oversubscription, which slows every op many times over.

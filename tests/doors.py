@@ -264,6 +264,7 @@ def _check_dataset(reader, data: bytes, as_file: bool) -> str:
 # exception (a bound widget takes a valid value and ignores an invalid one).
 
 PAGE_FILES = tuple(sorted(f"pages/{path.name}" for path in (ROOT / "pages").glob("*.py")))
+TEACHERS_PAGES = {"pages/board.py"}  # a page of the app only for a session opened with the teacher's key
 HOSTILE_ADDRESS_TEXT = ("nan", "NaN", "inf", "-inf", "1e309", "-1", "-0", "0", "1e52", "0x1f", "true", "", "abc", "٣", "9" * 5000, "x" * 10_000)
 
 
@@ -273,6 +274,13 @@ def _app_tools():
     import conftest  # noqa: F401 - outside pytest too (scripts/fuzz.py), AppTest runs in navigation mode as the suite's
 
     return app_tools
+
+
+def key_for(page: str) -> dict[str, str]:
+    """The address parameter a page needs to be a page of the app at all: the teacher's key for the board."""
+    from browser_tools import TEACHER_KEY
+
+    return {"teacher": TEACHER_KEY} if page in TEACHERS_PAGES else {}
 
 
 def widget_keys(at) -> list[str]:
@@ -296,7 +304,7 @@ def page_widget_keys() -> dict[str, tuple[str, ...]]:
     open_app = _app_tools().open_app
     found = {}
     for page in PAGE_FILES:
-        at = open_app(page)
+        at = open_app(page, key_for(page))
         found[page] = () if at.exception else tuple(key for key in widget_keys(at) if key != "active_model_choice")
     return found
 
@@ -317,7 +325,7 @@ def url_inputs():
 
 def check_url(page: str, params: dict[str, str]) -> str:
     """The page opened from an address with `params` runs without an exception; returns "shown"."""
-    at = _app_tools().open_app(page, params)
+    at = _app_tools().open_app(page, {**params, **key_for(page)})
     assert not at.exception, (page, {k: v[:40] for k, v in params.items()}, [e.value for e in at.exception])
     return "shown"
 

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from browser_tools import ARTIFACTS, ROOT, assert_healthy, free_port, wait_until_idle
+from browser_tools import ARTIFACTS, ROOT, TEACHER_KEY, assert_healthy, free_port, wait_until_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (scripts/test.sh installs nginx-light)")]
 
@@ -80,6 +80,54 @@ def test_a_real_browser_trains_through_the_proxy(deployment, browser):
     assert "trained · data: 8gaussians" in page.locator('[data-testid="stSidebar"]').inner_text()
     assert_healthy(page, "deploy-train")
     page.close()
+
+
+def test_the_board_shows_the_students_of_both_processes(deployment, browser):
+    """Each browser context is a visitor with its own routing cookie: students land on either process, the teacher on one."""
+    url, upstreams, _ = deployment
+    students, landed = [], {}
+    for k in range(10):  # until each process has a public student, and one private student joined
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        upstream = page.goto(url + "/train?train_depth=1&train_width=16&train_iterations=5").headers["x-cnf-lab-upstream"]
+        name, private = f"Student {k}", len(students) == 1
+        if not private and landed.get(upstream):
+            context.close()
+            continue
+        wait_until_idle(page)
+        box = page.get_by_role("textbox", name="Your name in class")
+        box.fill(name)
+        box.press("Enter")
+        wait_until_idle(page)
+        if private:
+            page.get_by_text("Keep my runs private").click()
+            wait_until_idle(page)
+        page.get_by_role("button", name="Start").click()
+        students.append((name, private, upstream, page))
+        if not private:
+            landed[upstream] = name
+        if set(landed) == set(upstreams) and any(p for _, p, _, _ in students):
+            break
+    assert set(landed) == set(upstreams), "ten visitors all landed on one process"
+    teacher = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+    teacher.goto(f"{url}/board?teacher={TEACHER_KEY}")
+    wait_until_idle(teacher)
+    public = {name for name, private, _, _ in students if not private}
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        shown = set(teacher.locator('[data-testid="stDataFrame"] [role=gridcell]').all_text_contents())
+        if public <= shown:
+            break
+        teacher.wait_for_timeout(500)
+    assert public <= shown and not any(name in shown for name, private, _, _ in students if private)
+    assert_healthy(teacher, "deploy-board")
+    teacher.get_by_role("textbox", name="Send the class a link").fill("/lecture?step=adjoint")
+    teacher.get_by_role("button", name="Send to the class").click()
+    for _, _, _, page in students:  # on both processes
+        page.wait_for_selector("text=/Your teacher sent a link/", timeout=30_000)
+    for _, _, _, page in students:
+        page.context.close()
+    teacher.context.close()
 
 
 def test_when_a_process_goes_away_its_visitors_move_and_it_comes_back(deployment):

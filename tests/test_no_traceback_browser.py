@@ -7,7 +7,7 @@ AppTest is `test_no_traceback.py`.
 from pathlib import Path
 
 import pytest
-from browser_tools import assert_healthy, wait_until_idle
+from browser_tools import TEACHER_KEY, assert_healthy, wait_until_idle
 
 from cnf_core.lecture.deck import SLUGS
 
@@ -36,7 +36,8 @@ def visit(browser, addresses: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_page_shows_no_exception(app_url, browser, mode):
-    visit(browser, {f"{name}-{mode}": f"{app_url}/{'' if name == 'home' else name}?{MODEL}{MODES[mode]}" for name in PAGES})
+    key = {"board": f"&teacher={TEACHER_KEY}"}  # the board opens only with the teacher's key
+    visit(browser, {f"{name}-{mode}": f"{app_url}/{'' if name == 'home' else name}?{MODEL}{MODES[mode]}{key.get(name, '')}" for name in PAGES})
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -1,4 +1,4 @@
-"""The sidebar every page shares: device, active model, upload and download."""
+"""The sidebar every page shares: device, the name the class sees, active model, upload and download."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import streamlit as st
 from cnf_core import load_model
 from cnf_core.errors import CNFLabError
 
-from . import state
+from . import classroom, state
 
 
 def render() -> None:
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}**")
+        classroom.name_controls()
         for notice in state.take_notices():
             st.warning(notice)
         models = state.models()

@@ -202,9 +202,12 @@ def training_pool() -> TrainingPool:
     """The server's one training pool (worker processes and their queue), shared by every session.
 
     Its size and limits come from the environment (`PoolSettings.from_env`);
-    a bad value raises `ConfigError` naming the variable.
+    a bad value raises `ConfigError` naming the variable. It tells the class
+    board of every run's progress (`classroom.publisher`).
     """
-    return TrainingPool(PoolSettings.from_env(), owner_alive=session_alive)
+    from . import classroom  # it reads this module's sessions: imported here, not at the top, to avoid a cycle
+
+    return TrainingPool(PoolSettings.from_env(), owner_alive=session_alive, on_change=classroom.publisher())
 
 
 def runs() -> list[Run]:
@@ -218,7 +221,7 @@ def latest_run() -> Run | None:
 
 def start_run(config: TrainConfig, dataset_label: str, budget: dict, resume: Run | None = None) -> Run:
     """Queue a run for this session (or the continuation of `resume`); `PoolRefusal` says why not."""
-    run = training_pool().submit(session_owner(), config, dataset_label, resume=resume, **budget)
+    run = training_pool().submit(session_owner(), config, dataset_label, resume=resume, member=st.session_state.get("class_member"), **budget)
     st.session_state.runs.append(run)
     return run
 

@@ -48,6 +48,8 @@ class TrainingPool:
 
     Args:
         settings: the pool's size and limits (`PoolSettings()`'s defaults when None).
+        on_change: `on_change(run)`, called after each progress report, snapshot and end of a
+            Train-page `Run` (the class board's publisher); it must be quick and not raise.
         owner_alive: `owner_alive(owner) -> bool` tells whether the session
             that submitted work is still connected; the work of sessions gone
             for longer than `settings.disconnect_grace` is stopped (running)
@@ -58,9 +60,10 @@ class TrainingPool:
         ConfigError: the settings ask for a device this machine lacks.
     """
 
-    def __init__(self, settings: PoolSettings | None = None, owner_alive: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, settings: PoolSettings | None = None, owner_alive: Callable[[str], bool] | None = None, on_change: Callable[[Run], None] | None = None) -> None:
         self.settings = settings or PoolSettings()
         self.owner_alive = owner_alive or (lambda owner: True)
+        self.on_change = on_change
         self.size = self.settings.worker_count()
         self._lock = threading.RLock()
         self._queue: deque[Submission] = deque()
@@ -80,7 +83,9 @@ class TrainingPool:
 
     # ------------------------------------------------------------ what sessions call
 
-    def submit(self, owner: str, config: TrainConfig, label: str, *, iterations: int | None = None, seconds: float | None = None, resume: Run | None = None) -> Run:
+    def submit(
+        self, owner: str, config: TrainConfig, label: str, *, iterations: int | None = None, seconds: float | None = None, resume: Run | None = None, member: str | None = None,
+    ) -> Run:
         """Queue a training run for `owner`, or the continuation of an ended run.
 
         Args:
@@ -92,6 +97,7 @@ class TrainingPool:
             seconds: in seconds of training; the config's own budget when both are None.
             resume: an ended run to continue: the new run starts from its
                 trainer state, history and counts, and its budget counts from there.
+            member: who the class board shows the run as (`Run.member`).
 
         Returns:
             The queued `Run`; the pool updates it as it trains.
@@ -110,7 +116,7 @@ class TrainingPool:
             raise PoolRefusal(f"This server trains at most {limits.max_run_seconds:g} s per run; lower the budget.")
         if resume is not None and (resume.active or resume.trainer_state is None):
             raise PoolRefusal("That run cannot be resumed: it is still going, or it ended before it saved its state.")
-        run = Run(owner=owner, label=label, config=config, iterations=iterations, seconds=seconds)
+        run = Run(owner=owner, label=label, config=config, iterations=iterations, seconds=seconds, member=member)
         return self._enqueue(run if resume is None else run.continuing(resume))
 
     def submit_job(self, owner: str, job: Job) -> JobRun:
@@ -143,6 +149,7 @@ class TrainingPool:
             self._queue.append(submission)
             self._dispatch()
         self._wake()
+        self._changed(submission)
         return submission
 
     def stop(self, submission: Submission, discard: bool = False) -> None:
@@ -200,11 +207,9 @@ class TrainingPool:
             charts: for its charts (a new snapshot) rather than its progress line.
 
         Returns:
-            Seconds: every 1.5 s while it trains (charts: as often as a
-            snapshot comes, `snapshot_every`), rarely while far back in the
-            queue; both slower when more work is active than twice the
-            workers; at most 10 s. None: look no more (it ended, or charts
-            of work not yet started).
+            Seconds: every 1.5 s while it trains (charts: every `snapshot_every`), rarely while far back
+            in the queue; slower when more work is active than twice the workers; at most 10 s.
+            None: look no more (it ended, or charts of work not yet started).
         """
         if submission is None or not submission.active:
             return None
@@ -224,13 +229,9 @@ class TrainingPool:
             return next((w.process.pid for w in self._workers if w.work is submission), None)
 
     def status(self) -> dict:
-        """The pool's load for pages and operators.
-
-        Returns:
-            workers, busy (training now), queued, runs (submissions by
-            state), lost_workers (died since start), iterations_per_second and
-            overhead_seconds (the pace it measured, `estimates.Pace`), device.
-        """
+        """The pool's load for pages and operators: workers, busy (training now), queued, runs (submissions
+        by state), lost_workers (died since start), iterations_per_second and overhead_seconds (the pace it
+        measured, `estimates.Pace`), device."""
         with self._lock:
             return {
                 "workers": self.size,
@@ -318,7 +319,13 @@ class TrainingPool:
             work.snapshot = message[2]
         elif kind == "done":
             worker.work = None
-            self._finish(work, message[2])
+            self._finish(work, message[2])  # its _end tells on_change
+        if kind != "done":
+            self._changed(work)
+
+    def _changed(self, submission: Submission) -> None:
+        if self.on_change is not None and isinstance(submission, Run) and not submission.abandoned:
+            self.on_change(submission)
 
     def _finish(self, submission: Submission, outcome: Outcome) -> None:
         submission.error = submission.take(outcome)
@@ -328,6 +335,7 @@ class TrainingPool:
     def _end(self, submission: Submission, state: str, message: str) -> None:
         submission.state, submission.message, submission.ended_at, submission.worker = state, message, time.monotonic(), None
         LOG.info("run %d (%s) %s: %s", submission.id, submission.label, state, message)
+        self._changed(submission)
 
     def _dispatch(self) -> None:
         """Hand queued work, oldest first, to idle workers; an owner never has two submissions training at once."""

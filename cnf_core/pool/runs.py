@@ -94,7 +94,9 @@ class Run(Submission):
     model (read by the safe checkpoint loader), `trainer_state` what a
     resumed run starts from. `collected`: the session has taken its model;
     `stepped`: trained in the caller's process one iteration at a time
-    (`stepping.py`), never queued.
+    (`stepping.py`), never queued. `continues`: the id of the run this one
+    resumed, if any. `member`: who the class board shows it as (an opaque
+    token of its session, `cnf_core.classroom`); None keeps it off the board.
     """
 
     config: TrainConfig
@@ -109,9 +111,12 @@ class Run(Submission):
     trainer_state: bytes | None = None
     collected: bool = False
     stepped: bool = False
+    continues: int | None = None
+    member: str | None = None
 
     def continuing(self, previous: "Run") -> "Run":
-        """This run as the continuation of `previous`: its trainer state, history and counts."""
+        """This run as the continuation of `previous` (`continues`: its id): its trainer state, history and counts."""
+        self.continues = previous.id
         self.resume_state, self.history = previous.trainer_state, list(previous.history)
         self.iteration, self.seconds_trained = previous.iteration, previous.seconds_trained
         self.start_iteration, self.start_seconds = previous.iteration, previous.seconds_trained

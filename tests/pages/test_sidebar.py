@@ -12,9 +12,10 @@ def sidebar_alone():
     import sys
 
     sys.path.insert(0, ".")
-    from ui import sidebar, state
+    from ui import classroom, sidebar, state
 
     state.init()
+    classroom.join()  # as app.py sets a session up before the sidebar
     sidebar.render()
 
 

@@ -1,0 +1,121 @@
+"""The class board in real headless Chromium: six students with names (two private) and a teacher, on one server.
+
+The board lists the four public runs while they train and their test NLL
+when they end; private runs never appear, by any address; a run put on the
+projector shows its density; the teacher's link reaches every student's page
+and its button opens it; without the key the board's address shows nothing
+of the class. The same through nginx with two app processes is in
+`test_deploy.py`.
+"""
+
+import re
+
+import pytest
+from browser_tools import TEACHER_KEY, assert_healthy, figures_drawn, running_app, wait_until_idle
+
+from cnf_core.lecture.deck import STEPS
+
+pytestmark = pytest.mark.browser
+PUBLIC, PRIVATE = ["Ana", "Bea", "Caio", "Dani"], ["Eli", "Fay"]
+TRAIN = "/train?train_depth=1&train_width=16&train_iterations=300"  # small runs: the board, not training, is tested here
+
+
+@pytest.fixture(scope="module")
+def class_server():
+    """A server of its own, so the board holds this class only."""
+    with running_app(log_name="board-server.log") as (url, _):
+        yield url
+
+
+def join_and_train(page, url: str, name: str, private: bool) -> None:
+    """A student: opens the Train page, types a name, maybe goes private, presses Start."""
+    page.goto(url + TRAIN)
+    wait_until_idle(page)
+    box = page.get_by_role("textbox", name="Your name in class")
+    box.fill(name)
+    box.press("Enter")
+    wait_until_idle(page)
+    if private:
+        page.get_by_text("Keep my runs private").click()
+        wait_until_idle(page)
+    page.get_by_role("button", name="Start").click()
+
+
+def board_cells(page) -> list[str]:
+    return page.locator('[data-testid="stDataFrame"] [role=gridcell]').all_text_contents()
+
+
+def board_rows(page) -> dict[str, list[str]]:
+    """The board's rows by student: each row's cells (a row starts with a student's name)."""
+    headers = page.locator('[data-testid="stDataFrame"] [role=columnheader]').all_text_contents()
+    cells = board_cells(page)
+    width = len(headers)
+    rows = [cells[i:i + width] for i in range(0, len(cells) - width + 1, width)]
+    return {row[0]: dict(zip(headers, row)) for row in rows}
+
+
+def wait_for_rows(page, condition, timeout_s: float = 240) -> dict:
+    for _ in range(int(timeout_s * 2)):
+        rows = board_rows(page)
+        if condition(rows):
+            return rows
+        page.wait_for_timeout(500)
+    raise AssertionError(f"the board never showed what was expected: {[(name, row['State']) for name, row in board_rows(page).items()]}")
+
+
+def test_a_class_of_six_and_its_teacher(class_server, browser):
+    url = class_server
+    teacher = browser.new_page(viewport={"width": 1600, "height": 1000})
+    teacher.goto(f"{url}/board?teacher={TEACHER_KEY}")
+    wait_until_idle(teacher)
+    assert "teacher=" not in teacher.url and teacher.inner_text('[data-testid="stMain"] h1') == "Class board"
+    students = {}
+    for name in PUBLIC + PRIVATE:
+        students[name] = browser.new_page(viewport={"width": 1280, "height": 800})
+        join_and_train(students[name], url, name, private=name in PRIVATE)
+    # live: the public runs show while they train (two workers: the others wait in the queue)
+    rows = wait_for_rows(teacher, lambda rows: set(PUBLIC) <= set(rows) and any(row["State"] in ("training", "queued") for row in rows.values()))
+    assert set(rows) == set(PUBLIC)
+    # ended: every public run with its test NLL and gap, never a private one
+    rows = wait_for_rows(teacher, lambda rows: set(rows) == set(PUBLIC) and all(row["State"] == "finished" for row in rows.values()))
+    for row in rows.values():
+        assert float(row["Test NLL"]) > 2.0 and float(row["Gap"]) > 0 and row["Density"].startswith("data:image/png")
+    for name in PRIVATE:
+        students[name].wait_for_selector("text=/Run finished/", timeout=240_000)
+    assert not any(name in " ".join(board_cells(teacher)) for name in PRIVATE)
+    assert_healthy(teacher, "board-class-of-six")
+
+    # one run on the projector: tick its row, press the button, its density animation shows
+    grid = teacher.locator('[data-testid="stDataFrame"]').bounding_box()
+    teacher.mouse.click(grid["x"] + 18, grid["y"] + 35 + 32)  # the first row's tick box (header ~35 px, rows 64 px)
+    teacher.get_by_role("button", name=re.compile(r"Put on projector \(1 selected\)")).click()
+    teacher.wait_for_selector("text=On the projector", timeout=120_000)
+    wait_until_idle(teacher)
+    assert figures_drawn(teacher) >= 1
+    assert teacher.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").count() >= 1  # a density heatmap
+    assert_healthy(teacher, "board-projected")
+
+    # one link to the class: every student's page shows it, and its button opens it
+    teacher.get_by_role("textbox", name="Send the class a link").fill(f"{url}/lecture?step=adjoint")
+    teacher.get_by_role("button", name="Send to the class").click()
+    teacher.wait_for_selector("text=/Sent: Lecture 12/", timeout=30_000)
+    for name, page in students.items():
+        page.wait_for_selector("text=/Your teacher sent a link/", timeout=30_000)
+    ana = students["Ana"]
+    ana.get_by_role("link", name=re.compile("Open it")).click()
+    ana.wait_for_function("document.location.pathname.endsWith('/lecture') && document.location.search.includes('step=adjoint')", timeout=60_000)
+    wait_until_idle(ana)
+    assert ana.inner_text('[data-testid="stMain"] h1') == next(step.title for step in STEPS if step.slug == "adjoint")
+    bea = students["Bea"]
+    bea.get_by_role("button", name="Dismiss").click()
+    bea.wait_for_selector("text=/Your teacher sent a link/", state="detached", timeout=30_000)
+
+    # without the key: no board and nothing of the class, on the board's address or any other
+    stranger = browser.new_page(viewport={"width": 1280, "height": 800})
+    for address in ("/board", f"/board?teacher={TEACHER_KEY[:-1]}", "/board?projector=true", "/?teacher="):
+        stranger.goto(url + address)
+        wait_until_idle(stranger)
+        text = stranger.inner_text("body")
+        assert "Class board" not in text and not any(name in text for name in PUBLIC + PRIVATE), address
+    for page in [*students.values(), teacher, stranger]:
+        page.close()
