@@ -31,7 +31,7 @@ settings.read_infinite_address_numbers_as_defaults()  # a Streamlit 1.67 crash o
 st.set_page_config(page_title="CNF Lab", page_icon=":material/cyclone:", layout="wide")
 state.mark_app_run()
 state.init()
-classroom.admit_teacher()  # ?teacher=KEY: this session is the teacher's, and the key leaves the address
+classroom.admit_teacher()  # ?teacher=KEY: this session is the teacher's
 classroom.join()
 
 presenting = projector.enabled()  # ?projector=true: no sidebar, no navigation, larger type (ui/projector.py)
@@ -42,6 +42,7 @@ page = st.navigation(
     [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(shown) if (ROOT / path).exists()],
     position="hidden" if presenting else "sidebar",
 )
+classroom.drop_key_from_address()
 # the active model travels in the address too, read once per session (only names every session has: the pretrained ones)
 if not st.session_state.get("address_model_read"):
     st.session_state.address_model_read = True

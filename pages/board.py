@@ -12,7 +12,20 @@ state.require_app()
 if not classroom.is_teacher():
     st.stop()
 
+def present(on: bool) -> None:
+    """Switch this page to projector mode and back, in this session (a new tab would need the key again)."""
+    if on:
+        st.query_params[projector.PARAM] = "true"
+    elif projector.PARAM in st.query_params:
+        del st.query_params[projector.PARAM]
+
+
 if projector.enabled():  # the projected runs alone, on one screen
+    projector.measure()
+    title, back = st.columns([5, 1], vertical_alignment="center")
+    title.title("The class's flows")
+    back.button("← Board", key="board_back", on_click=present, args=(False,))
+    projector.drawn(projector.row(lines=1, size=projector.TITLE_SIZE, line=projector.TITLE_LINE))
     if not board.projected_names():
         st.info("No run is on the projector: select finished runs on the board and press “Put on projector”.")
     board.show_projected()
@@ -55,6 +68,5 @@ live_table(filters)
 names = board.projected_names()
 if names:
     st.subheader("On the projector")
-    st.caption("Open this board with `projector=true` in the address (or use the link below) to show these alone, full screen.")
-    st.page_link("pages/board.py", label="Present these runs", icon=":material/slideshow:", query_params={projector.PARAM: "true"})
+    st.button("Present these runs", icon=":material/slideshow:", key="board_present", on_click=present, args=(True,), help="These runs alone, one screen high, in projector mode.")
     board.show_projected()

@@ -127,3 +127,23 @@ def page_paths(page) -> list[str]:
     return [links.nth(i).get_attribute("href") for i in range(links.count())]
 
 
+def presented(page, width: int, height: int) -> None:
+    """Wait until the page is laid out for the window it reported (`ui.projector.measure`) and has settled.
+
+    Projector mode hides Streamlit's status widget, which `wait_until_idle` watches: the app's own
+    script state and the spinners of a step still computing say when the run is over.
+    """
+    page.wait_for_function(
+        f"getComputedStyle(document.documentElement).getPropertyValue('--projector-layout').includes('{width}x{height}')", timeout=60_000,
+    )
+    for _ in range(2):  # a run that ended, then a second of quiet with nothing running
+        page.wait_for_function(
+            "document.querySelector('[data-test-script-state]')?.getAttribute('data-test-script-state') === 'notRunning'"
+            " && !document.querySelector('[data-testid=stSpinner]')", timeout=120_000,
+        )
+        wait_until_idle(page)
+
+
+# the bottom of every figure on the page, in document pixels (scrolled to the top)
+FIGURE_BOTTOMS = """() => { window.scrollTo(0, 0);
+    return [...document.querySelectorAll('.js-plotly-plot')].map(p => p.getBoundingClientRect().bottom + window.scrollY); }"""

@@ -1,11 +1,12 @@
-"""The Lecture walk in real headless Chromium: every step drawn (screenshots in test-artifacts/), Next in the browser, projector mode."""
+"""The Lecture walk in real headless Chromium: every step drawn (screenshots in test-artifacts/), Next in the browser, projector mode, each step on one screen."""
 
 import re
 
 import pytest
-from browser_tools import assert_healthy, figures_drawn, wait_until_idle
+from browser_tools import FIGURE_BOTTOMS, assert_healthy, figures_drawn, presented, wait_until_idle
 
 from cnf_core.lecture.deck import SLUGS, STEPS
+from ui.lecture_screen import first_sentence
 
 pytestmark = pytest.mark.browser
 MODEL = "model=8gaussians+%28pretrained%29"
@@ -75,18 +76,51 @@ def test_a_steps_link_carries_its_settings_to_the_step_and_on_to_the_full_page(a
     page.close()
 
 
+# each step's figures in projector mode, as many as before the steps were fitted to one screen: none dropped to fit
+FIGURES = {"recap": 2, "neural-ode": 1, "adjoint": 1, "discrete-vs-continuous": 1, "picard": 1, "change-of-variables": 3, "ffjord": 2, "summary": 1, "after-ffjord": 1}
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (1280, 720)], ids=["1080p", "720p"])
+def test_every_step_fits_one_screen_in_projector_mode(app_url, browser, width, height):
+    # a teacher's walk: the first step's link, then Next, in one tab (one session, which knows the window after its first run)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{app_url}/lecture?step={SLUGS[0]}&projector=true&{MODEL}")
+    for index, step in enumerate(STEPS):
+        if index:
+            page.locator('[data-testid="stButton"] button:has-text("→")').first.click()
+            page.wait_for_function(f"document.location.search.includes('step={step.slug}')", timeout=60_000)
+        presented(page, width, height)
+        title = page.locator('[data-testid="stMain"] h1')
+        assert title.inner_text() == step.title and title.is_visible()
+        assert first_sentence(step.statement).replace("**", "")[:40] in page.inner_text('[data-testid="stMain"]')  # shown, or an expander's label
+        bottoms = page.evaluate(FIGURE_BOTTOMS)
+        assert len(bottoms) == FIGURES[step.slug], (step.slug, len(bottoms))
+        assert max(bottoms) <= height, (step.slug, max(bottoms))  # the whole of every figure on the screen, no scrolling
+        buttons = page.locator('[data-testid="stButton"] button')
+        assert all(buttons.nth(i).bounding_box()["y"] + buttons.nth(i).bounding_box()["height"] <= height for i in range(buttons.count()))
+    assert_healthy(page, f"lecture-projector-fit-{height}p")
+    page.close()
+
+
 def test_projector_mode_in_the_browser(app_url, browser):
     page = browser.new_page(viewport={"width": 1600, "height": 900})
     page.goto(f"{app_url}/lecture?step=neural-ode&projector=true&{MODEL}")
-    wait_until_idle(page)
+    presented(page, 1600, 900)
     assert figures_drawn(page) >= 1
     assert not page.locator('[data-testid="stSidebar"]').is_visible()
     assert not page.locator('[data-testid="stSidebarNav"]').is_visible()
     assert not page.locator('[data-testid="stHeader"]').is_visible()
     size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('[data-testid=stMarkdownContainer] p')).fontSize)")
     assert size >= 22, size  # larger type than the app's 17 px
-    assert page.locator(".js-plotly-plot").first.bounding_box()["height"] >= 600
+    # The figure takes the height the step leaves it: 900 px less the walk's buttons, the title, the folded statement,
+    # two formulas, a row of sliders above it and a row of metrics below it (about 370 px; each step fits its screen:
+    # the test above). Before, it was 680 px whatever the window, and its bottom lay at 1211 px, under a 900 px window.
+    box = page.locator(".js-plotly-plot").first.bounding_box()
+    assert box["height"] >= 300 and box["y"] + box["height"] <= 900 - 80, box  # the metrics' row under it on the screen too
     assert_healthy(page, "lecture-projector-neural-ode")
+    page.set_viewport_size({"width": 1280, "height": 720})  # the window resized: the browser says so, the step fits again
+    presented(page, 1280, 720)
+    assert max(page.evaluate(FIGURE_BOTTOMS)) <= 720
     page.get_by_role("button", name=f"{STEPS[2].title} →").click()
     page.wait_for_function("document.location.search.includes('step=adjoint')", timeout=30_000)
     wait_until_idle(page)

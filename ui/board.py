@@ -25,7 +25,9 @@ from cnf_core.figures.thumbnails import data_url
 from . import classroom, frames, projector, state
 from .navigation import sendable_pages
 
-__all__ = ["MAX_PROJECTED", "REFRESH_SECONDS", "GROUPS", "Filters", "board_table", "send_link_form", "runs_table", "projected_names", "project", "show_projected"]
+__all__ = [
+    "MAX_PROJECTED", "REFRESH_SECONDS", "GROUPS", "Filters", "board_table", "send_link_form", "runs_table", "projected_names", "project", "projected_figures", "show_projected",
+]
 
 MAX_PROJECTED = 4  # side by side on one screen
 REFRESH_SECONDS = 2.0
@@ -143,21 +145,28 @@ def project(keys: list[str]) -> list[str]:
     return problems
 
 
-def show_projected(height: int | None = None) -> None:
-    """The projected models side by side: each one's density animation with samples and particle paths (`height` px each when given)."""
-    names = projected_names()
-    for name, column in zip(names, st.columns(len(names)) if names else []):
+def projected_figures() -> list[tuple[object, str]]:
+    """(figure, key) of each projected model: its density animation from the base to the data, with samples and particle paths."""
+    drawn = []
+    for name in projected_names():
         model = state.models()[name].model
-        with column:
-            try:
-                solved = frames.frames_for(model.field, FRAMES)
-                shown, problems = frames.overlays_for(model.field, FRAMES, OVERLAYS)
-            except CNFLabError as exc:
-                st.error(f"{name}: the density could not be computed: {exc}")
-                continue
-            for problem in problems:
-                st.caption(f"Overlay skipped: {problem}")
-            figure = density_animation_figure(solved, title=name.removesuffix(" (class)"), **shown)
-            if height is not None:
-                figure.update_layout(height=height)
-            projector.chart(figure, key=f"board_projected_{name}")
+        try:
+            solved = frames.frames_for(model.field, FRAMES)
+            shown, problems = frames.overlays_for(model.field, FRAMES, OVERLAYS)
+        except CNFLabError as exc:
+            st.error(f"{name}: the density could not be computed: {exc}")
+            continue
+        for problem in problems:
+            st.caption(f"{name}: overlay skipped: {problem}")
+        drawn.append((density_animation_figure(solved, title=name.removesuffix(" (class)"), **shown), f"board_projected_{name}"))
+    return drawn
+
+
+def show_projected() -> None:
+    """The projected models side by side; on the projector, one screen high (`projector.charts`)."""
+    figures = projected_figures()
+    if projector.enabled():
+        projector.charts(figures)
+        return
+    for (figure, key), column in zip(figures, st.columns(len(figures)) if figures else []):
+        column.plotly_chart(figure, key=key)

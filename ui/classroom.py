@@ -23,7 +23,7 @@ from cnf_core.errors import CNFLabError
 from . import state
 from .navigation import PAGES, url_path
 
-__all__ = ["class_settings", "store", "publisher", "admit_teacher", "is_teacher", "join", "name_controls", "banner", "BANNER_POLL_SECONDS"]
+__all__ = ["class_settings", "store", "publisher", "admit_teacher", "drop_key_from_address", "is_teacher", "join", "name_controls", "banner", "BANNER_POLL_SECONDS"]
 
 BANNER_POLL_SECONDS = 5.0  # how soon a sent link reaches a student's page that is not being used
 TEACHER = "class_teacher"  # session-state keys
@@ -56,13 +56,16 @@ def publisher() -> RunPublisher:
 
 
 def admit_teacher() -> None:
-    """Read a key from the address, once: the right one makes this session the teacher's. The key leaves the address either way."""
-    if KEY_PARAM not in st.query_params:
-        return
-    given = st.query_params.get(KEY_PARAM)
-    del st.query_params[KEY_PARAM]
-    if class_settings().is_teacher_key(given):
+    """Read a key from the address: the right one makes this session the teacher's (call before `st.navigation`, which then lists the board)."""
+    if KEY_PARAM in st.query_params and class_settings().is_teacher_key(st.query_params.get(KEY_PARAM)):
         st.session_state[TEACHER] = True
+
+
+def drop_key_from_address() -> None:
+    """Take a key, right or wrong, out of the address bar (call after `st.navigation`: a change made before it
+    is lost when the first run of a session resolves its page with the address it was opened with)."""
+    if KEY_PARAM in st.query_params:
+        del st.query_params[KEY_PARAM]
 
 
 def is_teacher() -> bool:

@@ -11,7 +11,9 @@ where they are the same (ui/computations.py, ui/precision_recall.py), and
 each step's figures are built once per server for their inputs
 (`cache.cached_figures`), so a class that walks the lecture together
 computes and builds each figure once, and Next to a step seen before only
-sends it.
+sends it. On the projector each figure takes the height its step leaves on
+the screen (`projector.remaining`, under the header of ui/lecture_screen.py),
+and figures stacked on a screen sit side by side.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def recap(entry: ModelEntry | None) -> dict:
     if sets is None:
         return {}
     panel.metric_cells(sets, ("precision", "recall", "frechet", "inception_score"))
-    panel.manifold_charts(sets, "lecture_recap")
+    panel.manifold_charts(sets, "lecture_recap", height=projector.remaining(above=projector.row("controls", "metrics")))
     return {"pr_k": k, "pr_tau": tau, "pr_n": n}
 
 
@@ -106,7 +108,7 @@ def neural_ode(entry: ModelEntry | None) -> dict:
     except CNFLabError as exc:
         st.error(f"Could not compare the networks with the ODE: {exc}")
         return {}
-    projector.chart(figure, "lecture_node_paths")
+    projector.chart(figure, "lecture_node_paths", height=projector.remaining(above=projector.row("controls"), below=projector.row("metrics")))
     errors = dict(zip(comparison.depths, comparison.errors))
     cells = st.columns(3)
     cells[0].metric("max |ResNet − torchdiffeq Euler|, L = 1", f"{equality[1][0]:.1e}", help="A residual block and one Euler step of torchdiffeq with Δt = 1 compute the same numbers.")
@@ -144,7 +146,7 @@ def adjoint(entry: ModelEntry | None) -> dict:
     cells[1].metric("Pontryagin's equations as written, same", f"{as_written:.1e}")
     cells[2].metric("NFE backward, backprop", f"{check.nfe['backprop'][1]}", help="Backprop replays the graph it stored: no new evaluations of f, memory grows with the steps.")
     cells[3].metric("NFE backward, adjoint", f"{check.nfe['adjoint'][1]}", help="The adjoint solves [z, a_z, a_θ] backwards: more evaluations, memory constant in the steps.")
-    projector.chart(figure, "lecture_adjoint_state")
+    projector.chart(figure, "lecture_adjoint_state", height=projector.remaining(above=projector.row("controls", "metrics")))
     _explain(
         f"On {field_name}, loss L = mean ‖z(t₁) − y‖² over {starts} start points. Arrows: −a_z(t), "
         "solved from t₁ back to t₀ with z(t) re-solved backwards beside it. Loosen the tolerance to watch the two "
@@ -171,7 +173,7 @@ def discrete_vs_continuous(entry: ModelEntry | None) -> dict:
     except CNFLabError as exc:
         st.error(f"Could not time the computations: {exc}")
         return {}
-    projector.chart(figure, "lecture_cost")
+    projector.chart(figure, "lecture_cost", height=projector.remaining(above=projector.row("controls"), below=projector.row("metrics")))
     cells = st.columns(3)
     for cell, (method, label) in zip(cells, (("logdet", "log|det| slope"), ("exact", "exact trace slope (d VJPs)"), ("hutchinson", "Hutchinson slope (1 VJP)"))):
         cell.metric(label, f"{cost.slopes[method]:.2f}", help="Fitted on log–log over the larger dimensions, measured on this server just now.")
@@ -194,7 +196,7 @@ def _crossing(config: CrossingConfig):
 
 
 def picard(entry: ModelEntry | None) -> dict:
-    controls = st.columns(3)
+    controls = st.columns([2, 1, 1] if projector.enabled() else 3)  # the task's two names on one line on the projector
     problem = widget(CrossingConfig, "problem", "lecture_picard_problem", container=controls[0], kind="radio", horizontal=True)
     augment = widget(CrossingConfig, "augment", "lecture_picard_augment", container=controls[1], options=(1, 2, 3, 4))
     iterations = widget(CrossingConfig, "iterations", "lecture_picard_iterations", container=controls[2], options=(25, 50, 100, 200, 400), default=100)
@@ -203,7 +205,7 @@ def picard(entry: ModelEntry | None) -> dict:
     except CNFLabError as exc:
         st.error(f"Could not train the two Neural ODEs: {exc}")
         return {}
-    projector.chart(figure, f"lecture_picard_{problem}")
+    projector.chart(figure, f"lecture_picard_{problem}", height=projector.remaining(above=projector.row("controls"), below=projector.row("metrics")))
     cells = st.columns(3)
     cells[0].metric("Plain Neural ODE, loss", f"{comparison.plain.loss:.3f}")
     cells[1].metric(f"Augmented (+{augment}), loss", f"{comparison.augmented.loss:.4f}")
@@ -251,13 +253,16 @@ def change_of_variables(entry: ModelEntry | None) -> dict:
         st.info("Pick or train a model (sidebar) to watch its density evolve.")
         return {}
     frames, config = density_frames_of(entry, 21)
-    controls = st.columns(2)
+    shares = (3, 5, 3)  # on the projector: the three figures side by side, the controls over the maps they set
+    columns = st.columns(shares) if projector.enabled() else (st, st, st)
+    controls = columns[1].columns([5, 3]) if projector.enabled() else st.columns(2)
     t = widget(ContinuityView, "t", "lecture_cov_time", container=controls[0], options=[round(t, 2) for t in frames.times])
     wrong_sign = widget(ContinuityView, "wrong_sign", "lecture_cov_wrong_sign", container=controls[1])
     animation, check, residual = _continuity(entry.model.field, config, entry.name, frames)
-    projector.chart(animation, "lecture_cov_animation")
-    projector.chart(_continuity_maps(entry.model.field, config, t, wrong_sign, check), "lecture_cov_maps")
-    projector.chart(residual, "lecture_cov_residual")
+    maps = _continuity_maps(entry.model.field, config, t, wrong_sign, check)
+    figures = ((animation, "lecture_cov_animation", 0), (maps, "lecture_cov_maps", projector.row("controls")), (residual, "lecture_cov_residual", 0))
+    for column, width, (figure, key, above) in zip(columns, projector.column_widths(shares), figures):
+        projector.chart(figure, key, column, projector.remaining(above=above), width)
     _explain(
         "∂p/∂t by finite differences between frames, ∇·(p f) by finite differences on the grid with f evaluated there: "
         "two independent computations of the same change, from the log-density ODE's frames. Mass in the view per frame: "
@@ -301,8 +306,8 @@ def ffjord(entry: ModelEntry | None) -> dict:
             help="Where ∂f/∂z is taken: the estimator's spread depends on the Jacobian there.",
         )
         histograms, probes = _hutchinson_figures(entry.model.field, HutchinsonConfig(t=t), point)
-        projector.chart(histograms, "lecture_ffjord_histograms")
-        projector.chart(probes, "lecture_ffjord_probes")
+        figures = ((histograms, "lecture_ffjord_histograms"), (probes, "lecture_ffjord_probes"))
+        projector.charts(figures, widths=(2, 1), height=projector.remaining(above=projector.row("controls")))
         _explain(
             "εᵀ(∂f/∂z)ε for many probes ε at one point: unbiased around the exact trace (dashed), with variance "
             "2‖S‖²_F for Gaussian probes and 2‖S‖²_F − 2Σᵢ(∂f/∂z)ᵢᵢ² for Rademacher ones, S the Jacobian's symmetric part; "
@@ -315,6 +320,10 @@ def ffjord(entry: ModelEntry | None) -> dict:
         table, jacobians, samples = _flow_table(entry.model, FlowTableConfig(layers=layers, iterations=iterations))
     except CNFLabError as exc:
         st.error(f"Could not measure the comparison: {exc}")
+        return {}
+    if projector.enabled():  # one row on the projector
+        figures = ((table, "lecture_ffjord_table"), (jacobians, "lecture_ffjord_jacobians"), (samples, "lecture_ffjord_samples"))
+        projector.charts(figures, height=projector.remaining(above=projector.row("controls")))
         return {}
     projector.chart(table, "lecture_ffjord_table")
     left, right = st.columns(2)

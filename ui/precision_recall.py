@@ -117,10 +117,10 @@ def _manifold_figures(sets: SampleSets, prefix: str):
     return manifold_pair_figures(sets.comparison.manifolds, sets.real, sets.fake, prefix)
 
 
-def manifold_charts(sets: SampleSets, key: str, prefix: str = "") -> None:
-    """The real manifold with the generated points (precision) beside the generated one with the real points (recall)."""
+def manifold_charts(sets: SampleSets, key: str, prefix: str = "", height: int | None = None) -> None:
+    """The real manifold with the generated points (precision) beside the generated one with the real points (recall), `height` pixels tall on the projector."""
     for column, figure, side in zip(st.columns(2), _manifold_figures(sets, prefix), ("real", "fake")):
-        projector.chart(figure, f"{key}_{side}_manifold", column)
+        projector.chart(figure, f"{key}_{side}_manifold", column, height)
 
 
 @cached(show_spinner=False, max_entries=64)

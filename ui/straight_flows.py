@@ -162,7 +162,7 @@ def after_ffjord(entry) -> dict:
         st.warning("The reference flows are missing from assets/frontier/models: make them with `python -m cnf_core frontier`.")
         return {}
     steps = settings.widget(SolverConfig.fixed, "steps", "lecture_euler_steps", options=EULER_STEPS, default=1, label="Euler's steps", help="Each panel's paths by Euler with this many steps, over the exact ones.")
-    projector.chart(paths_figure(shown, steps), "lecture_after_ffjord")
+    projector.chart(paths_figure(shown, steps), "lecture_after_ffjord", height=projector.remaining(above=projector.row("controls")))
     if not projector.enabled():
         values = {name: straightness(model).straightness for name, model in shown.items()}
         st.caption("Straightness S: " + ", ".join(f"{name} {value:.3f}" for name, value in values.items()) + ". One Euler step lands where the exact flow does only when S is near 0.")

@@ -10,6 +10,7 @@ offline, slider and all.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 
@@ -25,10 +26,16 @@ from .training import DENSITY_SCALE, to_numpy
 __all__ = ["viridis_table", "density_rgb", "animation_gif", "animation_html"]
 
 
+@functools.lru_cache(maxsize=4)
 def viridis_table(size: int = 256) -> np.ndarray:
-    """(size, 3) uint8 colours of the figures' scale (Viridis) at `size` evenly spaced levels, sampled by Plotly."""
+    """(size, 3) uint8 colours of the figures' scale (Viridis) at `size` evenly spaced levels, sampled by Plotly.
+
+    Sampled once per size (the class board colours a thumbnail per snapshot) and read-only, as it is shared.
+    """
     colours = plotly.colors.sample_colorscale(DENSITY_SCALE, np.linspace(0.0, 1.0, size).tolist(), colortype="tuple")
-    return np.round(np.asarray(colours) * 255).astype(np.uint8)
+    table = np.round(np.asarray(colours) * 255).astype(np.uint8)
+    table.flags.writeable = False
+    return table
 
 
 def density_rgb(frames: DensityFrames, log_scale: bool = False, floor: float = LOG_FLOOR) -> np.ndarray:
