@@ -12,6 +12,7 @@ state.require_app()
 if not classroom.is_teacher():
     st.stop()
 
+
 def present(on: bool) -> None:
     """Switch this page to projector mode and back, in this session (a new tab would need the key again)."""
     if on:

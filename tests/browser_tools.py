@@ -147,3 +147,16 @@ def presented(page, width: int, height: int) -> None:
 # the bottom of every figure on the page, in document pixels (scrolled to the top)
 FIGURE_BOTTOMS = """() => { window.scrollTo(0, 0);
     return [...document.querySelectorAll('.js-plotly-plot')].map(p => p.getBoundingClientRect().bottom + window.scrollY); }"""
+
+
+def join_class(page, name: str, private: bool = False) -> None:
+    """A student on an open Train page: types a display name, maybe goes private, presses Start."""
+    wait_until_idle(page)
+    box = page.get_by_role("textbox", name="Your name in class")
+    box.fill(name)
+    box.press("Enter")
+    wait_until_idle(page)
+    if private:
+        page.get_by_text("Keep my runs private").click()
+        wait_until_idle(page)
+    page.get_by_role("button", name="Start").click()

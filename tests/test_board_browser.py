@@ -11,7 +11,7 @@ of the class. The same through nginx with two app processes is in
 import re
 
 import pytest
-from browser_tools import FIGURE_BOTTOMS, TEACHER_KEY, assert_healthy, figures_drawn, presented, running_app, wait_until_idle
+from browser_tools import FIGURE_BOTTOMS, TEACHER_KEY, assert_healthy, figures_drawn, join_class, presented, running_app, wait_until_idle
 
 from cnf_core import datasets
 from cnf_core.lecture.deck import STEPS
@@ -26,20 +26,6 @@ def class_server():
     """A server of its own, so the board holds this class only."""
     with running_app(log_name="board-server.log") as (url, _):
         yield url
-
-
-def join_and_train(page, url: str, name: str, private: bool) -> None:
-    """A student: opens the Train page, types a name, maybe goes private, presses Start."""
-    page.goto(url + TRAIN)
-    wait_until_idle(page)
-    box = page.get_by_role("textbox", name="Your name in class")
-    box.fill(name)
-    box.press("Enter")
-    wait_until_idle(page)
-    if private:
-        page.get_by_text("Keep my runs private").click()
-        wait_until_idle(page)
-    page.get_by_role("button", name="Start").click()
 
 
 def board_cells(page) -> list[str]:
@@ -73,7 +59,8 @@ def test_a_class_of_six_and_its_teacher(class_server, browser):
     students = {}
     for name in PUBLIC + PRIVATE:
         students[name] = browser.new_page(viewport={"width": 1280, "height": 800})
-        join_and_train(students[name], url, name, private=name in PRIVATE)
+        students[name].goto(url + TRAIN)
+        join_class(students[name], name, private=name in PRIVATE)
     # live: public runs show while they train or wait (two workers: the others wait in the queue), never a private one
     rows = wait_for_rows(teacher, lambda rows: any(row["State"] in ("training", "queued") for row in rows.values()))
     assert set(rows) <= set(PUBLIC), set(rows)

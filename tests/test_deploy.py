@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from browser_tools import ARTIFACTS, ROOT, TEACHER_KEY, assert_healthy, free_port, wait_until_idle
+from browser_tools import ARTIFACTS, ROOT, TEACHER_KEY, assert_healthy, free_port, join_class, wait_until_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (scripts/test.sh installs nginx-light)")]
 
@@ -94,15 +94,7 @@ def test_the_board_shows_the_students_of_both_processes(deployment, browser):
         if not private and landed.get(upstream):
             context.close()
             continue
-        wait_until_idle(page)
-        box = page.get_by_role("textbox", name="Your name in class")
-        box.fill(name)
-        box.press("Enter")
-        wait_until_idle(page)
-        if private:
-            page.get_by_text("Keep my runs private").click()
-            wait_until_idle(page)
-        page.get_by_role("button", name="Start").click()
+        join_class(page, name, private)
         students.append((name, private, upstream, page))
         if not private:
             landed[upstream] = name

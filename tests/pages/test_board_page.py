@@ -134,3 +134,19 @@ def test_a_sent_link_reaches_every_student_until_dismissed_and_a_new_one_replace
     time.sleep(1.1)
     second.run()
     assert not any("Your teacher sent a link" in m.value for m in second.markdown)  # taken down everywhere
+
+
+def test_the_table_filters_by_dataset_and_setting_and_groups_rows():
+    from cnf_core.classroom import RunRecord
+    from ui.board import Filters, board_table
+
+    def run(key, name, dataset, objective, nll):
+        return RunRecord(key=key, owner=key, name=name, dataset=dataset, objective=objective, solver="euler", state="finished", iteration=1, seconds=1.0, started=0.0, nll=nll)
+
+    records = [run("a", "Ana", "rings", "flow matching", 3.0), run("b", "Bo", "moons", "maximum likelihood", 2.5), run("c", "Cy", "rings", "maximum likelihood", 2.9)]
+    assert list(board_table(records)["Student"]) == ["Bo", "Cy", "Ana"]  # best test NLL first
+    assert list(board_table(records, Filters(group="dataset"))["Student"]) == ["Bo", "Cy", "Ana"]  # moons, then rings by NLL
+    assert list(board_table(records, Filters(group="setting"))["Student"]) == ["Ana", "Bo", "Cy"]  # flow matching first
+    assert list(board_table(records, Filters(datasets=("rings",)))["Student"]) == ["Cy", "Ana"]
+    assert list(board_table(records, Filters(datasets=("rings",), settings=("flow matching · euler",)))["Student"]) == ["Ana"]
+    assert board_table([]).empty
