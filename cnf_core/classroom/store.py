@@ -177,13 +177,6 @@ class ClassStore:
             db.execute("UPDATE students SET expires = ? WHERE owner = ?", (expires, owner))
             db.execute("UPDATE runs SET expires = ? WHERE owner = ?", (expires, owner))
 
-    def forget(self, owner: str) -> None:
-        """Delete a student and every run of theirs."""
-        db = self._connection()
-        with db:
-            db.execute("DELETE FROM runs WHERE owner = ?", (owner,))
-            db.execute("DELETE FROM students WHERE owner = ?", (owner,))
-
     # ------------------------------------------------------------ runs
 
     def run_key(self, run_id: int) -> str:
