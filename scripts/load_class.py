@@ -14,7 +14,7 @@ on stderr, one JSON object on stdout or in --json):
   refreshes every 2 s), and the public runs it listed when the class was done.
 
 The N class sessions share one Chromium at a low priority (niceness 19 for
-its threads; once Start is pressed everywhere, 10 for its autogroup): they
+its threads; its autogroup at 10 while it presses Start, then at 19): they
 stand for the students' own machines (on 2 cores, 12 pages watching live
 charts at normal priority take a quarter of the machine from the workers).
 The probe
@@ -52,10 +52,14 @@ DATASETS = ["8gaussians", "moons", "circles", "rings", "pinwheel", "swissroll", 
 PROBE_PAGES = {"density": "/density", "solver lab": "/solver_lab"}
 FINISHED = "text=/Run (finished|stopped|failed)/"
 TICK = os.sysconf("SC_CLK_TCK")
-# Once its Start buttons are pressed, the class's browser gets about a tenth of a contended machine
-# (autogroup weight 110 against the server's 1024): enough to draw, little enough not to stand in
-# for the server's load. Pressing Start in 12 pages at that priority would take minutes.
-CLASS_NICENESS = 10
+# Once its Start buttons are pressed, the class's browser gets about an eighth of what training
+# gets (autogroup weight 15 against the workers' group at niceness 10, weight 110): enough to
+# draw, little enough not to stand in for the server's load. Pressing Start in 12 pages at that
+# priority would take minutes.
+CLASS_NICENESS = 19
+# While it presses the 12 Start buttons, a tenth of the server's weight (110 against 1024): the
+# clicks still come within about 5 s, and the class's pages do not stand in for the server's work.
+CLICKING_NICENESS = 10
 
 
 def log(message: str) -> None:
@@ -259,6 +263,7 @@ def class_load(
         settled(page, time.perf_counter())
         opened.append((context, page, dataset))
     log(f"  {sessions} sessions open on the Train page")
+    _set_group_niceness(class_browser_pid, CLICKING_NICENESS)
     sampler = Sampler(url, pid)
     sampler.start()
     started = time.perf_counter()

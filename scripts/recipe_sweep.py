@@ -43,6 +43,10 @@ CANDIDATES = {
     "small, rk4 2 steps": SMALL | {"solver": SolverConfig(method="rk4", step_size=0.5)},
     "small, midpoint 4 steps": SMALL | {"solver": SolverConfig(method="midpoint", step_size=0.25)},
     "small, flow matching": SMALL | {"objective": "fm"},
+    # rings' third round (docs/PERFORMANCE.md): the nearest to its targets, not yet measured on every dataset
+    "lr 1e-1": {"lr": 1e-1},
+    "lr 1e-1, batch 1024": {"lr": 1e-1, "batch_size": 1024},
+    "2×64, constant": {"field": FieldConfig(hidden=(64, 64)), "lr_schedule": "constant"},
 }
 
 

@@ -118,5 +118,11 @@ def test_a_class_of_six_and_its_teacher(class_server, browser):
         wait_until_idle(stranger)
         text = stranger.inner_text("body")
         assert "Class board" not in text and not any(name in text for name in PUBLIC + PRIVATE), address
-    for page in [*students.values(), teacher, stranger]:
+    # the key leaves the address in projector mode too, where it would be on the class's screen
+    presenter = browser.new_page(viewport={"width": 1280, "height": 720})
+    presenter.goto(f"{url}/board?teacher={TEACHER_KEY}&projector=true")
+    wait_until_idle(presenter)
+    presenter.wait_for_function("!document.location.search.includes('teacher=')", timeout=30_000)
+    assert "projector=true" in presenter.url and presenter.inner_text('[data-testid="stMain"] h1') == "The class's flows"
+    for page in [*students.values(), teacher, stranger, presenter]:
         page.close()

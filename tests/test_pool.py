@@ -2,7 +2,10 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,13 +227,50 @@ def test_settings_come_from_the_environment_and_bad_values_name_their_variable()
             PoolSettings.from_env(environ)
 
 
-def test_workers_run_at_a_lower_priority_than_the_server(pool):
+def test_workers_run_at_a_lower_priority_than_the_server_in_a_scheduling_group_of_their_own(pool):
     run = pool.submit("nice", LONG, "8gaussians")
     wait_for(lambda: run.state == RUNNING)
     pid = pool.worker_pid(run)
     assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10 or os.getpriority(os.PRIO_PROCESS, pid) == 19
+    # a session of its own: under Linux's autogroup scheduling the server's group holds no training
+    assert os.getsid(pid) == pid != os.getsid(0)
+    group = Path(f"/proc/{pid}/autogroup")
+    if group.exists():  # a kernel with autogroup scheduling
+        assert group.read_text().split()[0] != Path("/proc/self/autogroup").read_text().split()[0]
+        assert group.read_text().split()[-1] == "10"
     pool.stop(run)
     wait_for(lambda: not run.active)
+
+
+def _alive(pid: int) -> bool:
+    try:  # the state field; an exited orphan may linger as a zombie until someone reaps it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_leaves_when_the_server_is_killed(tmp_path):
+    # The worker no longer shares the server's session: it must notice the server's end on its own.
+    pid_file = tmp_path / "worker-pid"
+    server = subprocess.Popen([sys.executable, "-c", (
+        "import time, pathlib\n"
+        "from cnf_core.pool import PoolSettings, TrainingPool\n"
+        "from cnf_core.field import FieldConfig\n"
+        "from cnf_core.training import TrainConfig\n"
+        "pool = TrainingPool(PoolSettings(workers=1))\n"
+        "run = pool.submit('a', TrainConfig(field=FieldConfig(hidden=(16,)), seconds=25, iterations=None), '8gaussians')\n"
+        "while run.state != 'running': time.sleep(0.05)\n"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(pool.worker_pid(run)))\n"
+        "time.sleep(60)\n"
+    )], cwd=Path(__file__).resolve().parent.parent)
+    try:
+        wait_for(pid_file.exists, what="the worker to train")
+        worker = int(pid_file.read_text())
+        server.kill()  # no shutdown, no signal the worker could catch
+        server.wait()
+        wait_for(lambda: not _alive(worker), timeout=10, what="the orphaned worker to exit")
+    finally:
+        server.kill()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -53,13 +53,15 @@ def spawn(index: int, nice: int) -> WorkerProcess:
 
     It imports cnf_core from this checkout and nothing from the server's
     working folder (`-P`, run in the project root), which may be one that
-    other users can write.
+    other users can write. It runs in a session of its own, which Linux
+    schedules as a group apart from the server's (`worker.lower_priority`);
+    it leaves when its socket closes, not on the terminal's signals.
     """
     ours, theirs = socket.socketpair()
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     process = subprocess.Popen(
         [sys.executable, "-P", "-m", "cnf_core.pool", "--fd", str(theirs.fileno()), "--nice", str(nice)],
-        pass_fds=[theirs.fileno()], env=environment, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, close_fds=True,
+        pass_fds=[theirs.fileno()], env=environment, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True,
     )
     theirs.close()
     return WorkerProcess(index, process, Connection(ours.detach()))

@@ -46,13 +46,15 @@ class PoolSettings:
     """The pool's size and limits; `ConfigError` names the setting (and its variable) that is wrong.
 
     The workers run at a lower scheduling priority (`worker_nice`) than the
-    web server, so pages and the health check stay quick while every core
-    trains. `snapshot_every` and `progress_every` are how often (seconds) a
-    worker sends a model snapshot and its progress. `disconnect_grace` is how
-    long a session may be disconnected before its runs are stopped: a closed
-    tab and a browser that lost its connection for a moment (a busy laptop, a
-    wifi hiccup; Streamlit reconnects it to the same session) look the same
-    to the server, and only the first should lose its run.
+    web server, each in a scheduling group of its own
+    (`worker.lower_priority`), so pages and the health check stay quick
+    while every core trains. `snapshot_every` and `progress_every` are how
+    often (seconds) a worker sends a model snapshot and its progress.
+    `disconnect_grace` is how long a session may be disconnected before its
+    runs are stopped: a closed tab and a browser that lost its connection for
+    a moment (a busy laptop, a wifi hiccup; Streamlit reconnects it to the
+    same session) look the same to the server, and only the first should
+    lose its run.
     """
 
     workers: int | None = None  # None: one per core, or as many as GPU memory allows

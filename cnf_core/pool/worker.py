@@ -28,6 +28,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -96,10 +97,31 @@ def make_snapshot(trainer: Trainer) -> Snapshot | None:
     return snapshot_view(trainer.model().field, trainer.iteration)
 
 
+def lower_priority(nice: int) -> None:
+    """Run this process `nice` steps below normal priority, its scheduling group too.
+
+    With Linux's autogroup scheduling (on by default), niceness only ranks
+    processes within one session's group, and the groups share the cores as
+    equals. A worker has a session of its own (`processes.spawn`), so the
+    server's group holds no training, and the worker's group at `nice` lets
+    the server (and anything else on the machine) go first.
+    """
+    if not nice:
+        return
+    os.nice(nice)
+    for _ in range(20):
+        try:
+            Path("/proc/self/autogroup").write_text(str(nice))
+            return
+        except BlockingIOError:  # without CAP_SYS_ADMIN, one change per 0.1 s on the whole machine
+            time.sleep(0.1)
+        except OSError:  # not Linux, or a kernel without autogroup: the process's niceness is all there is
+            return
+
+
 def serve(connection, nice: int = 0) -> None:
     """The worker's main loop (the target of its process): train each request until told to exit."""
-    if nice:
-        os.nice(nice)
+    lower_priority(nice)
     torch.set_num_threads(1)  # one worker per core: more threads would only fight over them
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server: the pool shuts its workers down
     while True:
