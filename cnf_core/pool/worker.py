@@ -104,7 +104,9 @@ def lower_priority(nice: int) -> None:
     processes within one session's group, and the groups share the cores as
     equals. A worker has a session of its own (`processes.spawn`), so the
     server's group holds no training, and the worker's group at `nice` lets
-    the server (and anything else on the machine) go first.
+    the server (and anything else on the machine) go first. In a cpu cgroup
+    of its own (a container) autogroup does not apply, and niceness alone
+    ranks the cgroup's processes.
     """
     if not nice:
         return
