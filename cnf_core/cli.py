@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     _add_data_arguments(train, add_arguments)
     add_arguments(train.add_mutually_exclusive_group(), TrainConfig, ("iterations", "seconds"), defaults={"iterations": None})
-    add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed", "reflow_pairs"))
+    add_arguments(train, TrainConfig, ("objective", "coupling", "kinetic_weight", "jacobian_weight", "trace", "vary_steps", "batch_size", "lr", "weight_decay", "lr_schedule", "device", "seed", "reflow_pairs"))
     train.add_argument("--teacher", metavar="PATH", default=None, help="reflow: the checkpoint whose (noise, sample) pairs the new flow trains on; it starts from its weights and keeps its network")
     _add_solver_arguments(train)
     add_arguments(train, SolverConfig, ("adjoint",))
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--budgets", default="20,60", help="comma-separated training seconds (default: 20,60)")
     quality.add_argument("--reference", action="append", default=[], metavar="FILE=CHECKPOINT", help="the reference model of a data file (repeatable)")
     quality.add_argument("--workers", type=int, default=2, help="runs at once, each on one core (default 2)")
+    quality.add_argument("--seeds", default="0", help="comma-separated training seeds, each dataset and budget trained once per seed (default: 0)")
 
     frontier = commands.add_parser("frontier", help="the NFE–quality frontier: maximum likelihood, flow matching (independent and OT pairs) and the 2-rectified flow on every dataset, every sampler scored")
     frontier.set_defaults(run=_frontier)
@@ -267,6 +268,12 @@ def _bench_quality(args: argparse.Namespace) -> int:
         raise UsageError(f"--budgets: expected comma-separated seconds, got {args.budgets!r}") from None
     if not budgets or not all(0 < budget <= 3600 for budget in budgets):
         raise UsageError(f"--budgets: each budget must be between 0 and 3600 s, got {args.budgets!r}")
+    try:
+        seeds = tuple(int(value) for value in args.seeds.split(","))
+    except ValueError:
+        raise UsageError(f"--seeds: expected comma-separated whole numbers, got {args.seeds!r}") from None
+    for seed in seeds:
+        TrainConfig(seed=seed)  # the seed's declared bounds: ConfigError names it
     if not 1 <= args.workers <= 64:
         raise UsageError(f"--workers: must be between 1 and 64, got {args.workers}")
     references = {}
@@ -276,7 +283,7 @@ def _bench_quality(args: argparse.Namespace) -> int:
             raise UsageError(f"--reference: expected FILE=CHECKPOINT with an existing checkpoint, got {pair!r}")
         references[data] = checkpoint
     say = None if args.json else (lambda line: print(line, file=sys.stderr))
-    result = bench_quality(names, budgets, references=references, workers=args.workers, device=args.device, log=say)
+    result = bench_quality(names, budgets, references=references, workers=args.workers, device=args.device, log=say, seeds=seeds)
     print(json.dumps(json_safe(result)) if args.json else format_quality(result))
     return 0
 

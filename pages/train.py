@@ -54,11 +54,12 @@ with settings_column:
         solver = SOLVER.show()
         adjoint = settings.widget(SolverConfig, "adjoint", "train_adjoint")
         trace = settings.widget(TrainConfig, "trace", "train_trace")
+        vary_steps = settings.widget(TrainConfig, "vary_steps", "train_vary_steps") if objective == "mle" else False
     config = None
     if dataset is not None and solver is not None:
         config = settings.make(
             TrainConfig, dataset=dataset, field=settings.make(FieldConfig, hidden=hidden, activation=activation),
-            solver=solver.replace(adjoint=adjoint), trace=trace, objective=objective, coupling=coupling, batch_size=batch_size,
+            solver=solver.replace(adjoint=adjoint), trace=trace, vary_steps=vary_steps, objective=objective, coupling=coupling, batch_size=batch_size,
             lr=lr, weight_decay=weight_decay, seed=seed, **budget, **regularisers,
         )
     training.run_buttons(config, label)

@@ -86,6 +86,12 @@ def test_bench_refuses_a_device_this_machine_lacks_in_one_line():
     assert "CUDA was asked for but no GPU is available" in result.stderr
 
 
+@pytest.mark.parametrize("seeds, message", [("0,a", "--seeds: expected comma-separated whole numbers, got '0,a'"), ("1,-1", "seed: must be between 0 and")])
+def test_quality_bench_refuses_bad_seeds_in_one_line_before_training(seeds, message):
+    result = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--quality", "--seeds", seeds], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_quick_bench_on_the_gpu_measures_both_frame_strategies():
     result = subprocess.run([sys.executable, "-m", "cnf_core", "bench", "--json", "--quick", "--device", "cuda"], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -103,14 +109,15 @@ def test_quality_bench_trains_each_dataset_for_its_budget_and_measures_it_agains
     angle = torch.rand(500, generator=torch.Generator().manual_seed(0)) * 6.283
     data.write_text("\n".join(f"{3 * torch.cos(a):.4f},{3 * torch.sin(a):.4f}" for a in angle))
     result = subprocess.run(
-        [sys.executable, "-m", "cnf_core", "bench", "--quality", "--json", "--datasets", f"moons,{data}", "--budgets", "1", "--workers", "2",
+        [sys.executable, "-m", "cnf_core", "bench", "--quality", "--json", "--datasets", f"moons,{data}", "--budgets", "1", "--seeds", "0,1", "--workers", "2",
          "--reference", f"{data}={ROOT / 'assets' / 'models' / 'circles.pt'}"],  # any model can stand as a file's reference
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    moons, ring = figures["rows"]
+    moons, moons_again, ring, _ = figures["rows"]
     assert (moons["dataset"], moons["seconds"], ring["dataset"]) == ("moons", 1.0, str(data))
+    assert (moons["seed"], moons_again["seed"], figures["seeds"]) == (0, 1, [0, 1]) and moons_again["nll"] != moons["nll"]  # each seed its own run
     assert moons["status"] == "finished" and 0.9 <= moons["train_seconds"] <= 2.0 and moons["iterations"] > 0
     shipped = figures["references"]["moons"]
     assert abs(shipped["nll"] - 2.409) < 0.02  # the shipped model's NLL, as `eval --json` measures it

@@ -232,6 +232,24 @@ def test_adjoint_and_hutchinson_training_run():
     assert all(math.isfinite(h["loss"]) for h in trainer.history)
 
 
+def test_a_varied_grid_takes_one_step_fewer_or_more_at_random_and_the_same_for_the_same_seed():
+    from cnf_core.training import MaximumLikelihood
+
+    def drawn_steps(loss, seeds=range(60)):
+        return [round(1 / loss.batch_solver(torch.Generator().manual_seed(seed)).step_size) for seed in seeds]
+
+    four = MaximumLikelihood(SolverConfig.fixed("rk4", 4), vary_steps=True)
+    assert set(drawn_steps(four)) == {3, 4, 5} and drawn_steps(four) == drawn_steps(four)
+    assert set(drawn_steps(MaximumLikelihood(SolverConfig.fixed("euler", 1), vary_steps=True))) == {1, 2}  # never zero steps
+    assert set(drawn_steps(MaximumLikelihood(SolverConfig.fixed("rk4", 4)))) == {4}
+    adaptive = SolverConfig(rtol=1e-3, atol=1e-3)
+    assert MaximumLikelihood(adaptive, vary_steps=True).batch_solver(torch.Generator()) is adaptive
+    # in the loop: each iteration's solve costs its own grid (RK4: 4 field evaluations a step), reproducibly
+    config = TrainConfig(dataset="8gaussians", iterations=30, vary_steps=True, **TINY)
+    nfe = [h["nfe_forward"] for h in Trainer(config).run().history]
+    assert set(nfe) == {12, 16, 20} and nfe == [h["nfe_forward"] for h in Trainer(config).run().history]
+
+
 @pytest.mark.slow
 def test_flow_matching_reaches_the_entropy_without_solving_odes():
     from cnf_core import datasets

@@ -41,21 +41,34 @@ class Loss(Protocol):
 
 @dataclass(frozen=True)
 class MaximumLikelihood:
-    """-E log p_1(x) through the log-density ODE (FFJORD), plus RNODE's weighted ∫|f|² dt and ∫‖∂f/∂z‖²_F dt."""
+    """-E log p_1(x) through the log-density ODE (FFJORD), plus RNODE's weighted ∫|f|² dt and ∫‖∂f/∂z‖²_F dt.
+
+    With `vary_steps`, a fixed-grid solver takes n − 1, n or n + 1 equal
+    steps on each batch, drawn from the batch's generator (n from its step
+    size): a flow trained on one grid learns that grid's errors.
+    """
 
     solver: SolverConfig
     trace: str = "exact"
     kinetic_weight: float = 0.0
     jacobian_weight: float = 0.0
+    vary_steps: bool = False
 
     def __call__(self, field: nn.Module, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, SolveStats]:
         regularised = self.kinetic_weight > 0 or self.jacobian_weight > 0
         penalties = {} if regularised else None
-        log_p, _, stats = log_density_with_stats(field, batch, 1.0, self.solver, self.trace, regularisers=penalties)
+        log_p, _, stats = log_density_with_stats(field, batch, 1.0, self.batch_solver(generator), self.trace, regularisers=penalties)
         loss = -log_p.mean()
         if regularised:
             loss = loss + self.kinetic_weight * penalties["kinetic"].mean() + self.jacobian_weight * penalties["jacobian_frobenius"].mean()
         return loss, stats
+
+    def batch_solver(self, generator: torch.Generator) -> SolverConfig:
+        """The solver of one batch: the configured one, or with `vary_steps` a grid of n − 1, n or n + 1 steps."""
+        if not self.vary_steps or self.solver.adaptive:
+            return self.solver
+        steps = round(1 / self.solver.step_size)
+        return self.solver.replace(step_size=1.0 / int(torch.randint(max(1, steps - 1), steps + 2, (1,), generator=generator)))
 
 
 @dataclass(frozen=True)

@@ -153,4 +153,5 @@ def test_the_command_lines_train_is_what_start_does_with_the_pages_defaults():
     assert (shown["train_batch"], shown["train_lr"], shown["train_weight_decay"]) == (cli.batch_size, cli.lr, cli.weight_decay)
     assert (shown["train_kinetic_weight"], shown["train_jacobian_weight"]) == (cli.kinetic_weight, cli.jacobian_weight)
     assert (shown["train_method"], shown["train_steps"], shown["train_adjoint"]) == (cli.solver.method, round(1 / cli.solver.step_size), cli.solver.adjoint)
+    assert shown["train_vary_steps"] == cli.vary_steps
     assert cli.objective == "mle" and cli.seconds is None
