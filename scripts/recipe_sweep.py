@@ -49,7 +49,8 @@ CANDIDATES = {
     "lr 1e-1": {"lr": 1e-1},
     "lr 1e-1 batch 1024": {"lr": 1e-1, "batch_size": 1024},
     "2×64 constant": {"field": FieldConfig(hidden=(64, 64)), "lr_schedule": "constant"},
-    # a grid of 3, 4 or 5 steps at random on each batch: the flow cannot learn one grid's errors, so a higher rate holds at 60 s
+    # a grid of 3, 4 or 5 steps at random on each batch, so the flow cannot learn one grid's errors: at lr 1e-1 it mends
+    # most of what the fixed grid breaks at 60 s, not all (docs/PERFORMANCE.md, rings' fourth round)
     "vary grid": {"vary_steps": True},
     "vary grid lr 6e-2": {"vary_steps": True, "lr": 6e-2},
     "vary grid lr 1e-1": {"vary_steps": True, "lr": 1e-1},
