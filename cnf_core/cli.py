@@ -253,6 +253,14 @@ def _bench(args: argparse.Namespace, log) -> int:
     return 0
 
 
+def _comma_separated(text: str, kind: type, flag: str, what: str) -> tuple:
+    """`text`'s comma-separated values as `kind`; a `UsageError` naming `flag` when one is not."""
+    try:
+        return tuple(kind(value) for value in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated {what}, got {text!r}") from None
+
+
 def _bench_quality(args: argparse.Namespace) -> int:
     from .bench.quality import bench_quality, format_quality
     from .device import pick_device
@@ -262,16 +270,10 @@ def _bench_quality(args: argparse.Namespace) -> int:
     for name in names or []:
         if name not in datasets.names():  # a typo or a bad file is refused before minutes of training
             datasets.from_file(name) if os.path.splitext(name)[1] else datasets.get(name)
-    try:
-        budgets = tuple(float(value) for value in args.budgets.split(","))
-    except ValueError:
-        raise UsageError(f"--budgets: expected comma-separated seconds, got {args.budgets!r}") from None
+    budgets = _comma_separated(args.budgets, float, "--budgets", "seconds")
     if not budgets or not all(0 < budget <= 3600 for budget in budgets):
         raise UsageError(f"--budgets: each budget must be between 0 and 3600 s, got {args.budgets!r}")
-    try:
-        seeds = tuple(int(value) for value in args.seeds.split(","))
-    except ValueError:
-        raise UsageError(f"--seeds: expected comma-separated whole numbers, got {args.seeds!r}") from None
+    seeds = _comma_separated(args.seeds, int, "--seeds", "whole numbers")
     for seed in seeds:
         TrainConfig(seed=seed)  # the seed's declared bounds: ConfigError names it
     if not 1 <= args.workers <= 64:
