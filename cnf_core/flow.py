@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import divergence as divergence_module
+from . import divergence as divergence_module, kernels
 from .solvers import SolverConfig, SolveStats, integrate
 
 __all__ = [
@@ -127,12 +127,13 @@ def log_density_with_stats(
     stats = SolveStats() if stats is None else stats
     if not bool((t != 0).any()):  # nothing to integrate: p_0 is the base
         return standard_normal_log_prob(x), x, stats
-    extra = 2 if regularisers is not None else 0
-    state0 = torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=-1)
-    dynamics = LogDensityDynamics(field, trace, x, start=start, speed=-start, regularise=regularisers is not None)
-    times = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
-    states, counted = integrate(dynamics, state0, times, solver, stats=stats, record_steps=record_steps)
-    end = states[-1]
+    end = kernels.rk4_log_density(field, x, t, solver, trace, stats)  # None where the compiled kernel does not apply
+    if end is None:
+        extra = 2 if regularisers is not None else 0
+        state0 = torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=-1)
+        dynamics = LogDensityDynamics(field, trace, x, start=start, speed=-start, regularise=regularisers is not None)
+        times = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
+        end = integrate(dynamics, state0, times, solver, stats=stats, record_steps=record_steps)[0][-1]
     dim = x.shape[-1]
     z0, integral_of_divergence = end[:, :dim], end[:, dim]
     if regularisers is not None:

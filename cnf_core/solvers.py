@@ -12,7 +12,9 @@ method. This module adds what a teaching lab needs around it:
   backward pass, enforces an NFE cap and a time cap, turns blow-ups into a
   `SolveError` with a status, and optionally records accepted/rejected steps;
 - `attempt`: a solve that reports its failure as a `SolveOutcome` (a page
-  shows "diverged: …" in a table); `in_float64`, `fixed_grid_times`.
+  shows "diverged: …" in a table); `in_float64`, `fixed_grid_times`;
+- `equal_steps` and `finish_whole_solve`: what the compiled kernel's RK4
+  solve (`kernels.rk4_log_density`) needs to end as `integrate` would.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ __all__ = [
     "attempt",
     "in_float64",
     "fixed_grid_times",
+    "equal_steps",
+    "require_bounded",
+    "finish_whole_solve",
 ]
 
 
@@ -298,10 +303,30 @@ def integrate(
         status = "step-underflow" if "underflow" in str(exc) else "diverged"
         _fail(stats, status, failure_message(status, config), started)
     stats.seconds = time.perf_counter() - started
-    end = ys[-1]
+    require_bounded(ys[-1], config, stats, started)
+    return ys, counted
+
+
+def require_bounded(end: torch.Tensor, config: SolverConfig, stats: SolveStats, started: float) -> None:
+    """Raise `SolveError` ("diverged") where a solve's end state is not finite or beyond `BLOWUP`."""
     if not torch.isfinite(end).all() or end.abs().max() > BLOWUP:
         _fail(stats, "diverged", f"the solution blew up ({config.describe()}): try a smaller step or tighter tolerances", started)
-    return ys, counted
+
+
+def finish_whole_solve(end: torch.Tensor, config: SolverConfig, stats: SolveStats, started: float) -> None:
+    """The caps and blow-up check of a solve made in one call (the compiled kernel's): its time, then `require_bounded`."""
+    stats.seconds = time.perf_counter() - started
+    if config.max_seconds is not None and stats.seconds > config.max_seconds:
+        _fail(stats, "time-cap", failure_message("time-cap", config), started)
+    require_bounded(end, config, stats, started)
+
+
+def equal_steps(config: SolverConfig) -> int | None:
+    """The number of equal steps of a fixed grid whose step divides [0, 1] (1/4, 1/3…), else None."""
+    if config.adaptive:
+        return None
+    steps = len(fixed_grid_times(config.step_size)) - 1
+    return steps if abs(steps * config.step_size - 1) < 1e-9 else None
 
 
 _FAILURES = {

@@ -54,6 +54,14 @@ CANDIDATES = {
     "vary grid": {"vary_steps": True},
     "vary grid lr 6e-2": {"vary_steps": True, "lr": 6e-2},
     "vary grid lr 1e-1": {"vary_steps": True, "lr": 1e-1},
+    # with the compiled training step (about 5× the iterations), longer runs learn a 4-step grid's errors: finer grids
+    "rk4 6 steps": {"solver": SolverConfig(method="rk4", step_size=1 / 6)},
+    "rk4 8 steps": {"solver": SolverConfig(method="rk4", step_size=1 / 8)},
+    "rk4 8 steps lr 5e-2": {"solver": SolverConfig(method="rk4", step_size=1 / 8), "lr": 5e-2},
+    "rk4 6 steps vary grid": {"solver": SolverConfig(method="rk4", step_size=1 / 6), "vary_steps": True},
+    "rk4 4 steps": {"solver": SolverConfig.fixed("rk4", 4)},
+    "lr 6e-2": {"lr": 6e-2},
+    "batch 256": {"batch_size": 256},
 }
 
 

@@ -51,6 +51,10 @@ def test_quick_bench_prints_every_figure_as_json():
     for side in ("ours", "baseline"):
         run = figures["training"][side]
         assert run["iterations"] >= 1 and run["final_nll"] is not None
+    # the Train page's step is timed both ways, and says which pass the first one used
+    scaling = figures["scaling"]
+    assert scaling["train_step_seconds"] > 0 and scaling["train_step_torch_seconds"] > 0
+    assert scaling["train_step_pass"] == figures["trace"]["pass"]
 
 
 def test_naive_and_batched_frames_agree_on_a_random_field():

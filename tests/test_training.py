@@ -24,7 +24,7 @@ def test_training_lowers_the_test_nll():
     assert trainer.status == "finished" and trainer.iteration == 60
     assert after < before - 0.3
     assert nfe > 0
-    assert len(trainer.history) == 60 and all(h["nfe_forward"] == 16 for h in trainer.history)  # rk4, 4 steps
+    assert len(trainer.history) == 60 and all(h["nfe_forward"] == 24 for h in trainer.history)  # rk4, 6 steps
 
 
 @pytest.mark.slow
@@ -247,7 +247,7 @@ def test_a_varied_grid_takes_one_step_fewer_or_more_at_random_and_the_same_for_t
     # in the loop: each iteration's solve costs its own grid (RK4: 4 field evaluations a step), reproducibly
     config = TrainConfig(dataset="8gaussians", iterations=30, vary_steps=True, **TINY)
     nfe = [h["nfe_forward"] for h in Trainer(config).run().history]
-    assert set(nfe) == {12, 16, 20} and nfe == [h["nfe_forward"] for h in Trainer(config).run().history]
+    assert set(nfe) == {20, 24, 28} and nfe == [h["nfe_forward"] for h in Trainer(config).run().history]  # 5, 6 or 7 steps
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@
    kernel's door, and by the torch pass alone) vs a plain evaluation of f;
 4. metrics (`metrics`): precision/recall/density/coverage on 5000 vs 5000 points;
 5. scaling (`scaling`) of (2) with grid resolution and frame count, and of a
-   training step with batch size.
+   training step with batch size; the Train page's step with the compiled
+   kernel's solve and gradient against the same step by autograd through
+   torchdiffeq (`kernels.bypassed`).
 
 Short calls are timed by `torch.utils.benchmark.Timer` (median of its
 blocked runs); solves that take seconds by the median of a few repeats

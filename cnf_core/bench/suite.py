@@ -112,4 +112,8 @@ def format_table(result: dict) -> str:
     counts = {k: v for k, v in scaling["frames_seconds_by_count"].items() if k != "resolution"}
     lines.append(f"frames at {scaling['frames_seconds_by_count']['resolution']}² by count: " + ", ".join(f"{k}: {v:.2f} s" for k, v in counts.items()))
     lines.append("training step by batch: " + ", ".join(f"{k}: {v * 1e3:.0f} ms" for k, v in scaling["train_step_seconds_by_batch"].items()))
+    lines.append(
+        f"the Train page's training step: {scaling['train_step_seconds'] * 1e3:.1f} ms ({scaling['train_step_pass']}), "
+        f"by autograd through torchdiffeq {scaling['train_step_torch_seconds'] * 1e3:.1f} ms ({scaling['train_step_torch_seconds'] / scaling['train_step_seconds']:.1f}×)"
+    )
     return "\n".join(lines)

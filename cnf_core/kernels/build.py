@@ -11,7 +11,7 @@ in a fresh private folder (`tempfile.mkdtemp`, 0700) for this process, and
 `status()` says so. A build goes to a private temporary file that is then
 renamed into place, so another process never loads half a file.
 
-The cache key hashes the source, the flags, `cc --version` and the CPU (what
+The cache key hashes the sources, the flags, `cc --version` and the CPU (what
 `-march=native` depends on), so a build is reused only where it was made.
 """
 
@@ -28,9 +28,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["FLAGS", "SOURCE", "Loaded", "UnsafeFolder", "cache_folder", "cached_path", "load", "private"]
+__all__ = ["FLAGS", "HEADERS", "SOURCES", "Loaded", "UnsafeFolder", "cache_folder", "cached_path", "load", "private"]
 
-SOURCE = Path(__file__).with_name("tanh_field.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("tanh_field.c", "tanh_training.c"))  # one library
+HEADERS = (Path(__file__).with_name("lanes.h"),)
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
 
 
@@ -91,7 +92,7 @@ def _compiler() -> str:
 
 def cached_path(flags: tuple[str, ...] = FLAGS, folder: Path | None = None) -> Path:
     """Where the build for these flags, this compiler and this CPU lives in `folder` (default: the cache)."""
-    identity = SOURCE.read_bytes() + repr(flags).encode() + _compiler_identity(_compiler()).encode() + _cpu_identity().encode()
+    identity = b"".join(path.read_bytes() for path in SOURCES + HEADERS) + repr(flags).encode() + _compiler_identity(_compiler()).encode() + _cpu_identity().encode()
     key = hashlib.sha256(identity).hexdigest()[:16]
     return (folder or cache_folder()) / f"tanh_field-{key}.so"
 
@@ -101,7 +102,7 @@ def _compile(flags: tuple[str, ...], target: Path) -> None:
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".so")  # 0600, ours
     os.close(handle)
     try:
-        subprocess.run([_compiler(), *flags, "-o", partial, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120, check=True)
+        subprocess.run([_compiler(), *flags, "-o", partial, *map(str, SOURCES), "-lm"], capture_output=True, text=True, timeout=120, check=True)
         os.chmod(partial, 0o700)  # the linker may have recreated it under the umask
         os.replace(partial, target)
     except BaseException:
@@ -125,6 +126,10 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.dopri5_frame_2d.argtypes = [
         integer, ctypes.c_int, pointer, pointer, real, real, real, real, integer, real, pointer, pointer, pointer, pointer, pointer, integer,
     ]
+    lib.rk4_log_density_2d.restype = ctypes.c_int
+    lib.rk4_log_density_2d.argtypes = [integer, ctypes.c_int, pointer, pointer, ctypes.c_float, ctypes.c_int, pointer, pointer, pointer]
+    lib.rk4_log_density_vjp_2d.restype = ctypes.c_int
+    lib.rk4_log_density_vjp_2d.argtypes = [integer, ctypes.c_int, pointer, pointer, ctypes.c_float, ctypes.c_int, pointer, pointer, pointer]
     return lib
 
 

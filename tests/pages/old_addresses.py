@@ -5,8 +5,8 @@
 address, the page's title and every keyed widget's displayed value. A link a
 teacher sent last term must open the same view today (test_old_addresses.py).
 One change since: the Train page's defaults are the recipe of issue 29 (3×32,
-batch 512, lr 0.03, 500 iterations), so a Train address that does not set
-these shows the new defaults; the record says so for them.
+batch 512, lr 0.03, 6 RK4 steps, 2,000 iterations), so a Train address that
+does not set these shows the new defaults; the record says so for them.
 """
 
 from __future__ import annotations
