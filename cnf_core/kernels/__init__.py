@@ -110,12 +110,12 @@ def check(lib: ctypes.CDLL) -> None:
 
 def rk4_end_and_gradient(lib: ctypes.CDLL | None, field, x: torch.Tensor, t: float, steps: int, seed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The RK4 log-density solve's end state (z, Δ, ∫|f|², ∫‖∂f/∂z‖²_F) and the gradient of Σ seed·end in the
-    parameters' order: by `lib`'s kernel, or with lib None by autograd through `flow.log_density_with_stats`
-    (the torch solve for a float64 field or within `bypassed`: the reference)."""
+    parameters' order: by `lib`'s kernel, or with lib None by autograd through the torch solve of
+    `flow.log_density_with_stats` (the reference; `bypassed`, so it never asks for the library being checked)."""
     from ..flow import log_density_with_stats, standard_normal_log_prob  # flow reaches the kernel through this door
 
     parameters = _layer_parameters(field.layers)
-    with torch.enable_grad():
+    with torch.enable_grad(), bypassed() if lib is None else contextlib.nullcontext():
         if lib is None:
             penalties = {}
             log_p, z0, _ = log_density_with_stats(field, x, t, solvers.SolverConfig.fixed("rk4", steps), "exact", regularisers=penalties)

@@ -60,6 +60,14 @@ static float stage_time(const net_t *net, int stage) {
     return net->t * (1.0f - s);
 }
 
+static void net_free(net_t *net) {
+    free(net->folded);
+    free(net->scratch);
+    free(net->gradient);
+    free(net->total);
+}
+
+/* Returns 0, or -1 (with nothing left allocated) where memory ran out. */
 static int net_init(net_t *net, int depth, const int *widths, const float *params, float t, int steps, int with_gradient) {
     memset(net, 0, sizeof *net);
     net->depth = depth;
@@ -81,7 +89,10 @@ static int net_init(net_t *net, int depth, const int *widths, const float *param
         net->gradient = aligned_alloc(sizeof(vf), sizeof(vf) * net->n_params);
         net->total = calloc(net->n_params, sizeof(double));
     }
-    if (!net->folded || !net->scratch || (with_gradient && (!net->gradient || !net->total))) return -1;
+    if (!net->folded || !net->scratch || (with_gradient && (!net->gradient || !net->total))) {
+        net_free(net);
+        return -1;
+    }
     for (int stage = 0; stage < net->stages; stage++) {
         const float tau = stage_time(net, stage);
         for (int l = 0; l < depth; l++) {
@@ -99,13 +110,6 @@ static int net_init(net_t *net, int depth, const int *widths, const float *param
         }
     }
     return 0;
-}
-
-static void net_free(net_t *net) {
-    free(net->folded);
-    free(net->scratch);
-    free(net->gradient);
-    free(net->total);
 }
 
 static inline vf tanh_lanes(vf p) { return 2.0f * sigmoid_lanes(p * (-2.0f * LOG2E)) - 1.0f; }
@@ -325,10 +329,7 @@ static void load_block(const float *from, long n, long start, int stride, int co
 int rk4_log_density_2d(long n, int depth, const int *widths, const float *params, float t, int steps, const float *x,
                        float *end, float *stage_z) {
     net_t net;
-    if (net_init(&net, depth, widths, params, t, steps, 0)) {
-        net_free(&net);
-        return -1;
-    }
+    if (net_init(&net, depth, widths, params, t, steps, 0)) return -1;
     const float h = 1.0f / steps, speed = -t, size = fabsf(t);
     for (long start = 0; start < n; start += LANES) {
         const int m = n - start < LANES ? (int)(n - start) : LANES;
@@ -376,10 +377,7 @@ int rk4_log_density_2d(long n, int depth, const int *widths, const float *params
 int rk4_log_density_vjp_2d(long n, int depth, const int *widths, const float *params, float t, int steps, const float *stage_z,
                            const float *seed, float *grad) {
     net_t net;
-    if (net_init(&net, depth, widths, params, t, steps, 1)) {
-        net_free(&net);
-        return -1;
-    }
+    if (net_init(&net, depth, widths, params, t, steps, 1)) return -1;
     const float h = 1.0f / steps, speed = -t, size = fabsf(t);
     for (long start = 0; start < n; start += LANES) {
         vf seeds[5];
