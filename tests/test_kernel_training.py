@@ -46,6 +46,21 @@ def as_float64(field):
     return exact
 
 
+def kernel_calls(monkeypatch) -> list:
+    """A list that grows by one at each solve the kernel makes from now on."""
+    calls = []
+    real = kernels._RK4LogDensity.apply
+    monkeypatch.setattr(kernels._RK4LogDensity, "apply", lambda *args: calls.append(1) or real(*args))
+    return calls
+
+
+def used_kernel(monkeypatch, field, x, solver, trace="exact", t=1.0):
+    with monkeypatch.context() as patch:
+        calls = kernel_calls(patch)
+        log_density_with_stats(field, x, t, solver, trace)
+    return bool(calls)
+
+
 def errors(kernel, field, x, t, steps, seed):
     """Largest error of the kernel's end state and gradient, and of the float32 torch solve's, against float64, and their scales."""
     got = kernels.rk4_end_and_gradient(kernel, field, x, t, steps, seed)
@@ -113,25 +128,19 @@ def default_loss_gradient(field, batch, loss):
     return value.detach(), torch.cat([p.grad.reshape(-1) for p in field.parameters()]), stats
 
 
-def test_the_training_loss_is_the_torch_losss_value_and_gradient(kernel):
+def test_the_training_loss_is_the_torch_losss_value_and_gradient(kernel, monkeypatch):
     """The Train page's loss (6 RK4 steps, RNODE) on a batch of 512: same loss, gradient and NFE both ways."""
     field = random_field((32, 32, 32), seed=3, scale=0.5)
     batch = 2 * torch.randn(512, 2)
     loss = TrainConfig().make_loss()
+    calls = kernel_calls(monkeypatch)
     fast = default_loss_gradient(field, batch, loss)
     with kernels.bypassed():
         slow = default_loss_gradient(field, batch, loss)
+    assert len(calls) == 1
     assert torch.allclose(fast[0], slow[0], rtol=1e-5)
     assert torch.allclose(fast[1], slow[1], rtol=1e-3, atol=1e-5 * float(slow[1].abs().max()))
     assert fast[2].nfe_forward == slow[2].nfe_forward == 24 and fast[2].nfe_backward == slow[2].nfe_backward == 0
-
-
-def used_kernel(monkeypatch, field, x, solver, trace="exact", t=1.0):
-    calls = []
-    real = kernels._RK4LogDensity.apply
-    monkeypatch.setattr(kernels._RK4LogDensity, "apply", lambda *args: calls.append(1) or real(*args))
-    log_density_with_stats(field, x, t, solver, trace)
-    return bool(calls)
 
 
 def test_only_the_solves_the_kernel_computes_reach_it(kernel, monkeypatch):
@@ -176,13 +185,15 @@ def test_a_blow_up_and_the_nfe_cap_end_as_the_torchdiffeq_solve_ends(kernel):
     assert stats.nfe_forward == 11
 
 
-def test_training_by_the_kernel_follows_training_by_torch(kernel):
+def test_training_by_the_kernel_follows_training_by_torch(kernel, monkeypatch):
     """Five AdamW steps of the Train page's defaults on rings, varied grid on: the same weights to float32 rounding."""
     config = TrainConfig(dataset="rings", iterations=5, vary_steps=True, device="cpu")
     assert isinstance(config.make_loss(), MaximumLikelihood)
+    calls = kernel_calls(monkeypatch)
     fast = Trainer(config).run()
     with kernels.bypassed():
         slow = Trainer(config).run()
+    assert len(calls) == 5  # one kernel solve a step, none bypassed
     assert [h["nfe_forward"] for h in fast.history] == [h["nfe_forward"] for h in slow.history]
     for mine, theirs in zip(fast.field.parameters(), slow.field.parameters()):
         assert torch.allclose(mine, theirs, atol=1e-4)
