@@ -11,8 +11,9 @@ method. This module adds what a teaching lab needs around it:
 - `integrate`: counts function evaluations (NFE) in the forward and the
   backward pass, enforces an NFE cap and a time cap, turns blow-ups into a
   `SolveError` with a status, and optionally records accepted/rejected steps;
-- `attempt`: a solve that reports its failure as a `SolveOutcome` (a page
-  shows "diverged: …" in a table); `in_float64`, `fixed_grid_times`;
+- `in_float64`, `fixed_grid_times`: what comparisons of solvers share (a
+  solve that reports its failure instead of raising is the solver lab's
+  `solver_lab.outcomes.attempt`);
 - `equal_steps` and `finish_whole_solve`: what the compiled kernel's RK4
   solve (`kernels.rk4_log_density`) needs to end as `integrate` would.
 """
@@ -23,7 +24,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Annotated, Any, Callable
+from typing import Annotated, Callable
 
 import torch
 import torchdiffeq
@@ -43,9 +44,6 @@ __all__ = [
     "CountedDynamics",
     "integrate",
     "failure_message",
-    "SolveOutcome",
-    "PLAUSIBLE_REACH",
-    "attempt",
     "in_float64",
     "fixed_grid_times",
     "equal_steps",
@@ -346,64 +344,6 @@ def _fail(stats: SolveStats, status: str, message: str, started: float):
     stats.status, stats.message = status, message
     stats.seconds = time.perf_counter() - started
     raise SolveError(status, message)
-
-
-# ---------------------------------------------------------------- solves that report instead of raising
-
-PLAUSIBLE_REACH = 1e3  # data and base mass live within |z| < 10; a state a hundred times further out is garbage
-
-
-@dataclass
-class SolveOutcome:
-    """One solve: its value (None when it failed), what it cost, and how it ended."""
-
-    value: Any = None
-    nfe: int = 0
-    seconds: float = 0.0
-    status: str = "ok"  # ok | nfe-cap | time-cap | step-underflow | diverged
-    message: str = ""
-    accepted_steps: list[tuple[float, float]] = field(default_factory=list)
-    rejected_steps: list[tuple[float, float]] = field(default_factory=list)
-    blown_up: Any = None  # the value of a solve that ran to the end but left the plausible region: to draw, not to use
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def attempt(
-    solve: Callable[[SolveStats], Any],
-    config: SolverConfig,
-    positions: Callable[[Any], torch.Tensor] = lambda value: value,
-) -> SolveOutcome:
-    """Run `solve(stats)` without gradients; a `SolveError` or a blow-up becomes a status.
-
-    `positions(value)` picks the states to check: beyond `PLAUSIBLE_REACH` or
-    non-finite counts as diverged. NFE is the number of evaluations actually
-    made: the call that trips a cap is counted by the solver but never runs.
-    """
-    stats = SolveStats()
-    started = time.perf_counter()
-    try:
-        with torch.no_grad():
-            value = solve(stats)
-    except SolveError as exc:
-        unevaluated = 1 if exc.status in ("nfe-cap", "time-cap") else 0
-        return SolveOutcome(
-            None, stats.nfe_forward - unevaluated, time.perf_counter() - started, exc.status, str(exc),
-            list(stats.accepted_steps), list(stats.rejected_steps),
-        )
-    seconds = time.perf_counter() - started
-    states = positions(value)
-    reach = float(states.abs().max()) if states.numel() else 0.0
-    status, message, blown_up = "ok", "", None
-    if not math.isfinite(reach) or reach > PLAUSIBLE_REACH:
-        status = "diverged"
-        message = f"|z| reached {reach:.3g} ({config.describe()}), far outside where the data and the base live"
-        value, blown_up = None, value
-    outcome = SolveOutcome(value, stats.nfe_forward, seconds, status, message, list(stats.accepted_steps), list(stats.rejected_steps))
-    outcome.blown_up = blown_up
-    return outcome
 
 
 # ---------------------------------------------------------------- what comparisons of solvers share

@@ -15,7 +15,8 @@ from cnf_core.figures.picking import PICK_LAYER, PICK_SIDE, clicked_points
 from cnf_core.figures.solvers import path_figure
 from cnf_core.flow import standard_normal_log_prob
 from cnf_core.solver_lab import convergence_order
-from cnf_core.solvers import PLAUSIBLE_REACH, SolverConfig, landing
+from cnf_core.solver_lab.outcomes import PLAUSIBLE_REACH
+from cnf_core.solvers import SolverConfig, landing
 
 A = torch.tensor([[-0.1, -0.8], [0.8, 0.1]], dtype=torch.float64)
 

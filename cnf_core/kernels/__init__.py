@@ -187,10 +187,12 @@ def pack(layers) -> tuple[torch.Tensor, torch.Tensor]:
     millisecond for 10 000 points), so there is no cache to go stale when
     weights change in place, through `.data` or otherwise.
     """
-    widths = _widths(layers)
-    with torch.no_grad():
-        packed = torch.cat([p.detach().reshape(-1) for p in _layer_parameters(layers)])
-    return widths, packed
+    return _widths(layers), _packed(_layer_parameters(layers))
+
+
+def _packed(parameters) -> torch.Tensor:
+    """The parameters, detached, one after another in one float tensor (the kernel's layout in `_layer_parameters`' order)."""
+    return torch.cat([p.detach().reshape(-1) for p in parameters])
 
 
 def call(lib: ctypes.CDLL, layers, t: float, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,7 +274,7 @@ class _RK4LogDensity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, lib: ctypes.CDLL, x: torch.Tensor, t: float, steps: int, widths: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
-        packed = torch.cat([p.detach().reshape(-1) for p in parameters])
+        packed = _packed(parameters)
         n = x.shape[0]
         end = torch.empty(n, 5, dtype=torch.float32)
         stage_z = torch.empty(4 * steps, n, 2, dtype=torch.float32)

@@ -19,7 +19,8 @@ reference solve, in its parts:
   (a coarse Euler-trained flow exploits its discretisation); the app trains
   them in the server's pool (`cnf_core.pool.jobs.TrainEvalJob`);
 - `stepper`: one solver step at a time, torchdiffeq's own (the walk's record: `walk`);
-- `spiral`: `SpiralField`, a fast-rotating field on which explicit solvers go unstable.
+- `spiral`: `SpiralField`, a fast-rotating field on which explicit solvers go unstable;
+- `outcomes`: `attempt`, a solve whose failure comes back as a `SolveOutcome`.
 
 Everything runs on a float64 copy of the field, so the errors are the
 solvers' truncation errors, not float32 round-off. A capped, underflowing or

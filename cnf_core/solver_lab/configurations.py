@@ -19,7 +19,8 @@ import torch
 
 from ..flow import Field, log_density_with_stats
 from ..settings import Setting, validate
-from ..solvers import SolveOutcome, SolverConfig, attempt, fixed_grid_times, in_float64, integrate, landing
+from ..solvers import SolverConfig, fixed_grid_times, in_float64, integrate, landing
+from .outcomes import SolveOutcome, attempt
 from .references import Reference
 
 __all__ = [

@@ -18,7 +18,8 @@ from ..errors import ConfigError, SolveError
 from ..evaluation import TEST_SEED_OFFSET, held_out
 from ..flow import Field, log_density_with_stats
 from ..grid import Grid, make_grid
-from ..solvers import SolverConfig, attempt, in_float64, integrate, landing
+from ..solvers import SolverConfig, in_float64, integrate, landing
+from .outcomes import attempt
 from .spiral import SpiralField
 
 __all__ = [

@@ -45,7 +45,8 @@ from torchdiffeq._impl.odeint import SOLVERS as TORCHDIFFEQ_SOLVERS
 from torchdiffeq._impl.rk_common import _runge_kutta_step
 
 from ..flow import Field, trajectories
-from ..solvers import PLAUSIBLE_REACH, SolverConfig, failure_message, in_float64
+from ..solvers import SolverConfig, failure_message, in_float64
+from .outcomes import PLAUSIBLE_REACH
 from .walk import MAX_TRIES, START_REACH, STEPPABLE, TOWARDS, Stage, StepperConfig, StepperState, StepTry
 
 __all__ = [

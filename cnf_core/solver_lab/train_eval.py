@@ -18,8 +18,9 @@ from ..field import FieldConfig
 from ..flow import log_density_with_stats
 from ..grid import Grid
 from ..settings import Setting, number, validate
-from ..solvers import SolverConfig, attempt, in_float64
+from ..solvers import SolverConfig, in_float64
 from ..training import TrainConfig, Trainer
+from .outcomes import attempt
 from .references import MAX_TEST_POINTS
 
 __all__ = ["TRAINING_SOLVERS", "EVALUATION_REFERENCE", "TrainEvalConfig", "TrainEvalMatrix", "train_eval_matrix"]

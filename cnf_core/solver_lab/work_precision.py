@@ -18,8 +18,9 @@ import torch
 from ..errors import ConfigError
 from ..flow import Field, log_density_with_stats
 from ..settings import declared, number
-from ..solvers import SOLVERS, SolverConfig, attempt, in_float64, landing
+from ..solvers import SOLVERS, SolverConfig, in_float64, landing
 from .configurations import OFFERED_TOLERANCES
+from .outcomes import attempt
 from .references import MAX_TEST_POINTS
 
 __all__ = ["STEP_COUNTS", "TOLERANCES", "WorkPrecisionConfig", "WorkPrecisionPoint", "WorkPrecision", "work_precision", "convergence_order"]
