@@ -66,7 +66,14 @@ CANDIDATES = {
     "rk4 6 steps vary grid": {"solver": SolverConfig.fixed("rk4", 6), "vary_steps": True},
     "lr 6e-2": {"lr": 6e-2},
     "batch 256": {"batch_size": 256},
+    "3×32": {"field": FieldConfig(hidden=(32, 32, 32))},  # the shipped models' network: the defaults of the fifth round
     "64×32": {"field": FieldConfig(hidden=(64, 32))},  # twice the first layer's units: rings within 0.25 at 20 s on three seeds
+    "96×32": {"field": FieldConfig(hidden=(96, 32))},
+    "64×32×32": {"field": FieldConfig(hidden=(64, 32, 32))},
+    "lr 4e-2": {"lr": 4e-2},
+    "lr 2e-2": {"lr": 2e-2},
+    "128×16": {"field": FieldConfig(hidden=(128, 16))},
+    "64×32×16": {"field": FieldConfig(hidden=(64, 32, 16))},
 }
 
 

@@ -32,17 +32,18 @@ def wait_for_address(page, key: str, value: str | None, timeout_s: float = 30) -
 
 def test_a_changed_setting_goes_into_the_address_and_the_address_opens_it(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app_url + "/train?train_width=128&train_batch=abc")  # 128: not the default width, so the address keeps it
+    page.goto(app_url + "/train?train_width=128&train_batch=abc")  # a link from before each layer had its width: 128 for every layer
     wait_until_idle(page)
     assert "train_batch" not in address(page)  # a value the widget cannot take is dropped
-    assert address(page).get("train_width") == "128"
+    assert "train_width" not in address(page)
+    assert (address(page).get("train_width_1"), address(page).get("train_width_2")) == ("128", "128")  # not the defaults, so the address keeps them
     page.get_by_text("Training", exact=True).first.click()  # open the expander
     seed = number_box(page, "Seed")
     seed.fill("42")
     seed.press("Enter")
     wait_until_idle(page)
     shared = wait_for_address(page, "train_seed", "42")
-    assert shared.get("train_width") == "128"
+    assert (shared.get("train_width_1"), shared.get("train_width_2")) == ("128", "128")
     # a student opens the copied address: the same settings
     student = browser.new_page(viewport={"width": 1400, "height": 1000})
     student.goto(page.url)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 PUBLIC, PRIVATE = ["Ana", "Bea", "Caio", "Dani"], ["Eli", "Fay"]
 # small runs that last long enough for the board to show them training (an iteration budget of a small network ends in
 # seconds now that the training step is compiled): the board, not training, is tested here
-TRAIN = "/train?train_depth=1&train_width=16&train_budget_kind=Seconds&train_seconds=20"
+TRAIN = "/train?train_depth=1&train_width_1=16&train_budget_kind=Seconds&train_seconds=20"
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def test_a_visitor_stays_on_one_process_and_visitors_spread_over_both(deployment
 def test_a_real_browser_trains_through_the_proxy(deployment, browser):
     url, _, _ = deployment
     page = browser.new_page(viewport={"width": 1300, "height": 900})
-    page.goto(url + "/train?train_depth=1&train_width=16&train_iterations=5")  # routing is what is tested here, not training
+    page.goto(url + "/train?train_depth=1&train_width_1=16&train_iterations=5")  # routing is what is tested here, not training
     wait_until_idle(page)
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("text=/Run finished/", timeout=180_000)
@@ -89,7 +89,7 @@ def test_the_board_shows_the_students_of_both_processes(deployment, browser):
     for k in range(10):  # until each process has a public student, and one private student joined
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
-        upstream = page.goto(url + "/train?train_depth=1&train_width=16&train_iterations=5").headers["x-cnf-lab-upstream"]
+        upstream = page.goto(url + "/train?train_depth=1&train_width_1=16&train_iterations=5").headers["x-cnf-lab-upstream"]
         name, private = f"Student {k}", len(students) == 1
         if not private and landed.get(upstream):
             context.close()

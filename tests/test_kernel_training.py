@@ -72,7 +72,7 @@ def errors(kernel, field, x, t, steps, seed):
     ]
 
 
-@pytest.mark.parametrize("hidden", [(8,), (32, 32, 32), (5, 7, 9, 11)])
+@pytest.mark.parametrize("hidden", [(8,), (32, 32, 32), (64, 32), (5, 7, 9, 11)])
 @pytest.mark.parametrize("n", [1, 17, 300])
 @pytest.mark.parametrize("t, steps", [(1.0, 4), (0.3, 1), (1.0, 7)])
 def test_the_solve_and_its_gradient_are_autograds_through_the_float64_torch_solve(kernel, hidden, n, t, steps):

@@ -218,7 +218,7 @@ def test_each_widget_offers_exactly_what_its_declaration_allows(error_details):
 
 def test_hidden_layers_offer_the_declared_depths_and_widths():
     at = AppTest.from_string(
-        "from cnf_core.field import FieldConfig\nfrom ui import settings\nsettings.hidden_layers(FieldConfig, 'hidden', 'x', [16, 64, 256], (64, 64))",
+        "from cnf_core.field import FieldConfig\nfrom ui import settings\nsettings.hidden_layers(FieldConfig, 'hidden', 'x', [16, 64, 256], (256, 64))",
         default_timeout=30,
     )
     at.run()
@@ -226,7 +226,9 @@ def test_hidden_layers_offer_the_declared_depths_and_widths():
     fewest, most = declared(FieldConfig)["hidden"].setting.length
     depth = at.slider(key="x_depth")
     assert (depth.min, depth.max, depth.value) == (fewest, most, 2)
-    assert list(at.select_slider(key="x_width").options) == ["16", "64", "256"]
+    assert [at.select_slider(key=f"x_width_{layer}").value for layer in (1, 2)] == [256, 64]
+    assert all(list(at.select_slider(key=f"x_width_{layer}").options) == ["16", "64", "256"] for layer in (1, 2))
+    assert len(at.select_slider) == 2  # one width per layer shown
 
 
 def test_a_page_option_or_default_outside_the_declaration_is_a_mistake_caught_at_once(error_details):

@@ -21,7 +21,7 @@ def click_and_wait(page, name: str, pattern: str) -> None:
 
 def test_train_step_advances_the_iteration_count_by_one_per_click(app_url, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(app_url + "/train?train_depth=1&train_width=16")
+    page.goto(app_url + "/train?train_depth=1&train_width_1=16")
     wait_until_idle(page)
     assert shown(page, r"Iteration \d") == 0
     click_and_wait(page, "Step", r"Iteration 1 · loss")

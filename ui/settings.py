@@ -20,6 +20,7 @@ import math
 from typing import Any, Sequence
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from cnf_core.errors import CNFLabError
 from cnf_core.settings import Declared, declared
@@ -126,13 +127,50 @@ def widget(
 
 
 def hidden_layers(owner, name: str, prefix: str, widths: Sequence[int], default: tuple[int, ...], container=st) -> tuple[int, ...]:
-    """A network's hidden widths as two bound widgets: the number of layers (``{prefix}_depth``) and their width (``{prefix}_width``)."""
+    """A network's hidden widths as bound widgets: the number of layers (``{prefix}_depth``) and each layer's width (``{prefix}_width_1``, ...).
+
+    A layer beyond the default's takes the default's last width. An address
+    from before layers had their own widths carries one width for all
+    (``{prefix}_width``); it is read as that width for every layer, so the
+    link opens the network it named.
+    """
     declared_ = declaration(owner, name)
     fewest, most = declared_.setting.length
     widths = [declared_.check((width,))[0] for width in widths]
+    _read_one_width_for_every_layer(prefix, fewest, most, len(default), widths)
     depth = container.slider("Hidden layers", fewest, most, len(default), key=f"{prefix}_depth", bind=BIND, help="Depth of the concatsquash MLP f(z, t; θ).")
-    width = container.select_slider("Width", widths, value=default[0], key=f"{prefix}_width", bind=BIND, help="Units per hidden layer.")
-    return declared_.check((int(width),) * int(depth))
+    layers = []
+    for layer in range(1, int(depth) + 1):
+        value = default[min(layer, len(default)) - 1]
+        help_ = "Units in this hidden layer." + (" A wide first layer cuts the plane into more pieces for the next to combine." if layer == 1 else "")
+        layers.append(int(container.select_slider(f"Layer {layer} width", widths, value=value, key=f"{prefix}_width_{layer}", bind=BIND, help=help_)))
+    return declared_.check(tuple(layers))
+
+
+def _read_one_width_for_every_layer(prefix: str, fewest: int, most: int, default_depth: int, widths: Sequence[int]) -> None:
+    """Turn an old address's one width (``{prefix}_width``) into each layer's, before the widgets are drawn.
+
+    A bound widget seeds itself from the address the page was opened with, so
+    each layer's width is set in the session (the widget's value) and written
+    to the address (so a link copied at once names it). A width the widget
+    cannot take is dropped, as a widget drops it.
+    """
+    old = st.query_params.get(f"{prefix}_width")
+    if old is None:
+        return
+    del st.query_params[f"{prefix}_width"]
+    width = int(old) if old.isdigit() and int(old) in widths else None
+    depth = st.query_params.get(f"{prefix}_depth", "")
+    depth = int(depth) if depth.isdigit() and fewest <= int(depth) <= most else default_depth  # as the depth slider will read it
+    for layer in range(1, depth + 1 if width is not None else 1):
+        key = f"{prefix}_width_{layer}"
+        if key in st.query_params:
+            continue
+        st.session_state[key] = width
+        try:
+            st.query_params[key] = old
+        except StreamlitAPIException:  # drawn in this session's last run: the widget writes it on the next
+            pass
 
 
 def refused(exc: CNFLabError, container=st) -> None:

@@ -46,7 +46,7 @@ def render() -> None:
                 config = entry.model.field.config
                 st.caption(
                     f"{entry.source} · data: {info.get('dataset', '?')} · "
-                    f"{len(config.hidden)}×{config.hidden[0]} {config.activation} · "
+                    f"{config.widths} {config.activation} · "
                     f"{info.get('iterations', '?')} iterations"
                 )
                 try:

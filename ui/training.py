@@ -29,7 +29,7 @@ DEFAULTS_LINE = (  # what the defaults are and why, read from the declarations
     f"The defaults ({_DEFAULTS.field.widths} network, batch {_DEFAULTS.batch_size}, "
     f"learning rate {_DEFAULTS.lr:g}, {round(1 / _DEFAULTS.solver.step_size)} {_DEFAULTS.solver.method.upper()} steps, RNODE weights "
     f"{_DEFAULTS.kinetic_weight:g}) came nearest the gallery's models in 20 s and 60 s of one core, in a sweep of recipes on every dataset; "
-    "rings, whose outer ring separates late, needs about a minute."
+    "the wide first layer is for rings, whose outer ring a narrower one separates late."
 )
 
 

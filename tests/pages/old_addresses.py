@@ -4,9 +4,12 @@
 (`python tests/pages/old_addresses.py --record` in that checkout): for every
 address, the page's title and every keyed widget's displayed value. A link a
 teacher sent last term must open the same view today (test_old_addresses.py).
-One change since: the Train page's defaults are the recipe of issue 29 (3×32,
-batch 512, lr 0.03, 6 RK4 steps, 2,000 iterations), so a Train address that
-does not set these shows the new defaults; the record says so for them.
+Two changes since. The Train page's defaults are the recipe of issue 29 (a
+64×32 network, batch 512, lr 0.03, 6 RK4 steps, 2,000 iterations), so a Train
+address that does not set these shows the new defaults; the record says so
+for them. And each hidden layer has its own width (``train_width_1``, ...):
+an old address's one width (``train_width``) is every layer's, which
+`expand_renamed` gives the recorded view to compare.
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ ADDRESSES: list[tuple[str, dict[str, str]]] = [
     ("pages/lecture.py", {"step": "ffjord", "model": "checkerboard (pretrained)"}),
     ("pages/lecture.py", {"step": "summary", "projector": "true"}),
 ]
+
+
+def expand_renamed(widgets: dict) -> dict:
+    """A recorded view's widgets as they are named now: one width for all hidden layers becomes each layer's."""
+    widgets = dict(widgets)
+    if "train_width" in widgets:
+        width = widgets.pop("train_width")
+        widgets.update({f"train_width_{layer}": width for layer in range(1, int(widgets["train_depth"]) + 1)})
+    return widgets
 
 
 def view(at) -> dict:

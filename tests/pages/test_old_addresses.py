@@ -6,7 +6,7 @@ import math
 import pytest
 
 from app_tools import open_app
-from old_addresses import ADDRESSES, RECORD, view
+from old_addresses import ADDRESSES, RECORD, expand_renamed, view
 
 RECORDED = json.loads(RECORD.read_text())
 
@@ -32,5 +32,5 @@ def test_an_old_address_opens_the_same_view(recorded):
     assert not at.exception, [e.value for e in at.exception]
     now = view(at)
     assert now["title"] == recorded["view"]["title"]
-    changed = {key: (old, now["widgets"].get(key)) for key, old in recorded["view"]["widgets"].items() if not same(old, now["widgets"].get(key))}
+    changed = {key: (old, now["widgets"].get(key)) for key, old in expand_renamed(recorded["view"]["widgets"]).items() if not same(old, now["widgets"].get(key))}
     assert not changed, changed

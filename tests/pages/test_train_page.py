@@ -79,17 +79,31 @@ def test_bad_settings_are_refused_with_a_message_and_nothing_starts():
 
 
 def test_a_shared_address_restores_the_settings_and_model():
-    at = open_app(params={"model": "moons (pretrained)", "train_width": "32", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
+    at = open_app(params={"model": "moons (pretrained)", "train_width_1": "128", "train_lr": "0.003", "train_method": "euler", "train_steps": "7", "train_depth": "99"})
     assert at.session_state["active_model"] == "moons (pretrained)"
     at.switch_page("pages/train.py")
     at.run()
     no_errors(at)
-    assert at.select_slider(key="train_width").value == 32
+    assert (at.select_slider(key="train_width_1").value, at.select_slider(key="train_width_2").value) == (128, 32)
     assert abs(at.number_input(key="train_lr").value - 0.003) < 1e-12
     assert at.selectbox(key="train_method").value == "euler"
     assert at.number_input(key="train_steps").value == 7
-    assert at.slider(key="train_depth").value == 3  # 99 is out of range: ignored, default kept
+    assert at.slider(key="train_depth").value == 2  # 99 is out of range: ignored, default kept
     # the browser writes every change back into the address: tests/test_address_browser.py
+
+
+def test_each_layer_has_its_width_and_an_old_one_width_address_names_the_same_network():
+    at = open_app("pages/train.py", {"train_depth": "3", "train_width": "16"})  # a link from before each layer had its width
+    no_errors(at)
+    assert [at.select_slider(key=f"train_width_{layer}").value for layer in (1, 2, 3)] == [16, 16, 16]
+    assert "train_width" not in at.query_params and at.query_params["train_width_3"] == "16"  # the address names the network at once
+    at.slider(key="train_depth").set_value(4).run()
+    at.select_slider(key="train_width_2").set_value(128).run()
+    no_errors(at)
+    assert [at.select_slider(key=f"train_width_{layer}").value for layer in (1, 2, 3, 4)] == [16, 128, 16, 32]  # a new layer: the default's last width
+    next(n for n in at.number_input if n.label == "Iterations").set_value(3)
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert at.session_state["runs"][-1].config.field.hidden == (16, 128, 16, 32)
 
 
 def test_a_queued_run_shows_its_place_and_the_limits_are_refused_with_messages():
@@ -148,8 +162,9 @@ def test_the_command_lines_train_is_what_start_does_with_the_pages_defaults():
     assert cli == train_config(build_parser().parse_args(["train", "--dataset", shown["train_dataset"], "--iters", str(shown["train_iterations"]), "--out", "m.pt"]))
     assert (shown["train_budget_kind"], shown["train_iterations"], shown["train_seed"]) == ("Iterations", cli.iterations, cli.seed)
     assert (shown["train_dataset"], shown["train_objective"], shown["train_trace"]) == (cli.dataset, cli.objective, cli.trace)
-    assert (int(shown["train_width"]), shown["train_depth"], shown["train_activation"]) == (cli.field.hidden[0], len(cli.field.hidden), cli.field.activation)
-    assert set(cli.field.hidden) == {cli.field.hidden[0]}
+    layers = tuple(int(shown[f"train_width_{layer}"]) for layer in range(1, shown["train_depth"] + 1))
+    assert (layers, shown["train_activation"]) == (cli.field.hidden, cli.field.activation)
+    assert f"train_width_{shown['train_depth'] + 1}" not in shown
     assert (shown["train_batch"], shown["train_lr"], shown["train_weight_decay"]) == (cli.batch_size, cli.lr, cli.weight_decay)
     assert (shown["train_kinetic_weight"], shown["train_jacobian_weight"]) == (cli.kinetic_weight, cli.jacobian_weight)
     assert (shown["train_method"], shown["train_steps"], shown["train_adjoint"]) == (cli.solver.method, round(1 / cli.solver.step_size), cli.solver.adjoint)
