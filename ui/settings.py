@@ -159,14 +159,15 @@ def _read_one_width_for_every_layer(prefix: str, fewest: int, most: int, default
     if old is None:
         return
     del st.query_params[f"{prefix}_width"]
-    width = int(old) if old.isdigit() and int(old) in widths else None
+    if not (old.isdigit() and int(old) in widths):
+        return
     depth = st.query_params.get(f"{prefix}_depth", "")
     depth = int(depth) if depth.isdigit() and fewest <= int(depth) <= most else default_depth  # as the depth slider will read it
-    for layer in range(1, depth + 1 if width is not None else 1):
+    for layer in range(1, depth + 1):
         key = f"{prefix}_width_{layer}"
         if key in st.query_params:
             continue
-        st.session_state[key] = width
+        st.session_state[key] = int(old)
         try:
             st.query_params[key] = old
         except StreamlitAPIException:  # drawn in this session's last run: the widget writes it on the next

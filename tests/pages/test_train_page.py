@@ -106,6 +106,15 @@ def test_each_layer_has_its_width_and_an_old_one_width_address_names_the_same_ne
     assert at.session_state["runs"][-1].config.field.hidden == (16, 128, 16, 32)
 
 
+def test_an_old_width_the_sliders_cannot_take_is_dropped_and_the_defaults_shown():
+    at = open_app("pages/train.py", {"train_width": "100", "train_depth": "9"})
+    no_errors(at)
+    from cnf_core.training import TrainConfig
+
+    assert [s.value for s in at.select_slider if s.key.startswith("train_width_")] == list(TrainConfig().field.hidden)
+    assert "train_width" not in at.query_params
+
+
 def test_a_queued_run_shows_its_place_and_the_limits_are_refused_with_messages():
     from cnf_core.field import FieldConfig
     from cnf_core.training import TrainConfig
