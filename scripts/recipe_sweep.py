@@ -33,8 +33,9 @@ FOUR_STEPS = SolverConfig.fixed("rk4", 4)  # the training solver of the first fo
 SMALL = {"field": FieldConfig(hidden=(32, 32, 32)), "lr": 3e-2, "batch_size": 512, "kinetic_weight": 0.01, "jacobian_weight": 0.01, "solver": FOUR_STEPS}
 BEFORE = {"field": FieldConfig(hidden=(64, 64, 64)), "lr": 1e-2, "batch_size": 256, "kinetic_weight": 0.05, "jacobian_weight": 0.05, "solver": FOUR_STEPS}
 CANDIDATES = {
-    # a candidate changes the declared defaults where it says; one without a solver takes the defaults' (RK4 with 4
-    # steps in the first four rounds of docs/PERFORMANCE.md, 6 since the fifth)
+    # a candidate changes the declared defaults where it says; one without a network or solver takes the defaults'
+    # (in docs/PERFORMANCE.md's rounds: 3×32 with RK4 4 steps in the first four, 3×32 with 6 steps in the fifth,
+    # 64×32 with 6 steps since the sixth)
     "defaults": {},  # whatever TrainConfig declares now
     "before": BEFORE,  # the defaults before the sweep: 3×64, lr 1e-2, batch 256, RNODE 0.05
     "small": SMALL,  # the shipped models' network and optimiser with 4 rk4 steps: the first round's defaults
@@ -67,7 +68,7 @@ CANDIDATES = {
     "lr 6e-2": {"lr": 6e-2},
     "batch 256": {"batch_size": 256},
     "3×32": {"field": FieldConfig(hidden=(32, 32, 32))},  # the shipped models' network: the defaults of the fifth round
-    "64×32": {"field": FieldConfig(hidden=(64, 32))},  # twice the first layer's units: rings within 0.25 at 20 s on three seeds
+    "64×32": {"field": FieldConfig(hidden=(64, 32))},  # twice the first layer's units: the defaults since the sixth round
     "96×32": {"field": FieldConfig(hidden=(96, 32))},
     "64×32×32": {"field": FieldConfig(hidden=(64, 32, 32))},
     "lr 4e-2": {"lr": 4e-2},
