@@ -75,6 +75,12 @@ CANDIDATES = {
     "lr 2e-2": {"lr": 2e-2},
     "128×16": {"field": FieldConfig(hidden=(128, 16))},
     "64×32×16": {"field": FieldConfig(hidden=(64, 32, 16))},
+    # the seventh round (rings over three seeds): none steadier than the defaults
+    "batch 1024": {"batch_size": 1024},
+    "RNODE 0.02": {"kinetic_weight": 0.02, "jacobian_weight": 0.02},
+    "RNODE 0.005": {"kinetic_weight": 0.005, "jacobian_weight": 0.005},
+    "vary grid RNODE 0.02": {"vary_steps": True, "kinetic_weight": 0.02, "jacobian_weight": 0.02},
+    "vary grid lr 4e-2": {"vary_steps": True, "lr": 4e-2},
 }
 
 
