@@ -70,6 +70,4 @@ def attempt(
         status = "diverged"
         message = f"|z| reached {reach:.3g} ({config.describe()}), far outside where the data and the base live"
         value, blown_up = None, value
-    outcome = SolveOutcome(value, stats.nfe_forward, seconds, status, message, list(stats.accepted_steps), list(stats.rejected_steps))
-    outcome.blown_up = blown_up
-    return outcome
+    return SolveOutcome(value, stats.nfe_forward, seconds, status, message, list(stats.accepted_steps), list(stats.rejected_steps), blown_up)
